@@ -1,0 +1,131 @@
+/*
+ * lgd/guidance.h - loss guidance: estimating g = grad_x log p_sigma(y | x).
+ *
+ * With l the loss and p(x0 | x) the denoising posterior,
+ *   p_sigma(y | x) = E_{p(x0|x)}[exp(-l(x0))].
+ * Estimators (each uses one model evaluation D(x, sigma) and at most one VJP):
+ *  - LGD_GUIDANCE_DPS: point estimate at xhat = D(x, sigma):
+ *        g = -J^T grad l(xhat).
+ *  - LGD_GUIDANCE_MC (LGD-MC, the paper's Eq. 9): x_i = xhat + r(sigma) eps_i,
+ *    i = 1..n, w = softmax(-l(x_i)),  g = -J^T sum_i w_i grad l(x_i).
+ *    The model runs once however large n is; the n draws are processed in chunks
+ *    with an online log-sum-exp, so memory does not grow with n.
+ *    r(sigma) = sigma * s_d / sqrt(sigma^2 + s_d^2) with s_d = sigma_data (default
+ *    1: the paper's sigma / sqrt(1 + sigma^2)), or the caller's own function.
+ *    DPS is MC with n = 1 and r = 0.
+ *  - LGD_GUIDANCE_EXACT: for models with exact posterior sampling (Gaussian
+ *    mixtures): self-normalised importance sampling with proposals from p(x0 | x)
+ *    and weights exp(-l): g = (E[x0 | x, y] - xhat) / sigma^2. Consistent as n grows;
+ *    needs no loss gradient and no VJP.
+ * The guided denoiser is xhat_g = xhat + lambda * g, which any sampler uses as is.
+ * lambda follows the step rule:
+ *  - LGD_STEP_SCORE: lambda = scale * sigma^2 (guided score = score + scale * g;
+ *    Bayes-consistent at scale = 1);
+ *  - LGD_STEP_X0: lambda = scale;
+ *  - LGD_STEP_NORMALIZED: lambda = scale / sqrt(l), with l the loss at the estimate
+ *    (at xhat for DPS, the weighted loss of the draws for MC); for l = |y - A x|^2
+ *    this is the DPS paper's step zeta / |y - A(xhat)|.
+ * Outside [sigma_min_active, sigma_max_active] lambda is 0 (the model still runs).
+ */
+#ifndef LGD_GUIDANCE_H
+#define LGD_GUIDANCE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lgd_guidance_kind {
+    LGD_GUIDANCE_NONE = 0,
+    LGD_GUIDANCE_DPS = 1,
+    LGD_GUIDANCE_MC = 2,
+    LGD_GUIDANCE_EXACT = 3
+} lgd_guidance_kind;
+
+typedef enum lgd_step_rule {
+    LGD_STEP_SCORE = 0,
+    LGD_STEP_X0 = 1,
+    LGD_STEP_NORMALIZED = 2
+} lgd_step_rule;
+
+/** A user schedule for the MC radius r(sigma) >= 0. */
+typedef float (*lgd_radius_fn)(void *user, float sigma);
+
+typedef struct lgd_guidance_options {
+    uint32_t struct_size;
+    lgd_guidance_kind kind;     /**< default LGD_GUIDANCE_MC */
+    int32_t n_samples;          /**< MC / exact draws n >= 1, default 10 (DPS ignores it) */
+    int32_t chunk_size;         /**< draws per chunk, 0 (default) = min(n, 16) */
+    float sigma_data;           /**< r(sigma) parameter s_d > 0, default 1 */
+    lgd_radius_fn radius;       /**< overrides sigma_data when not NULL */
+    void *radius_user;
+    lgd_step_rule step_rule;    /**< default LGD_STEP_SCORE */
+    float scale;                /**< the step rule's w, default 1 */
+    float sigma_min_active;     /**< guidance window, default 0 */
+    float sigma_max_active;     /**< default +infinity */
+    uint64_t seed;              /**< seed of the MC draws, default 0 */
+} lgd_guidance_options;
+
+#define LGD_GUIDANCE_OPTIONS_INIT                                                        \
+    { (uint32_t)sizeof(lgd_guidance_options), LGD_GUIDANCE_MC, 10, 0, 1.0f, NULL, NULL, \
+      LGD_STEP_SCORE, 1.0f, 0.0f, (float)(1e30 * 1e30), 0 }
+LGD_API void lgd_guidance_options_init(lgd_guidance_options *options);
+
+/** Per-call diagnostics (averages over the batch). */
+typedef struct lgd_guidance_report {
+    uint32_t struct_size;       /**< set by the caller: sizeof(lgd_guidance_report) */
+    float sigma;                /**< noise level of the call */
+    float mean_loss;            /**< mean of the losses evaluated (over draws and batch) */
+    float mean_ess;             /**< effective sample size 1 / sum_i w_i^2, batch mean */
+    float min_ess;              /**< smallest effective sample size in the batch */
+    float mean_grad_norm;       /**< mean over the batch of |g| */
+    float mean_lambda;          /**< mean step weight lambda actually applied */
+    int32_t active;             /**< 1 if guidance was applied, 0 if off at this sigma */
+} lgd_guidance_report;
+
+#define LGD_GUIDANCE_REPORT_INIT { (uint32_t)sizeof(lgd_guidance_report), 0, 0, 0, 0, 0, 0, 0 }
+
+/**
+ * Creates a guidance estimator for `model` and `loss` (kept alive by their own
+ * references). loss may be NULL only for LGD_GUIDANCE_NONE. options NULL = defaults.
+ */
+LGD_API lgd_status lgd_guidance_create(lgd_context *context, lgd_model *model, lgd_loss *loss,
+                                       const lgd_guidance_options *options,
+                                       lgd_guidance **out_guidance);
+LGD_API void lgd_guidance_destroy(lgd_guidance *guidance);
+
+/** Shorthand for LGD-MC with n draws and every other option at its default
+ *  (r(sigma) = sigma / sqrt(1 + sigma^2), score step rule, scale 1). */
+LGD_API lgd_status lgd_guidance_mc(lgd_context *context, lgd_model *model, lgd_loss *loss,
+                                   int32_t n_samples, lgd_guidance **out_guidance);
+
+/** Sets (or with NULL clears) the condition rows [batch][cond_dim] passed to the model. */
+LGD_API lgd_status lgd_guidance_set_condition(lgd_guidance *guidance, const lgd_tensor *cond);
+
+/** Sets the seed of the MC / exact draws (they are also keyed by step and row). */
+LGD_API void lgd_guidance_set_seed(lgd_guidance *guidance, uint64_t seed);
+
+/** The radius r(sigma) that LGD-MC uses at sigma. */
+LGD_API float lgd_guidance_radius(const lgd_guidance *guidance, float sigma);
+
+/**
+ * Estimates g = grad_x log p_sigma(y | x) into out_g [batch][dim]; also writes
+ * xhat = D(x, sigma) into out_xhat when not NULL. step_index and first_row key the
+ * random draws (draw i of row b at step t uses counters (t, first_row + b, i)).
+ * report may be NULL.
+ */
+LGD_API lgd_status lgd_guidance_term(lgd_guidance *guidance, const lgd_tensor *x, float sigma,
+                                     int32_t step_index, uint64_t first_row,
+                                     lgd_tensor *out_g, lgd_tensor *out_xhat,
+                                     lgd_guidance_report *report);
+
+/** The guided denoiser xhat_g = D(x, sigma) + lambda(sigma) * g into out [batch][dim]. */
+LGD_API lgd_status lgd_guidance_denoise(lgd_guidance *guidance, const lgd_tensor *x,
+                                        float sigma, int32_t step_index, uint64_t first_row,
+                                        lgd_tensor *out, lgd_guidance_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,154 @@
+/*
+ * backend.h - the private tensor-backend interface (versioned vtable).
+ *
+ * Every pointer argument named like data (x, y, out, ...) is backend memory:
+ * host memory on the CPU backend, device memory on CUDA. Matrices are row-major.
+ * Operations are queued in order on the backend's stream; the ones that return
+ * a value to the host (all_finite, download) synchronise.
+ *
+ * The CUDA module (cuda/) fills the same table; its entry point is
+ * lgd_cuda_backend_open(), checked against LGD_BACKEND_ABI_VERSION.
+ */
+#ifndef LGD_BACKEND_H
+#define LGD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LGD_BACKEND_ABI_VERSION 1u
+
+typedef struct lgd_backend lgd_backend; /* the backend's own state */
+
+/* Where a Philox stream of numbers sits: keyed by seed, counted by
+ * (element block, row, draw, purpose/step). See src/philox.h. */
+typedef struct lgd_rng_stream {
+    uint64_t seed;
+    uint32_t purpose;   /* LGD_RNG_* below, 8 bits */
+    uint32_t step;      /* sampler step, 24 bits */
+    uint64_t first_row; /* global index of row 0 of this call */
+    uint32_t first_draw;/* index of draw 0 of this call (MC chunks) */
+} lgd_rng_stream;
+
+enum {
+    LGD_RNG_INIT = 1,        /* initial noise x = sigma_max z */
+    LGD_RNG_MC_DRAW = 2,     /* LGD-MC draws x_i = xhat + r eps_i */
+    LGD_RNG_ANCESTRAL = 3,   /* DDIM(eta) / ancestral noise */
+    LGD_RNG_CHURN = 4,       /* Heun churn noise */
+    LGD_RNG_POSTERIOR = 5,   /* exact posterior draws: the normals */
+    LGD_RNG_COMPONENT = 6    /* exact posterior draws: mixture component choice */
+};
+
+/* Filters of the eigenvalues lam of a covariance at noise variance s2, applied
+ * column-wise by diag_filter: out[r][j] = f(lam[j], s2) * in[r][j]. */
+typedef enum lgd_diag_filter {
+    LGD_FILTER_SHRINK = 0,    /* lam / (lam + s2)                 (posterior mean gain) */
+    LGD_FILTER_PRECISION = 1, /* 1 / (lam + s2)                   (noisy precision) */
+    LGD_FILTER_POST_STD = 2   /* sqrt(lam * s2 / (lam + s2))      (posterior std) */
+} lgd_diag_filter;
+
+/* State of the online log-sum-exp over Monte Carlo draws, one entry per row b:
+ *   max[b] = running max of -l, sum[b] = sum_i exp(-l_i - max), sum2[b] = sum_i
+ *   exp(-2 l_i - 2 max), wloss[b] = sum_i exp(-l_i - max) l_i, lsum[b] = sum_i l_i,
+ *   vec[b][:] = sum_i exp(-l_i - max) v_i. */
+typedef struct lgd_mc_state {
+    float *max, *sum, *sum2, *wloss, *lsum; /* [rows] */
+    float *vec;                             /* [rows][cols] */
+} lgd_mc_state;
+
+typedef struct lgd_backend_ops {
+    uint32_t abi_version;
+    const char *(*name)(lgd_backend *be);
+    int host_memory; /* non-zero when backend memory is host memory */
+    void (*destroy)(lgd_backend *be);
+
+    /* memory */
+    void *(*alloc)(lgd_backend *be, size_t bytes);
+    void (*free)(lgd_backend *be, void *p);
+    int (*upload)(lgd_backend *be, void *dst, const void *src, size_t bytes);
+    int (*download)(lgd_backend *be, void *dst, const void *src, size_t bytes);
+    int (*copy)(lgd_backend *be, void *dst, const void *src, size_t bytes);
+    int (*synchronize)(lgd_backend *be);
+
+    /* elementwise */
+    void (*fill)(lgd_backend *be, float *x, size_t n, float value);
+    /* y = a x + b y */
+    void (*axpby)(lgd_backend *be, size_t n, float a, const float *x, float b, float *y);
+    /* y[r][:] = a[r * a_stride] * x[r][:] + b * y[r][:] */
+    void (*axpby_rows)(lgd_backend *be, size_t rows, size_t cols, const float *a,
+                       size_t a_stride, const float *x, float b, float *y);
+    /* out[r][:] = x[r][:] - row[:] */
+    void (*sub_row)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                    const float *row, float *out);
+    /* out[r][:] = x[r / repeat][:] + a * y[r][:]  (broadcast rows of x over `repeat`) */
+    void (*broadcast_axpy)(lgd_backend *be, size_t rows, size_t repeat, size_t cols,
+                           const float *x, float a, const float *y, float *out);
+    void (*diag_filter)(lgd_backend *be, lgd_diag_filter filter, size_t rows, size_t cols,
+                        const float *lam, float s2, const float *in, float *out);
+
+    /* reductions (outputs in backend memory) */
+    void (*row_dot)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                    const float *y, float *out);
+    /* out[r * out_stride] = c - 0.5 * sum_j x[r][j]^2 / (lam[j] + s2) */
+    void (*gaussian_logp)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                          const float *lam, float s2, float c, float *out, size_t out_stride);
+    /* row-wise softmax in place, x[rows][cols] */
+    void (*softmax_rows)(lgd_backend *be, size_t rows, size_t cols, float *x);
+    /* out[r] = log sum_j exp(x[r][j]) */
+    void (*logsumexp_rows)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                           float *out);
+    /* returns 1 if all n values are finite (synchronises) */
+    int (*all_finite)(lgd_backend *be, const float *x, size_t n);
+
+    /* C[M][N] = alpha op(A) op(B) + beta C, row-major */
+    void (*gemm)(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                 float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                 float beta, float *C, size_t ldc);
+
+    /* random numbers: out[r][j][e] for r < rows, j < draws, e < cols, Philox
+     * counter (e / 4, first_row + r, first_draw + j, purpose << 24 | step) */
+    void (*normal)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                   size_t cols, float *out);
+    /* one uniform in (0, 1) per (r, j) */
+    void (*uniform)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                    float *out);
+
+    /* Monte Carlo reductions */
+    void (*mc_reset)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st);
+    /* folds draws loss[rows][draws], vec[rows][draws][cols] into the state */
+    void (*mc_accumulate)(lgd_backend *be, size_t rows, size_t draws, size_t cols,
+                          const float *loss, const float *vec, lgd_mc_state *st);
+    /* out[r][:] = vec / sum; ess[r] = sum^2 / sum2; wloss[r] = wloss / sum (in place) */
+    void (*mc_finish)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st,
+                      float *out, float *ess);
+
+    /* exact posterior sampling of a mixture: idx[r][j] = the first k with
+     * cumsum(prob[r][:k+1]) > u[r][j] (clamped to K-1) */
+    void (*categorical)(lgd_backend *be, size_t rows, size_t draws, size_t K,
+                        const float *prob, const float *u, int32_t *idx);
+    /* dst[r][j][:] = src[r][j][:] where idx[r][j] == k */
+    void (*select_rows)(lgd_backend *be, size_t n, size_t cols, const int32_t *idx, int32_t k,
+                        const float *src, float *dst);
+
+    /* built-in losses on x[rows][cols]; target row of x row r is (r / per_target) %
+     * target_rows; grad may be NULL */
+    void (*loss_sqerr)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                       const float *target, size_t target_rows, size_t per_target,
+                       const float *weights, float *loss, float *grad);
+    /* logistic: z = x . a + b; loss = softplus(-z); grad = -sigmoid(-z) a */
+    void (*loss_logistic)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                          const float *a, float b, float *loss, float *grad);
+    /* residual form: res[r][:] = (H x_r - y_t) / s2 precomputed by gemm; this
+     * turns res into loss (0.5 * s2 * |res|^2) */
+    void (*loss_residual)(lgd_backend *be, size_t rows, size_t m, const float *y,
+                          size_t target_rows, size_t per_target, float inv_s2, float *hx,
+                          float *loss);
+} lgd_backend_ops;
+
+/* The CPU backend (always built). threads = 0: OpenMP default. */
+int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops);
+
+/* Signature of the CUDA module's entry point "lgd_cuda_backend_open". */
+typedef int (*lgd_backend_open_fn)(uint32_t abi_version, int device_index, lgd_backend **out_be,
+                                   const lgd_backend_ops **out_ops, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,480 @@
+/*
+ * backend_cpu.c - the CPU tensor backend: host memory, OpenMP loops, CBLAS GEMM.
+ *
+ * This is the reference implementation of every backend operation. Loops are
+ * written so that each output element is computed by one thread in a fixed
+ * order: results do not depend on the thread count.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "backend.h"
+#include "philox.h"
+
+struct lgd_backend {
+    int threads;
+    char name[96];
+};
+
+/* Parallelise only loops with enough work to pay for waking the threads. */
+#define PAR_MIN_WORK 32768
+#define LGD_PRAGMA(x) _Pragma(#x)
+
+#ifdef _OPENMP
+#define OMP_FOR(work) \
+    LGD_PRAGMA(omp parallel for num_threads(be->threads) if ((work) >= 32768) schedule(static))
+#else
+#define OMP_FOR(work)
+#endif
+
+static const char *cpu_name(lgd_backend *be) { return be->name; }
+
+static void cpu_destroy(lgd_backend *be) { free(be); }
+
+static void *cpu_alloc(lgd_backend *be, size_t bytes)
+{
+    (void)be;
+    if (bytes == 0)
+        bytes = 1;
+    /* 64-byte alignment for vector loads; size rounded up as aligned_alloc requires */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes)
+        return NULL;
+    return aligned_alloc(64, rounded);
+}
+
+static void cpu_free(lgd_backend *be, void *p)
+{
+    (void)be;
+    free(p);
+}
+
+static int cpu_memcpy(lgd_backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (bytes)
+        memmove(dst, src, bytes);
+    return 0;
+}
+
+static int cpu_synchronize(lgd_backend *be)
+{
+    (void)be;
+    return 0;
+}
+
+static void cpu_fill(lgd_backend *be, float *x, size_t n, float value)
+{
+    OMP_FOR(n)
+    for (size_t i = 0; i < n; i++)
+        x[i] = value;
+}
+
+static void cpu_axpby(lgd_backend *be, size_t n, float a, const float *x, float b, float *y)
+{
+    if (b == 0.0f) {
+        OMP_FOR(n)
+        for (size_t i = 0; i < n; i++)
+            y[i] = a * x[i];
+    } else {
+        OMP_FOR(n)
+        for (size_t i = 0; i < n; i++)
+            y[i] = a * x[i] + b * y[i];
+    }
+}
+
+static void cpu_axpby_rows(lgd_backend *be, size_t rows, size_t cols, const float *a,
+                           size_t a_stride, const float *x, float b, float *y)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        float ar = a[r * a_stride];
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        if (b == 0.0f)
+            for (size_t j = 0; j < cols; j++)
+                yr[j] = ar * xr[j];
+        else
+            for (size_t j = 0; j < cols; j++)
+                yr[j] = ar * xr[j] + b * yr[j];
+    }
+}
+
+static void cpu_sub_row(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                        const float *row, float *out)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j++)
+            out[r * cols + j] = x[r * cols + j] - row[j];
+}
+
+static void cpu_broadcast_axpy(lgd_backend *be, size_t rows, size_t repeat, size_t cols,
+                               const float *x, float a, const float *y, float *out)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + (r / repeat) * cols;
+        const float *yr = y + r * cols;
+        float *o = out + r * cols;
+        for (size_t j = 0; j < cols; j++)
+            o[j] = xr[j] + a * yr[j];
+    }
+}
+
+static void cpu_diag_filter(lgd_backend *be, lgd_diag_filter filter, size_t rows, size_t cols,
+                            const float *lam, float s2, const float *in, float *out)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        const float *ir = in + r * cols;
+        float *o = out + r * cols;
+        for (size_t j = 0; j < cols; j++) {
+            float l = lam[j], f;
+            switch (filter) {
+            case LGD_FILTER_SHRINK: f = l / (l + s2); break;
+            case LGD_FILTER_PRECISION: f = 1.0f / (l + s2); break;
+            default: f = sqrtf(l * s2 / (l + s2)); break;
+            }
+            o[j] = f * ir[j];
+        }
+    }
+}
+
+static void cpu_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                        const float *y, float *out)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (size_t j = 0; j < cols; j++)
+            acc += (double)x[r * cols + j] * (double)y[r * cols + j];
+        out[r] = (float)acc;
+    }
+}
+
+static void cpu_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                              const float *lam, float s2, float c, float *out,
+                              size_t out_stride)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            double v = x[r * cols + j];
+            acc += v * v / ((double)lam[j] + (double)s2);
+        }
+        out[r * out_stride] = (float)((double)c - 0.5 * acc);
+    }
+}
+
+static void cpu_softmax_rows(lgd_backend *be, size_t rows, size_t cols, float *x)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * cols;
+        float m = -INFINITY;
+        for (size_t j = 0; j < cols; j++)
+            m = xr[j] > m ? xr[j] : m;
+        double s = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            xr[j] = expf(xr[j] - m);
+            s += xr[j];
+        }
+        float inv = (float)(1.0 / s);
+        for (size_t j = 0; j < cols; j++)
+            xr[j] *= inv;
+    }
+}
+
+static void cpu_logsumexp_rows(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                               float *out)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float m = -INFINITY;
+        for (size_t j = 0; j < cols; j++)
+            m = xr[j] > m ? xr[j] : m;
+        double s = 0.0;
+        for (size_t j = 0; j < cols; j++)
+            s += exp((double)xr[j] - (double)m);
+        out[r] = m + (float)log(s);
+    }
+}
+
+static int cpu_all_finite(lgd_backend *be, const float *x, size_t n)
+{
+    int ok = 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(be->threads) if (n >= PAR_MIN_WORK) reduction(&& : ok)
+#else
+    (void)be;
+#endif
+    for (size_t i = 0; i < n; i++)
+        ok = ok && isfinite(x[i]);
+    return ok;
+}
+
+static void cpu_gemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                     float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                     float beta, float *C, size_t ldc)
+{
+    (void)be;
+    if (M == 0 || N == 0)
+        return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha,
+                A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                       size_t cols, float *out)
+{
+    uint32_t tag = lgd_rng_tag(s->purpose, s->step);
+    size_t blocks = (cols + 3) / 4;
+    size_t n = rows * draws;
+    OMP_FOR(n * cols)
+    for (size_t rj = 0; rj < n; rj++) {
+        size_t r = rj / draws, j = rj % draws;
+        uint32_t row = (uint32_t)(s->first_row + r);
+        uint32_t draw = (uint32_t)(s->first_draw + j);
+        float *o = out + rj * cols;
+        for (size_t blk = 0; blk < blocks; blk++) {
+            float z[4];
+            lgd_philox_normal4((uint32_t)blk, row, draw, tag, s->seed, z);
+            size_t e0 = blk * 4;
+            for (size_t e = 0; e < 4 && e0 + e < cols; e++)
+                o[e0 + e] = z[e];
+        }
+    }
+}
+
+static void cpu_uniform(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                        float *out)
+{
+    uint32_t tag = lgd_rng_tag(s->purpose, s->step);
+    size_t n = rows * draws;
+    OMP_FOR(n * 16)
+    for (size_t rj = 0; rj < n; rj++) {
+        size_t r = rj / draws, j = rj % draws;
+        lgd_philox_block b =
+            lgd_philox4x32_10(0u, (uint32_t)(s->first_row + r), (uint32_t)(s->first_draw + j),
+                              tag, (uint32_t)s->seed, (uint32_t)(s->seed >> 32));
+        out[rj] = lgd_u32_to_uniform_open(b.v[0]);
+    }
+}
+
+static void cpu_mc_reset(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st)
+{
+    for (size_t r = 0; r < rows; r++) {
+        st->max[r] = -INFINITY;
+        st->sum[r] = 0.0f;
+        st->sum2[r] = 0.0f;
+        st->wloss[r] = 0.0f;
+        st->lsum[r] = 0.0f;
+    }
+    cpu_fill(be, st->vec, rows * cols, 0.0f);
+}
+
+static void cpu_mc_accumulate(lgd_backend *be, size_t rows, size_t draws, size_t cols,
+                              const float *loss, const float *vec, lgd_mc_state *st)
+{
+    OMP_FOR(rows * draws * cols)
+    for (size_t r = 0; r < rows; r++) {
+        const float *l = loss + r * draws;
+        float m = st->max[r];
+        for (size_t j = 0; j < draws; j++)
+            m = -l[j] > m ? -l[j] : m;
+        /* rescale the running sums to the new max */
+        float scale = (st->max[r] == -INFINITY) ? 0.0f : expf(st->max[r] - m);
+        float sum = st->sum[r] * scale;
+        float sum2 = st->sum2[r] * scale * scale;
+        float wloss = st->wloss[r] * scale;
+        float lsum = st->lsum[r];
+        float *acc = st->vec + r * cols;
+        if (scale != 1.0f)
+            for (size_t e = 0; e < cols; e++)
+                acc[e] *= scale;
+        for (size_t j = 0; j < draws; j++) {
+            float w = expf(-l[j] - m);
+            sum += w;
+            sum2 += w * w;
+            wloss += w * l[j];
+            lsum += l[j];
+            const float *v = vec + (r * draws + j) * cols;
+            for (size_t e = 0; e < cols; e++)
+                acc[e] += w * v[e];
+        }
+        st->max[r] = m;
+        st->sum[r] = sum;
+        st->sum2[r] = sum2;
+        st->wloss[r] = wloss;
+        st->lsum[r] = lsum;
+    }
+}
+
+static void cpu_mc_finish(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st,
+                          float *out, float *ess)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        float inv = 1.0f / st->sum[r];
+        for (size_t e = 0; e < cols; e++)
+            out[r * cols + e] = st->vec[r * cols + e] * inv;
+        ess[r] = st->sum[r] * st->sum[r] / st->sum2[r];
+        st->wloss[r] *= inv;
+    }
+}
+
+static void cpu_categorical(lgd_backend *be, size_t rows, size_t draws, size_t K,
+                            const float *prob, const float *u, int32_t *idx)
+{
+    OMP_FOR(rows * draws * K)
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = prob + r * K;
+        for (size_t j = 0; j < draws; j++) {
+            float target = u[r * draws + j], c = 0.0f;
+            int32_t k = (int32_t)K - 1;
+            for (size_t i = 0; i < K; i++) {
+                c += p[i];
+                if (c > target) {
+                    k = (int32_t)i;
+                    break;
+                }
+            }
+            idx[r * draws + j] = k;
+        }
+    }
+}
+
+static void cpu_select_rows(lgd_backend *be, size_t n, size_t cols, const int32_t *idx,
+                            int32_t k, const float *src, float *dst)
+{
+    OMP_FOR(n * cols)
+    for (size_t r = 0; r < n; r++)
+        if (idx[r] == k)
+            memcpy(dst + r * cols, src + r * cols, cols * sizeof(float));
+}
+
+static void cpu_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                           const float *target, size_t target_rows, size_t per_target,
+                           const float *weights, float *loss, float *grad)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        const float *t = target + ((r / per_target) % target_rows) * cols;
+        const float *xr = x + r * cols;
+        double acc = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            float d = xr[j] - t[j];
+            float w = weights ? weights[j] : 1.0f;
+            acc += (double)w * d * d;
+            if (grad)
+                grad[r * cols + j] = 2.0f * w * d;
+        }
+        loss[r] = (float)acc;
+    }
+}
+
+/* softplus(t) = log(1 + e^t), stable for large |t| */
+static float softplusf(float t) { return t > 0 ? t + log1pf(expf(-t)) : log1pf(expf(t)); }
+static float sigmoidf(float t)
+{
+    return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
+}
+
+static void cpu_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                              const float *a, float b, float *loss, float *grad)
+{
+    OMP_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++) {
+        double z = b;
+        for (size_t j = 0; j < cols; j++)
+            z += (double)a[j] * x[r * cols + j];
+        loss[r] = softplusf(-(float)z);
+        if (grad) {
+            float s = -sigmoidf(-(float)z);
+            for (size_t j = 0; j < cols; j++)
+                grad[r * cols + j] = s * a[j];
+        }
+    }
+}
+
+static void cpu_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
+                              size_t target_rows, size_t per_target, float inv_s2, float *hx,
+                              float *loss)
+{
+    OMP_FOR(rows * m)
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = y + ((r / per_target) % target_rows) * m;
+        float *h = hx + r * m;
+        double acc = 0.0;
+        for (size_t j = 0; j < m; j++) {
+            float d = h[j] - yr[j];
+            acc += (double)d * d;
+            h[j] = d * inv_s2;
+        }
+        loss[r] = (float)(0.5 * acc * inv_s2);
+    }
+}
+
+static const lgd_backend_ops cpu_ops = {
+    .abi_version = LGD_BACKEND_ABI_VERSION,
+    .name = cpu_name,
+    .host_memory = 1,
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .synchronize = cpu_synchronize,
+    .fill = cpu_fill,
+    .axpby = cpu_axpby,
+    .axpby_rows = cpu_axpby_rows,
+    .sub_row = cpu_sub_row,
+    .broadcast_axpy = cpu_broadcast_axpy,
+    .diag_filter = cpu_diag_filter,
+    .row_dot = cpu_row_dot,
+    .gaussian_logp = cpu_gaussian_logp,
+    .softmax_rows = cpu_softmax_rows,
+    .logsumexp_rows = cpu_logsumexp_rows,
+    .all_finite = cpu_all_finite,
+    .gemm = cpu_gemm,
+    .normal = cpu_normal,
+    .uniform = cpu_uniform,
+    .mc_reset = cpu_mc_reset,
+    .mc_accumulate = cpu_mc_accumulate,
+    .mc_finish = cpu_mc_finish,
+    .categorical = cpu_categorical,
+    .select_rows = cpu_select_rows,
+    .loss_sqerr = cpu_loss_sqerr,
+    .loss_logistic = cpu_loss_logistic,
+    .loss_residual = cpu_loss_residual,
+};
+
+int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)
+{
+    lgd_backend *be = calloc(1, sizeof *be);
+    if (!be)
+        return -1;
+#ifdef _OPENMP
+    be->threads = threads > 0 ? threads : omp_get_max_threads();
+#else
+    be->threads = 1;
+    (void)threads;
+#endif
+    snprintf(be->name, sizeof be->name, "cpu (openblas, %d threads)", be->threads);
+    *out_be = be;
+    *out_ops = &cpu_ops;
+    return 0;
+}

@@ -1,0 +1,315 @@
+/*
+ * context.c - contexts: backend selection, errors, logging, memory accounting.
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "lgd_config.h"
+
+uint32_t lgd_version(void) { return LGD_VERSION_NUMBER; }
+
+const char *lgd_version_string(void) { return LGD_VERSION_STRING; }
+
+const char *lgd_status_string(lgd_status status)
+{
+    switch (status) {
+    case LGD_OK: return "ok";
+    case LGD_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case LGD_ERR_OUT_OF_MEMORY: return "out of memory";
+    case LGD_ERR_SHAPE_MISMATCH: return "shape mismatch";
+    case LGD_ERR_NON_FINITE: return "non-finite value";
+    case LGD_ERR_CALLBACK: return "callback failed";
+    case LGD_ERR_UNSUPPORTED: return "unsupported";
+    case LGD_ERR_BACKEND_UNAVAILABLE: return "backend unavailable";
+    case LGD_ERR_ABORTED: return "aborted";
+    case LGD_ERR_STATE: return "invalid state";
+    case LGD_ERR_IO: return "i/o error";
+    case LGD_ERR_FORMAT: return "malformed data";
+    case LGD_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+static void vlog(lgd_context *ctx, lgd_log_level level, const char *fmt, va_list ap)
+{
+    if (!ctx || !ctx->log || level > ctx->log_level)
+        return;
+    char msg[LGD_ERROR_CAP];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    ctx->log(ctx->log_user, level, msg);
+}
+
+void lgd_log(lgd_context *ctx, lgd_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(ctx, level, fmt, ap);
+    va_end(ap);
+}
+
+lgd_status lgd_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
+{
+    if (!ctx)
+        return status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    va_end(ap);
+    if (ctx->log && ctx->log_level >= LGD_LOG_ERROR)
+        ctx->log(ctx->log_user, LGD_LOG_ERROR, ctx->error);
+    return status;
+}
+
+int lgd_read_options(void *dst, size_t dst_size, const void *src, const void *defaults)
+{
+    memcpy(dst, defaults, dst_size);
+    if (!src)
+        return 1;
+    uint32_t size;
+    memcpy(&size, src, sizeof size);
+    if (size < sizeof(uint32_t))
+        return 0;
+    size_t n = size < dst_size ? size : dst_size;
+    memcpy(dst, src, n);
+    memcpy(dst, &(uint32_t){ (uint32_t)dst_size }, sizeof(uint32_t));
+    return 1;
+}
+
+int lgd_is_finite(float v) { return isfinite(v); }
+
+void lgd_context_options_init(lgd_context_options *o)
+{
+    if (o) {
+        lgd_context_options d = LGD_CONTEXT_OPTIONS_INIT;
+        *o = d;
+    }
+}
+
+static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
+{
+    static const char *names[] = { LGD_CUDA_MODULE_PATH, "liblgd-cuda.so." LGD_SOVERSION_STR,
+                                   "liblgd-cuda.so" };
+    void *h = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
+        if (names[i][0])
+            h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return "the CUDA backend module liblgd-cuda.so is not installed or cannot be loaded";
+    lgd_backend_open_fn open_fn;
+    void *sym = dlsym(h, "lgd_cuda_backend_open");
+    memcpy(&open_fn, &sym, sizeof open_fn);
+    if (!open_fn) {
+        dlclose(h);
+        return "liblgd-cuda.so has no entry point lgd_cuda_backend_open";
+    }
+    if (open_fn(LGD_BACKEND_ABI_VERSION, o->device_index, &ctx->be, &ctx->ops, ctx->error,
+                sizeof ctx->error) != 0) {
+        dlclose(h);
+        return "no usable CUDA device (no driver, no device, or a driver too old)";
+    }
+    ctx->module = h;
+    ctx->kind = LGD_BACKEND_CUDA;
+    return NULL;
+}
+
+lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **out,
+                              const char **out_error)
+{
+    const char *dummy;
+    if (!out_error)
+        out_error = &dummy;
+    *out_error = "";
+    if (!out) {
+        *out_error = "out_context is NULL";
+        return LGD_ERR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    lgd_context_options o, defaults = LGD_CONTEXT_OPTIONS_INIT;
+    if (!lgd_read_options(&o, sizeof o, options, &defaults)) {
+        *out_error = "options->struct_size is invalid (use LGD_CONTEXT_OPTIONS_INIT)";
+        return LGD_ERR_INVALID_ARGUMENT;
+    }
+    if (o.backend != LGD_BACKEND_AUTO && o.backend != LGD_BACKEND_CPU &&
+        o.backend != LGD_BACKEND_CUDA) {
+        *out_error = "options->backend is not a known lgd_backend_kind";
+        return LGD_ERR_INVALID_ARGUMENT;
+    }
+    if (o.num_threads < 0 || o.device_index < 0) {
+        *out_error = "options->num_threads and options->device_index must be >= 0";
+        return LGD_ERR_INVALID_ARGUMENT;
+    }
+    lgd_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        *out_error = "out of memory allocating the context";
+        return LGD_ERR_OUT_OF_MEMORY;
+    }
+    ctx->refs = 1;
+    ctx->log = o.log;
+    ctx->log_user = o.log_user;
+    ctx->log_level = o.log_level;
+    if (o.backend == LGD_BACKEND_CUDA || o.backend == LGD_BACKEND_AUTO) {
+        const char *why = open_cuda(ctx, &o);
+        if (why && o.backend == LGD_BACKEND_CUDA) {
+            free(ctx);
+            *out_error = why;
+            return LGD_ERR_BACKEND_UNAVAILABLE;
+        }
+        if (why)
+            lgd_log(ctx, LGD_LOG_INFO, "AUTO backend: %s; using the CPU", why);
+    }
+    if (!ctx->be) {
+        if (lgd_cpu_backend_open(o.num_threads, &ctx->be, &ctx->ops) != 0) {
+            free(ctx);
+            *out_error = "out of memory opening the CPU backend";
+            return LGD_ERR_OUT_OF_MEMORY;
+        }
+        ctx->kind = LGD_BACKEND_CPU;
+    }
+    ctx->error[0] = '\0';
+    snprintf(ctx->backend_name, sizeof ctx->backend_name, "%s", ctx->ops->name(ctx->be));
+    *out = ctx;
+    return LGD_OK;
+}
+
+lgd_context *lgd_context_retain(lgd_context *ctx)
+{
+    ctx->refs++;
+    return ctx;
+}
+
+void lgd_context_release(lgd_context *ctx)
+{
+    if (!ctx || --ctx->refs > 0)
+        return;
+    ctx->ops->destroy(ctx->be);
+    if (ctx->module)
+        dlclose(ctx->module);
+    free(ctx);
+}
+
+void lgd_context_destroy(lgd_context *ctx) { lgd_context_release(ctx); }
+
+const char *lgd_context_last_error(const lgd_context *ctx)
+{
+    return ctx ? ctx->error : "context is NULL";
+}
+
+void lgd_context_clear_error(lgd_context *ctx)
+{
+    if (ctx)
+        ctx->error[0] = '\0';
+}
+
+lgd_backend_kind lgd_context_backend(const lgd_context *ctx)
+{
+    return ctx ? ctx->kind : LGD_BACKEND_CPU;
+}
+
+const char *lgd_context_backend_name(const lgd_context *ctx)
+{
+    return ctx ? ctx->backend_name : "";
+}
+
+lgd_status lgd_context_synchronize(lgd_context *ctx)
+{
+    if (!ctx)
+        return LGD_ERR_INVALID_ARGUMENT;
+    if (ctx->ops->synchronize(ctx->be) != 0)
+        return lgd_error(ctx, LGD_ERR_INTERNAL, "backend synchronize failed");
+    return LGD_OK;
+}
+
+void lgd_context_memory_usage(const lgd_context *ctx, size_t *current, size_t *peak)
+{
+    if (current)
+        *current = ctx ? ctx->mem_current : 0;
+    if (peak)
+        *peak = ctx ? ctx->mem_peak : 0;
+}
+
+void lgd_context_reset_peak_memory(lgd_context *ctx)
+{
+    if (ctx)
+        ctx->mem_peak = ctx->mem_current;
+}
+
+/* ---- accounted backend memory ---- */
+
+void *lgd_backend_alloc(lgd_context *ctx, size_t bytes)
+{
+    void *p = ctx->ops->alloc(ctx->be, bytes);
+    if (p) {
+        ctx->mem_current += bytes;
+        if (ctx->mem_current > ctx->mem_peak)
+            ctx->mem_peak = ctx->mem_current;
+    }
+    return p;
+}
+
+void lgd_backend_free(lgd_context *ctx, void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    ctx->ops->free(ctx->be, p);
+    ctx->mem_current -= bytes;
+}
+
+lgd_status lgd_buffer_reserve(lgd_context *ctx, lgd_buffer *buf, size_t count, const char *what)
+{
+    if (buf->data && buf->count >= count)
+        return LGD_OK;
+    if (count > SIZE_MAX / sizeof(float))
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: %zu floats is too large", what, count);
+    float *p = lgd_backend_alloc(ctx, count * sizeof(float));
+    if (!p)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", what,
+                         count * sizeof(float));
+    lgd_buffer_release(ctx, buf);
+    buf->data = p;
+    buf->count = count;
+    return LGD_OK;
+}
+
+void lgd_buffer_release(lgd_context *ctx, lgd_buffer *buf)
+{
+    if (buf->data)
+        lgd_backend_free(ctx, buf->data, buf->count * sizeof(float));
+    buf->data = NULL;
+    buf->count = 0;
+}
+
+lgd_status lgd_buffer_from_host(lgd_context *ctx, lgd_buffer *buf, const float *host,
+                                size_t count, const char *what)
+{
+    lgd_status st = lgd_buffer_reserve(ctx, buf, count, what);
+    if (st)
+        return st;
+    if (ctx->ops->upload(ctx->be, buf->data, host, count * sizeof(float)) != 0)
+        return lgd_error(ctx, LGD_ERR_INTERNAL, "%s: upload failed", what);
+    return LGD_OK;
+}
+
+lgd_status lgd_staging_reserve(lgd_context *ctx, lgd_staging *st, size_t count)
+{
+    if (st->host && st->count >= count)
+        return LGD_OK;
+    float *p = malloc((count ? count : 1) * sizeof(float));
+    if (!p)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "cannot allocate a %zu-float staging buffer",
+                         count);
+    free(st->host);
+    st->host = p;
+    st->count = count;
+    return LGD_OK;
+}
+
+void lgd_staging_free(lgd_staging *st)
+{
+    free(st->host);
+    st->host = NULL;
+    st->count = 0;
+}

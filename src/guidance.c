@@ -1,0 +1,2 @@
+/* guidance.c: being written */
+#include "internal.h"

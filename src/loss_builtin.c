@@ -1,0 +1,2 @@
+/* loss_builtin.c: being written */
+#include "internal.h"

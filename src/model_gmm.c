@@ -1,0 +1,2 @@
+/* model_gmm.c: being written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* model_network.c: being written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* sampler.c: being written */
+#include "internal.h"
