@@ -85,9 +85,20 @@ typedef struct lgd_backend_ops {
     void (*diag_filter)(lgd_backend *be, lgd_diag_filter filter, size_t rows, size_t cols,
                         const float *lam, float s2, const float *in, float *out);
 
+    /* out[i] = w / sqrt(max(in[i], floor)) */
+    void (*inv_sqrt_scale)(lgd_backend *be, size_t n, float w, const float *in, float floor,
+                           float *out);
+
     /* reductions (outputs in backend memory) */
     void (*row_dot)(lgd_backend *be, size_t rows, size_t cols, const float *x,
                     const float *y, float *out);
+    /* out[r * out_stride] = sum_j x[r][j] * y[r][j] */
+    void (*row_dot_strided)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                            const float *y, float *out, size_t out_stride);
+    /* out[r][k] = scale * p[r][k] * (d[r][k] - sum_j p[r][j] d[r][j]), all [rows][K]
+     * (the centred mixture coefficients of a Gaussian-mixture VJP) */
+    void (*mix_coeffs)(lgd_backend *be, size_t rows, size_t K, const float *p, const float *d,
+                       float scale, float *out);
     /* out[r * out_stride] = c - 0.5 * sum_j x[r][j]^2 / (lam[j] + s2) */
     void (*gaussian_logp)(lgd_backend *be, size_t rows, size_t cols, const float *x,
                           const float *lam, float s2, float c, float *out, size_t out_stride);

@@ -149,15 +149,43 @@ static void cpu_diag_filter(lgd_backend *be, lgd_diag_filter filter, size_t rows
     }
 }
 
-static void cpu_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                        const float *y, float *out)
+static void cpu_inv_sqrt_scale(lgd_backend *be, size_t n, float w, const float *in, float floor,
+                               float *out)
+{
+    OMP_FOR(n)
+    for (size_t i = 0; i < n; i++)
+        out[i] = w / sqrtf(in[i] > floor ? in[i] : floor);
+}
+
+static void cpu_row_dot_strided(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                                const float *y, float *out, size_t out_stride)
 {
     OMP_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         double acc = 0.0;
         for (size_t j = 0; j < cols; j++)
             acc += (double)x[r * cols + j] * (double)y[r * cols + j];
-        out[r] = (float)acc;
+        out[r * out_stride] = (float)acc;
+    }
+}
+
+static void cpu_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                        const float *y, float *out)
+{
+    cpu_row_dot_strided(be, rows, cols, x, y, out, 1);
+}
+
+static void cpu_mix_coeffs(lgd_backend *be, size_t rows, size_t K, const float *p,
+                           const float *d, float scale, float *out)
+{
+    OMP_FOR(rows * K * 4)
+    for (size_t r = 0; r < rows; r++) {
+        const float *pr = p + r * K, *dr = d + r * K;
+        double mean = 0.0;
+        for (size_t k = 0; k < K; k++)
+            mean += (double)pr[k] * dr[k];
+        for (size_t k = 0; k < K; k++)
+            out[r * K + k] = (float)(scale * pr[k] * ((double)dr[k] - mean));
     }
 }
 
@@ -444,7 +472,10 @@ static const lgd_backend_ops cpu_ops = {
     .sub_row = cpu_sub_row,
     .broadcast_axpy = cpu_broadcast_axpy,
     .diag_filter = cpu_diag_filter,
+    .inv_sqrt_scale = cpu_inv_sqrt_scale,
     .row_dot = cpu_row_dot,
+    .row_dot_strided = cpu_row_dot_strided,
+    .mix_coeffs = cpu_mix_coeffs,
     .gaussian_logp = cpu_gaussian_logp,
     .softmax_rows = cpu_softmax_rows,
     .logsumexp_rows = cpu_logsumexp_rows,

@@ -1,2 +1,522 @@
-/* guidance.c: being written */
+/*
+ * guidance.c - loss-guidance estimators (DPS, LGD-MC, exact), step rules and
+ * the guided denoiser. See include/lgd/guidance.h for the math.
+ *
+ * One code path serves DPS and LGD-MC: DPS is Monte Carlo with n = 1 and r = 0
+ * (then the single weight is exactly 1 and the estimate is exactly the DPS one).
+ * The n draws are processed in chunks of `chunk` with the backend's online
+ * log-sum-exp (mc_accumulate), so memory depends on the chunk, not on n. The
+ * model is evaluated once (denoise + one VJP) however large n is.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+
+struct lgd_guidance {
+    int refs;
+    lgd_context *ctx;
+    lgd_model *model;
+    lgd_loss *loss;           /* NULL for LGD_GUIDANCE_NONE */
+    lgd_guidance_options opt;
+    size_t chunk;             /* draws per chunk */
+    lgd_buffer cond;          /* [cond_rows][cond_dim] */
+    size_t cond_rows;
+    int has_cond;
+    /* scratch, grown with the batch */
+    size_t batch_cap;
+    lgd_buffer xhat, gvec, v;         /* [B][D] */
+    lgd_buffer draws, grad;           /* [B][chunk][D] */
+    lgd_buffer losses;                /* [B][chunk] */
+    lgd_buffer st_max, st_sum, st_sum2, st_wloss, st_lsum, ess, lambda, norms; /* [B] */
+    lgd_buffer st_vec;                /* [B][D] */
+    float *host;                      /* [B] host scratch for reports */
+};
+
+void lgd_guidance_options_init(lgd_guidance_options *o)
+{
+    if (o) {
+        lgd_guidance_options d = LGD_GUIDANCE_OPTIONS_INIT;
+        *o = d;
+    }
+}
+
+lgd_guidance *lgd_guidance_retain(lgd_guidance *g)
+{
+    g->refs++;
+    return g;
+}
+
+void lgd_guidance_release(lgd_guidance *g)
+{
+    if (!g || --g->refs > 0)
+        return;
+    lgd_context *ctx = g->ctx;
+    lgd_buffer *bufs[] = { &g->cond, &g->xhat, &g->gvec, &g->v, &g->draws, &g->grad,
+                           &g->losses, &g->st_max, &g->st_sum, &g->st_sum2, &g->st_wloss,
+                           &g->st_lsum, &g->ess, &g->lambda, &g->norms, &g->st_vec };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        lgd_buffer_release(ctx, bufs[i]);
+    free(g->host);
+    lgd_model_release(g->model);
+    lgd_loss_release(g->loss);
+    free(g);
+    lgd_context_release(ctx);
+}
+
+void lgd_guidance_destroy(lgd_guidance *g) { lgd_guidance_release(g); }
+
+lgd_context *lgd_guidance_context(const lgd_guidance *g) { return g->ctx; }
+int64_t lgd_guidance_dim(const lgd_guidance *g) { return g->model->dim; }
+
+void lgd_guidance_set_seed(lgd_guidance *g, uint64_t seed)
+{
+    if (g)
+        g->opt.seed = seed;
+}
+
+static float default_radius(float sigma, float sd)
+{
+    double s = sigma;
+    return (float)(s * sd / sqrt(s * s + (double)sd * sd));
+}
+
+float lgd_guidance_radius(const lgd_guidance *g, float sigma)
+{
+    if (!g)
+        return 0.0f;
+    if (g->opt.radius)
+        return g->opt.radius(g->opt.radius_user, sigma);
+    return default_radius(sigma, g->opt.sigma_data);
+}
+
+lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *loss,
+                               const lgd_guidance_options *options, lgd_guidance **out)
+{
+    if (!ctx)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_guidance_create";
+    if (!out || !model)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                         out ? "model" : "out_guidance");
+    *out = NULL;
+    lgd_guidance_options o, defaults = LGD_GUIDANCE_OPTIONS_INIT;
+    if (!lgd_read_options(&o, sizeof o, options, &defaults))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->struct_size is invalid (use LGD_GUIDANCE_OPTIONS_INIT)", fn);
+    if (model->ctx != ctx || (loss && loss->ctx != ctx))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: the model and the loss must belong to this context", fn);
+    if ((unsigned)o.kind > LGD_GUIDANCE_EXACT)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: unknown guidance kind %d", fn,
+                         (int)o.kind);
+    if (o.kind != LGD_GUIDANCE_NONE && !loss)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: loss is NULL (only "
+                         "LGD_GUIDANCE_NONE works without a loss)", fn);
+    if (loss && loss->dim != model->dim)
+        return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH, "%s: loss dim %lld != model dim %lld", fn,
+                         (long long)loss->dim, (long long)model->dim);
+    if ((o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT) &&
+        (o.n_samples < 1 || o.chunk_size < 0))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: n_samples = %d must be >= 1 and chunk_size = %d >= 0", fn,
+                         (int)o.n_samples, (int)o.chunk_size);
+    if (!(o.sigma_data > 0.0f) || !isfinite(o.sigma_data) || !isfinite(o.scale))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: sigma_data (%g) must be finite and > 0 and scale (%g) finite", fn,
+                         (double)o.sigma_data, (double)o.scale);
+    if ((unsigned)o.step_rule > LGD_STEP_NORMALIZED)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: unknown step rule %d", fn,
+                         (int)o.step_rule);
+    if (!(o.sigma_min_active >= 0.0f) || !(o.sigma_max_active >= o.sigma_min_active))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: the window needs 0 <= sigma_min_active <= sigma_max_active", fn);
+    if (o.kind == LGD_GUIDANCE_EXACT && !model->vt->sample_posterior)
+        return lgd_error(ctx, LGD_ERR_UNSUPPORTED,
+                         "%s: LGD_GUIDANCE_EXACT needs a model with exact posterior sampling "
+                         "(the %s model has none)", fn, model->vt->name);
+    lgd_guidance *g = calloc(1, sizeof *g);
+    if (!g)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    g->refs = 1;
+    g->ctx = lgd_context_retain(ctx);
+    g->model = lgd_model_retain(model);
+    g->loss = (loss && o.kind != LGD_GUIDANCE_NONE) ? lgd_loss_retain(loss) : NULL;
+    if (o.kind == LGD_GUIDANCE_DPS)
+        o.n_samples = 1;
+    size_t n = (size_t)(o.n_samples > 0 ? o.n_samples : 1);
+    g->chunk = o.chunk_size > 0 ? (size_t)o.chunk_size : 16;
+    if (g->chunk > n)
+        g->chunk = n;
+    g->opt = o;
+    *out = g;
+    return LGD_OK;
+}
+
+lgd_status lgd_guidance_mc(lgd_context *ctx, lgd_model *model, lgd_loss *loss, int32_t n,
+                           lgd_guidance **out)
+{
+    lgd_guidance_options o = LGD_GUIDANCE_OPTIONS_INIT;
+    o.kind = LGD_GUIDANCE_MC;
+    o.n_samples = n;
+    return lgd_guidance_create(ctx, model, loss, &o, out);
+}
+
+lgd_status lgd_guidance_set_condition(lgd_guidance *g, const lgd_tensor *cond)
+{
+    if (!g)
+        return LGD_ERR_INVALID_ARGUMENT;
+    if (!cond) {
+        g->has_cond = 0;
+        return LGD_OK;
+    }
+    int64_t rows;
+    lgd_status st;
+    if (g->model->cond_dim == 0)
+        return lgd_error(g->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "lgd_guidance_set_condition: the model is unconditional");
+    if ((st = lgd_tensor_as_rows(g->ctx, cond, "cond", g->model->cond_dim, &rows)))
+        return st;
+    if ((st = lgd_buffer_reserve(g->ctx, &g->cond, (size_t)cond->numel, "condition")))
+        return st;
+    g->ctx->ops->copy(g->ctx->be, g->cond.data, cond->buf.data,
+                      (size_t)cond->numel * sizeof(float));
+    g->cond_rows = (size_t)rows;
+    g->has_cond = 1;
+    return LGD_OK;
+}
+
+static lgd_status reserve(lgd_guidance *g, size_t batch)
+{
+    if (batch <= g->batch_cap)
+        return LGD_OK;
+    lgd_context *ctx = g->ctx;
+    size_t D = (size_t)g->model->dim, m = g->chunk;
+    const char *what = "guidance scratch";
+    lgd_status st = LGD_OK;
+    lgd_buffer *rows_bufs[] = { &g->st_max, &g->st_sum, &g->st_sum2, &g->st_wloss,
+                                &g->st_lsum, &g->ess, &g->lambda, &g->norms };
+    for (size_t i = 0; i < sizeof rows_bufs / sizeof rows_bufs[0] && !st; i++)
+        st = lgd_buffer_reserve(ctx, rows_bufs[i], batch, what);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->xhat, batch * D, what);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->gvec, batch * D, what);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->v, batch * D, what);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->st_vec, batch * D, what);
+    if (!st && g->loss) {
+        st = lgd_buffer_reserve(ctx, &g->draws, batch * m * D, what);
+        if (!st)
+            st = lgd_buffer_reserve(ctx, &g->grad, batch * m * D, what);
+        if (!st)
+            st = lgd_buffer_reserve(ctx, &g->losses, batch * m, what);
+    }
+    if (st)
+        return st;
+    float *h = realloc(g->host, batch * sizeof *h);
+    if (!h)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+    g->host = h;
+    g->batch_cap = batch;
+    return LGD_OK;
+}
+
+/* Re-labels the last error with where it happened. */
+static lgd_status at_step(lgd_guidance *g, lgd_status st, int32_t step, float sigma)
+{
+    char prev[LGD_ERROR_CAP];
+    snprintf(prev, sizeof prev, "%s", g->ctx->error);
+    return lgd_error(g->ctx, st, "step %d (sigma = %g): %s", (int)step, (double)sigma, prev);
+}
+
+static const float *cond_for(lgd_guidance *g, size_t batch, lgd_status *st)
+{
+    *st = LGD_OK;
+    if (!g->has_cond)
+        return NULL;
+    if (g->cond_rows != batch) {
+        *st = lgd_error(g->ctx, LGD_ERR_SHAPE_MISMATCH,
+                        "the condition has %zu rows but the batch is %zu", g->cond_rows, batch);
+        return NULL;
+    }
+    return g->cond.data;
+}
+
+/* xhat = D(x, sigma), checked. */
+static lgd_status run_denoise(lgd_guidance *g, const float *x, float sigma, const float *cond,
+                              size_t batch)
+{
+    lgd_context *ctx = g->ctx;
+    lgd_status st = g->model->vt->denoise(g->model, x, sigma, cond, batch, g->xhat.data);
+    if (st)
+        return st;
+    if (!ctx->ops->all_finite(ctx->be, g->xhat.data, batch * (size_t)g->model->dim))
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "the %s model's denoiser produced non-finite values", g->model->vt->name);
+    return LGD_OK;
+}
+
+/* The Monte Carlo loop: folds n draws, chunk by chunk, into the backend's
+ * online log-sum-exp state. LGD-MC/DPS draw x_i = xhat + r eps_i and fold the loss
+ * gradients; EXACT draws from the model's posterior and folds the draws. */
+static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size_t batch,
+                              int32_t step, uint64_t first_row, float r)
+{
+    lgd_context *ctx = g->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    size_t D = (size_t)g->model->dim;
+    size_t n = (size_t)g->opt.n_samples;
+    int exact = g->opt.kind == LGD_GUIDANCE_EXACT;
+    lgd_mc_state state = { g->st_max.data, g->st_sum.data, g->st_sum2.data, g->st_wloss.data,
+                           g->st_lsum.data, g->st_vec.data };
+    ops->mc_reset(ctx->be, batch, D, &state);
+    lgd_status st;
+    for (size_t done = 0; done < n; done += g->chunk) {
+        size_t m = n - done < g->chunk ? n - done : g->chunk;
+        lgd_rng_stream rng = { g->opt.seed, exact ? LGD_RNG_POSTERIOR : LGD_RNG_MC_DRAW,
+                               (uint32_t)step, first_row, (uint32_t)done };
+        if (exact) {
+            st = g->model->vt->sample_posterior(g->model, x, sigma, batch, m, &rng,
+                                                g->draws.data);
+            if (st)
+                return st;
+        } else if (r > 0.0f) {
+            ops->normal(ctx->be, &rng, batch, m, D, g->grad.data);
+            ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, r, g->grad.data,
+                                g->draws.data);
+        } else { /* r = 0: every draw is xhat (DPS) */
+            ops->fill(ctx->be, g->grad.data, batch * m * D, 0.0f);
+            ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, 0.0f, g->grad.data,
+                                g->draws.data);
+        }
+        st = lgd_loss_eval_raw(g->loss, g->draws.data, batch, m, g->losses.data,
+                               exact ? NULL : g->grad.data);
+        if (st)
+            return st;
+        ops->mc_accumulate(ctx->be, batch, m, D, g->losses.data,
+                           exact ? g->draws.data : g->grad.data, &state);
+    }
+    ops->mc_finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
+    return LGD_OK;
+}
+
+/* Computes xhat and the raw guidance term g into g->xhat, g->gvec. */
+static lgd_status estimate(lgd_guidance *g, const float *x, float sigma, size_t batch,
+                           int32_t step, uint64_t first_row)
+{
+    lgd_context *ctx = g->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    size_t D = (size_t)g->model->dim;
+    lgd_status st;
+    const float *cond = cond_for(g, batch, &st);
+    if (st)
+        return st;
+    if ((st = run_denoise(g, x, sigma, cond, batch)))
+        return st;
+    if (g->opt.kind == LGD_GUIDANCE_NONE) {
+        ops->fill(ctx->be, g->gvec.data, batch * D, 0.0f);
+        return LGD_OK;
+    }
+    float r = 0.0f;
+    if (g->opt.kind == LGD_GUIDANCE_MC) {
+        r = lgd_guidance_radius(g, sigma);
+        if (!isfinite(r) || r < 0.0f)
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "the radius schedule returned r = %g; it must be finite and >= 0",
+                             (double)r);
+    }
+    if ((st = monte_carlo(g, x, sigma, batch, step, first_row, r)))
+        return st;
+    if (g->opt.kind == LGD_GUIDANCE_EXACT) {
+        /* g = (E[x0 | x, y] - xhat) / sigma^2 */
+        float inv = 1.0f / (sigma * sigma);
+        ops->copy(ctx->be, g->gvec.data, g->v.data, batch * D * sizeof(float));
+        ops->axpby(ctx->be, batch * D, -inv, g->xhat.data, inv, g->gvec.data);
+    } else {
+        /* g = -J^T v; the VJP follows the denoise on the same x and sigma */
+        st = g->model->vt->vjp(g->model, x, sigma, cond, batch, g->v.data, g->gvec.data);
+        if (st)
+            return st;
+        ops->axpby(ctx->be, batch * D, -1.0f, g->gvec.data, 0.0f, g->gvec.data);
+    }
+    if (!ops->all_finite(ctx->be, g->gvec.data, batch * D))
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "the guidance term is non-finite (the %s model's VJP or the loss "
+                         "gradient overflowed)", g->model->vt->name);
+    return LGD_OK;
+}
+
+static int is_active(const lgd_guidance *g, float sigma)
+{
+    return g->opt.kind != LGD_GUIDANCE_NONE && sigma >= g->opt.sigma_min_active &&
+           sigma <= g->opt.sigma_max_active;
+}
+
+/* lambda per row into g->lambda. */
+static void step_weights(lgd_guidance *g, float sigma, size_t batch)
+{
+    lgd_context *ctx = g->ctx;
+    float w = g->opt.scale;
+    switch (g->opt.step_rule) {
+    case LGD_STEP_NORMALIZED:
+        ctx->ops->inv_sqrt_scale(ctx->be, batch, w, g->st_wloss.data, 1e-12f, g->lambda.data);
+        break;
+    case LGD_STEP_X0:
+        ctx->ops->fill(ctx->be, g->lambda.data, batch, w);
+        break;
+    default:
+        ctx->ops->fill(ctx->be, g->lambda.data, batch, w * sigma * sigma);
+        break;
+    }
+}
+
+static float host_mean(const float *h, size_t n)
+{
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++)
+        acc += h[i];
+    return n ? (float)(acc / (double)n) : 0.0f;
+}
+
+static lgd_status fill_report(lgd_guidance *g, float sigma, size_t batch, int active,
+                              int have_lambda, lgd_guidance_report *rep)
+{
+    if (!rep)
+        return LGD_OK;
+    if (rep->struct_size < sizeof(uint32_t))
+        return lgd_error(g->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "report->struct_size is invalid (use LGD_GUIDANCE_REPORT_INIT)");
+    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
+    lgd_context *ctx = g->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    size_t D = (size_t)g->model->dim, bytes = batch * sizeof(float);
+    r.sigma = sigma;
+    r.active = active;
+    if (g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
+        ops->download(ctx->be, g->host, g->st_lsum.data, bytes);
+        r.mean_loss = host_mean(g->host, batch) / (float)g->opt.n_samples;
+        ops->download(ctx->be, g->host, g->ess.data, bytes);
+        r.mean_ess = host_mean(g->host, batch);
+        r.min_ess = g->host[0];
+        for (size_t i = 1; i < batch; i++)
+            r.min_ess = g->host[i] < r.min_ess ? g->host[i] : r.min_ess;
+        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data);
+        ops->download(ctx->be, g->host, g->norms.data, bytes);
+        double acc = 0.0;
+        for (size_t i = 0; i < batch; i++)
+            acc += sqrt((double)g->host[i]);
+        r.mean_grad_norm = (float)(acc / (double)batch);
+        if (have_lambda) {
+            ops->download(ctx->be, g->host, g->lambda.data, bytes);
+            r.mean_lambda = host_mean(g->host, batch);
+        }
+    }
+    size_t n = rep->struct_size < sizeof r ? rep->struct_size : sizeof r;
+    uint32_t caller_size = rep->struct_size;
+    memcpy(rep, &r, n);
+    rep->struct_size = caller_size;
+    return LGD_OK;
+}
+
+static lgd_status check_call(lgd_guidance *g, const char *fn, const lgd_tensor *x, float sigma,
+                             int64_t *batch)
+{
+    lgd_context *ctx = g->ctx;
+    if (!isfinite(sigma) || sigma <= 0.0f)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: sigma = %g must be finite and > 0",
+                         fn, (double)sigma);
+    lgd_status st = lgd_tensor_as_rows(ctx, x, "x", g->model->dim, batch);
+    if (st)
+        return lgd_error(ctx, st, "%s: %s", fn, lgd_context_last_error(ctx));
+    return LGD_OK;
+}
+
+static lgd_status check_out(lgd_guidance *g, const char *fn, const char *name,
+                            const lgd_tensor *t, int64_t batch)
+{
+    int64_t b;
+    lgd_status st = lgd_tensor_as_rows(g->ctx, t, name, g->model->dim, &b);
+    if (st)
+        return lgd_error(g->ctx, st, "%s: %s", fn, lgd_context_last_error(g->ctx));
+    if (b != batch)
+        return lgd_error(g->ctx, LGD_ERR_SHAPE_MISMATCH, "%s: %s has batch %lld, x has %lld", fn,
+                         name, (long long)b, (long long)batch);
+    return LGD_OK;
+}
+
+lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
+                             int32_t step_index, uint64_t first_row, lgd_tensor *out_g,
+                             lgd_tensor *out_xhat, lgd_guidance_report *report)
+{
+    if (!g)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_guidance_term";
+    int64_t batch;
+    lgd_status st = check_call(g, fn, x, sigma, &batch);
+    if (!st)
+        st = check_out(g, fn, "out_g", out_g, batch);
+    if (!st && out_xhat)
+        st = check_out(g, fn, "out_xhat", out_xhat, batch);
+    if (!st)
+        st = reserve(g, (size_t)batch);
+    if (st)
+        return st;
+    st = estimate(g, x->buf.data, sigma, (size_t)batch, step_index, first_row);
+    if (st)
+        return at_step(g, st, step_index, sigma);
+    size_t bytes = (size_t)batch * (size_t)g->model->dim * sizeof(float);
+    g->ctx->ops->copy(g->ctx->be, out_g->buf.data, g->gvec.data, bytes);
+    if (out_xhat)
+        g->ctx->ops->copy(g->ctx->be, out_xhat->buf.data, g->xhat.data, bytes);
+    return fill_report(g, sigma, (size_t)batch, 1, 0, report);
+}
+
+lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma, size_t batch,
+                                    int32_t step, uint64_t first_row, float *out,
+                                    lgd_guidance_report *report)
+{
+    lgd_context *ctx = g->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    size_t D = (size_t)g->model->dim;
+    lgd_status st = reserve(g, batch);
+    if (st)
+        return st;
+    int active = is_active(g, sigma);
+    if (active) {
+        st = estimate(g, x, sigma, batch, step, first_row);
+    } else {
+        const float *cond = cond_for(g, batch, &st);
+        if (!st)
+            st = run_denoise(g, x, sigma, cond, batch);
+    }
+    if (st)
+        return at_step(g, st, step, sigma);
+    ops->copy(ctx->be, out, g->xhat.data, batch * D * sizeof(float));
+    if (active) {
+        /* xhat_g = xhat + lambda g */
+        step_weights(g, sigma, batch);
+        ops->axpby_rows(ctx->be, batch, D, g->lambda.data, 1, g->gvec.data, 1.0f, out);
+    }
+    return fill_report(g, sigma, batch, active, active, report);
+}
+
+lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigma,
+                                int32_t step_index, uint64_t first_row, lgd_tensor *out,
+                                lgd_guidance_report *report)
+{
+    if (!g)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_guidance_denoise";
+    int64_t batch;
+    lgd_status st = check_call(g, fn, x, sigma, &batch);
+    if (!st)
+        st = check_out(g, fn, "out", out, batch);
+    if (st)
+        return st;
+    return lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,
+                                    out->buf.data, report);
+}

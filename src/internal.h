@@ -73,6 +73,15 @@ typedef struct lgd_staging {
 lgd_status lgd_staging_reserve(lgd_context *ctx, lgd_staging *st, size_t count);
 void lgd_staging_free(lgd_staging *st);
 
+/* Runs fn(closure, inputs, out) with host pointers when `memory` is
+ * LGD_MEMORY_HOST, staging through `stage` on device backends (see host_call.c).
+ * NULL inputs stay NULL. *rc receives the callback's return value. */
+#define LGD_HOST_CALL_MAX_INPUTS 4
+typedef int (*lgd_host_thunk)(void *closure, const float *const *in, float *out);
+lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory, int n_in,
+                         const float *const *in, const size_t *in_count, float *out,
+                         size_t out_count, lgd_host_thunk fn, void *closure, int *rc);
+
 /* ---- models ---- */
 typedef struct lgd_model_vtable {
     const char *name;

@@ -1,2 +1,504 @@
-/* model_gmm.c: being written */
+/*
+ * model_gmm.c - the exact Gaussian-mixture prior p0 = sum_k w_k N(mu_k, Sigma_k).
+ *
+ * Each covariance is eigendecomposed once, Sigma_k = U_k diag(lam_k) U_k^T, so
+ * that every noise level sigma (s2 = sigma^2) costs only GEMMs and diagonal
+ * filters. With z_k = U_k^T (x - mu_k):
+ *   log N(x; mu_k, Sigma_k + s2 I) = -0.5 sum_j z_kj^2 / (lam_kj + s2)
+ *                                    -0.5 sum_j log(lam_kj + s2) - D/2 log(2 pi)
+ *   r_k = softmax_k(log w_k + log N_k)                 (responsibilities)
+ *   m_k = mu_k + U_k (lam/(lam+s2) * z_k)              (component posterior mean)
+ *   D(x) = sum_k r_k m_k
+ *   J^T v = sum_k U_k [ r_k lam/(lam+s2) * (U_k^T v)
+ *                       + s2 r_k (e_k - sum_j r_j e_j) * z_k/(lam+s2) ]
+ *           with e_k = (z_k/(lam+s2)) . (U_k^T v)
+ *   (from m_k = x + s2 g_k, g_k = -(Sigma_k + s2)^-1 (x - mu_k), dr_k/dx = r_k (g_k - sum r_j g_j)).
+ *   p(x0 | x) = sum_k r_k N(m_k, U_k diag(lam s2/(lam+s2)) U_k^T).
+ * Diagonal and isotropic covariances skip the rotations (U_k = I).
+ * All math runs through the backend vtable, so the model runs on any backend.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+
+typedef struct gmm {
+    size_t D, K;
+    int rotated;        /* full covariances: U_k are used */
+    lgd_buffer mu;      /* [K][D] */
+    lgd_buffer U;       /* [K][D][D], eigenvectors in columns (full only) */
+    lgd_buffer lam;     /* [K][D] eigenvalues / variances */
+    double *lam_host;   /* [K][D] */
+    double *logw;       /* [K] normalised log weights */
+    float *const_host;  /* [K] per-call log-normaliser constants */
+    /* scratch, grown with the batch */
+    size_t batch_cap;
+    lgd_buffer z;       /* [K][B][D]: U_k^T (x - mu_k) */
+    lgd_buffer vu;      /* [K][B][D]: U_k^T v */
+    lgd_buffer resp;    /* [B][K] responsibilities (log-probs before softmax) */
+    lgd_buffer coef;    /* [B][K] */
+    lgd_buffer t1, t2;  /* [B][D] */
+    lgd_buffer draws_a, draws_b, draws_c; /* posterior sampling: [B][n][D] each */
+    lgd_buffer unif;    /* [B][n] */
+    int32_t *idx;       /* [B][n] component indices (backend memory) */
+    size_t idx_cap;
+    /* what z and resp were computed for (the VJP reuses them) */
+    const float *cache_x;
+    float cache_sigma;
+    size_t cache_batch;
+} gmm;
+
+static const double LOG_2PI = 1.8378770664093453;
+
+static lgd_status reserve_batch(lgd_model *m, gmm *g, size_t batch)
+{
+    if (batch <= g->batch_cap)
+        return LGD_OK;
+    lgd_context *ctx = m->ctx;
+    size_t KBD = g->K * batch * g->D, BD = batch * g->D, BK = batch * g->K;
+    lgd_status st;
+    if ((st = lgd_buffer_reserve(ctx, &g->z, KBD, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->vu, KBD, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->resp, BK, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->coef, BK, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->t1, BD, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->t2, BD, "gaussian mixture scratch")))
+        return st;
+    g->batch_cap = batch;
+    return LGD_OK;
+}
+
+/* Fills g->const_host[k] = log w_k - 0.5 sum_j log(lam_kj + s2) - D/2 log 2pi. */
+static int log_constants(gmm *g, double s2)
+{
+    for (size_t k = 0; k < g->K; k++) {
+        double acc = g->logw[k] - 0.5 * (double)g->D * LOG_2PI;
+        for (size_t j = 0; j < g->D; j++) {
+            double v = g->lam_host[k * g->D + j] + s2;
+            if (!(v > 0.0))
+                return 0;
+            acc -= 0.5 * log(v);
+        }
+        g->const_host[k] = (float)acc;
+    }
+    return 1;
+}
+
+static const float *lam_k(gmm *g, size_t k) { return g->lam.data + k * g->D; }
+static const float *mu_k(gmm *g, size_t k) { return g->mu.data + k * g->D; }
+static const float *U_k(gmm *g, size_t k) { return g->U.data + k * g->D * g->D; }
+static float *z_k(gmm *g, size_t k, size_t batch) { return g->z.data + k * batch * g->D; }
+
+/* z_k = U_k^T (x - mu_k) for all k, and resp = log w_k + log N_k (unnormalised). */
+static void project_and_logp(lgd_context *ctx, gmm *g, const float *x, float s2, size_t batch)
+{
+    const lgd_backend_ops *ops = ctx->ops;
+    for (size_t k = 0; k < g->K; k++) {
+        float *zk = z_k(g, k, batch);
+        if (g->rotated) {
+            ops->sub_row(ctx->be, batch, g->D, x, mu_k(g, k), g->t1.data);
+            ops->gemm(ctx->be, 0, 0, batch, g->D, g->D, 1.0f, g->t1.data, g->D, U_k(g, k), g->D,
+                      0.0f, zk, g->D);
+        } else {
+            ops->sub_row(ctx->be, batch, g->D, x, mu_k(g, k), zk);
+        }
+        ops->gaussian_logp(ctx->be, batch, g->D, zk, lam_k(g, k), s2, g->const_host[k],
+                           g->resp.data + k, g->K);
+    }
+}
+
+/* out (+)= U_k t  (t in the eigenbasis, [batch][D]); accumulate when beta = 1 */
+static void back_project(lgd_context *ctx, gmm *g, size_t k, size_t rows, const float *t,
+                         float beta, float *out)
+{
+    if (g->rotated)
+        ctx->ops->gemm(ctx->be, 0, 1, rows, g->D, g->D, 1.0f, t, g->D, U_k(g, k), g->D, beta, out,
+                       g->D);
+    else
+        ctx->ops->axpby(ctx->be, rows * g->D, 1.0f, t, beta, out);
+}
+
+static lgd_status gmm_denoise(lgd_model *m, const float *x, float sigma, const float *cond,
+                              size_t batch, float *out)
+{
+    (void)cond;
+    gmm *g = m->impl;
+    lgd_context *ctx = m->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    float s2 = sigma * sigma;
+    lgd_status st = reserve_batch(m, g, batch);
+    if (st)
+        return st;
+    if (!log_constants(g, (double)s2))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "gaussian mixture: sigma = %g is too small for a zero-variance component",
+                         (double)sigma);
+    project_and_logp(ctx, g, x, s2, batch);
+    ops->softmax_rows(ctx->be, batch, g->K, g->resp.data);
+    ops->fill(ctx->be, out, batch * g->D, 0.0f);
+    for (size_t k = 0; k < g->K; k++) {
+        /* m_k = mu_k + U_k (shrink * z_k); out += r_k m_k */
+        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2,
+                         z_k(g, k, batch), g->t1.data);
+        back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
+        ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data,
+                            g->t2.data);
+        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t2.data, 1.0f, out);
+    }
+    g->cache_x = x;
+    g->cache_sigma = sigma;
+    g->cache_batch = batch;
+    return LGD_OK;
+}
+
+static lgd_status ensure_cache(lgd_model *m, gmm *g, const float *x, float sigma, size_t batch)
+{
+    if (g->cache_x == x && g->cache_sigma == sigma && g->cache_batch == batch)
+        return LGD_OK;
+    lgd_buffer tmp = { 0 };
+    lgd_status st = lgd_buffer_reserve(m->ctx, &tmp, batch * g->D, "gaussian mixture");
+    if (!st)
+        st = gmm_denoise(m, x, sigma, NULL, batch, tmp.data);
+    lgd_buffer_release(m->ctx, &tmp);
+    return st;
+}
+
+static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float *cond,
+                          size_t batch, const float *v, float *out)
+{
+    (void)cond;
+    gmm *g = m->impl;
+    lgd_context *ctx = m->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    float s2 = sigma * sigma;
+    lgd_status st = ensure_cache(m, g, x, sigma, batch);
+    if (st)
+        return st;
+    size_t BD = batch * g->D;
+    /* pass 1: vu_k = U_k^T v and e_k = (z_k / (lam + s2)) . vu_k into coef[:, k] */
+    for (size_t k = 0; k < g->K; k++) {
+        float *vu = g->vu.data + k * BD;
+        if (g->rotated)
+            ops->gemm(ctx->be, 0, 0, batch, g->D, g->D, 1.0f, v, g->D, U_k(g, k), g->D, 0.0f,
+                      vu, g->D);
+        else
+            ops->copy(ctx->be, vu, v, BD * sizeof(float));
+        ops->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+                         z_k(g, k, batch), g->t1.data);
+        ops->row_dot_strided(ctx->be, batch, g->D, g->t1.data, vu, g->coef.data + k, g->K);
+    }
+    /* coef[:, k] = s2 r_k (e_k - sum_j r_j e_j), in place is safe row by row */
+    ops->mix_coeffs(ctx->be, batch, g->K, g->resp.data, g->coef.data, s2, g->coef.data);
+    /* pass 2: out = sum_k U_k [ r_k shrink(vu_k) + coef_k prec(z_k) ] */
+    for (size_t k = 0; k < g->K; k++) {
+        float *vu = g->vu.data + k * BD;
+        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, vu,
+                         g->t1.data);
+        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t1.data, 0.0f,
+                        g->t1.data);
+        ops->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+                         z_k(g, k, batch), g->t2.data);
+        ops->axpby_rows(ctx->be, batch, g->D, g->coef.data + k, g->K, g->t2.data, 1.0f,
+                        g->t1.data);
+        back_project(ctx, g, k, batch, g->t1.data, k == 0 ? 0.0f : 1.0f, out);
+    }
+    return LGD_OK;
+}
+
+static lgd_status gmm_log_density(lgd_model *m, const float *x, float sigma, size_t batch,
+                                  float *out)
+{
+    gmm *g = m->impl;
+    lgd_context *ctx = m->ctx;
+    float s2 = sigma * sigma;
+    lgd_status st = reserve_batch(m, g, batch);
+    if (st)
+        return st;
+    if (!log_constants(g, (double)s2))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "gaussian mixture: the density at sigma = %g is singular (a component "
+                         "has zero variance)", (double)sigma);
+    project_and_logp(ctx, g, x, s2, batch);
+    ctx->ops->logsumexp_rows(ctx->be, batch, g->K, g->resp.data, out);
+    g->cache_x = NULL; /* z is valid, but resp holds log-probs now */
+    return LGD_OK;
+}
+
+static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma, size_t batch,
+                                       size_t draws, const lgd_rng_stream *rng, float *out)
+{
+    gmm *g = m->impl;
+    lgd_context *ctx = m->ctx;
+    const lgd_backend_ops *ops = ctx->ops;
+    float s2 = sigma * sigma;
+    size_t rows = batch * draws;
+    lgd_status st = reserve_batch(m, g, batch);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->draws_a, rows * g->D, "gaussian mixture posterior");
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->draws_b, rows * g->D, "gaussian mixture posterior");
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->draws_c, rows * g->D, "gaussian mixture posterior");
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->unif, rows, "gaussian mixture posterior");
+    if (st)
+        return st;
+    if (g->idx_cap < rows) {
+        int32_t *p = lgd_backend_alloc(ctx, rows * sizeof(int32_t));
+        if (!p)
+            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "gaussian mixture posterior: indices");
+        lgd_backend_free(ctx, g->idx, g->idx_cap * sizeof(int32_t));
+        g->idx = p;
+        g->idx_cap = rows;
+    }
+    if (sigma == 0.0f) { /* p(x0 | x) is a point mass at x */
+        ops->fill(ctx->be, g->draws_a.data, rows * g->D, 0.0f);
+        ops->broadcast_axpy(ctx->be, rows, draws, g->D, x, 1.0f, g->draws_a.data, out);
+        return LGD_OK;
+    }
+    /* responsibilities and projections at x */
+    lgd_buffer tmp = { 0 };
+    st = lgd_buffer_reserve(ctx, &tmp, batch * g->D, "gaussian mixture posterior");
+    if (!st)
+        st = gmm_denoise(m, x, sigma, NULL, batch, tmp.data);
+    lgd_buffer_release(ctx, &tmp);
+    if (st)
+        return st;
+    lgd_rng_stream comp = *rng;
+    comp.purpose = LGD_RNG_COMPONENT;
+    ops->uniform(ctx->be, &comp, batch, draws, g->unif.data);
+    ops->categorical(ctx->be, batch, draws, g->K, g->resp.data, g->unif.data, g->idx);
+    lgd_rng_stream normal = *rng;
+    normal.purpose = LGD_RNG_POSTERIOR;
+    float *eps = g->draws_a.data, *scaled = g->draws_b.data, *cand = g->draws_c.data;
+    ops->normal(ctx->be, &normal, batch, draws, g->D, eps); /* the same eps serve every k */
+    for (size_t k = 0; k < g->K; k++) {
+        /* m_k at the batch rows */
+        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2,
+                         z_k(g, k, batch), g->t1.data);
+        back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
+        ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data,
+                            g->t2.data);
+        /* cand = m_k + U_k (post_std * eps) */
+        ops->diag_filter(ctx->be, LGD_FILTER_POST_STD, rows, g->D, lam_k(g, k), s2, eps,
+                         scaled);
+        back_project(ctx, g, k, rows, scaled, 0.0f, cand);
+        ops->broadcast_axpy(ctx->be, rows, draws, g->D, g->t2.data, 1.0f, cand, cand);
+        ops->select_rows(ctx->be, rows, g->D, g->idx, (int32_t)k, cand, out);
+    }
+    g->cache_x = NULL;
+    return LGD_OK;
+}
+
+static void gmm_destroy(lgd_model *m)
+{
+    gmm *g = m->impl;
+    if (!g)
+        return;
+    lgd_context *ctx = m->ctx;
+    lgd_buffer *bufs[] = { &g->mu, &g->U, &g->lam, &g->z, &g->vu, &g->resp, &g->coef,
+                           &g->t1, &g->t2, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        lgd_buffer_release(ctx, bufs[i]);
+    lgd_backend_free(ctx, g->idx, g->idx_cap * sizeof(int32_t));
+    free(g->lam_host);
+    free(g->logw);
+    free(g->const_host);
+    free(g);
+}
+
+static const lgd_model_vtable gmm_vtable = {
+    .name = "gaussian mixture",
+    .denoise = gmm_denoise,
+    .vjp = gmm_vjp,
+    .log_density = gmm_log_density,
+    .sample_posterior = gmm_sample_posterior,
+    .destroy = gmm_destroy,
+};
+
+/* Cyclic Jacobi eigendecomposition of the symmetric n x n matrix a (destroyed):
+ * eigenvalues into w[n], eigenvectors into the columns of v[n][n]. */
+static void jacobi_eigen(double *a, size_t n, double *w, double *v)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            v[i * n + j] = (i == j);
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0, diag = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            diag += a[i * n + i] * a[i * n + i];
+            for (size_t j = i + 1; j < n; j++)
+                off += a[i * n + j] * a[i * n + j];
+        }
+        if (off <= 1e-30 * diag || off == 0.0)
+            break;
+        for (size_t p = 0; p < n; p++) {
+            for (size_t q = p + 1; q < n; q++) {
+                double apq = a[p * n + q];
+                if (apq == 0.0)
+                    continue;
+                double theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (size_t k = 0; k < n; k++) { /* columns p, q */
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for (size_t k = 0; k < n; k++) { /* rows p, q */
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for (size_t k = 0; k < n; k++) {
+                    double vkp = v[k * n + p], vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        w[i] = a[i * n + i];
+}
+
+/* Validates and decomposes the covariances into g (host arrays + uploads). */
+static lgd_status load_covariances(lgd_context *ctx, gmm *g, const float *cov,
+                                   lgd_covariance layout)
+{
+    size_t D = g->D, K = g->K;
+    const char *fn = "lgd_model_create_gmm";
+    if (layout == LGD_COVARIANCE_ISOTROPIC || layout == LGD_COVARIANCE_DIAGONAL) {
+        for (size_t k = 0; k < K; k++)
+            for (size_t j = 0; j < D; j++) {
+                float v = layout == LGD_COVARIANCE_ISOTROPIC ? cov[k] : cov[k * D + j];
+                if (!isfinite(v) || v < 0.0f)
+                    return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                                     "%s: variance of component %zu (entry %zu) is %g; must be "
+                                     "finite and >= 0", fn, k, j, (double)v);
+                g->lam_host[k * D + j] = v;
+            }
+        return LGD_OK;
+    }
+    double *a = malloc(D * D * sizeof *a), *vecs = malloc(D * D * sizeof *vecs);
+    float *U = malloc(K * D * D * sizeof *U);
+    lgd_status st = LGD_OK;
+    if (!a || !vecs || !U) {
+        st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        goto done;
+    }
+    for (size_t k = 0; k < K && !st; k++) {
+        const float *S = cov + k * D * D;
+        double scale = 0.0;
+        for (size_t i = 0; i < D * D; i++) {
+            if (!isfinite(S[i])) {
+                st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                               "%s: covariance %zu has a non-finite entry", fn, k);
+                goto done;
+            }
+            scale = fmax(scale, fabs((double)S[i]));
+        }
+        for (size_t i = 0; i < D; i++)
+            for (size_t j = 0; j < D; j++) {
+                double sij = S[i * D + j], sji = S[j * D + i];
+                if (fabs(sij - sji) > 1e-5 * scale + 1e-30) {
+                    st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                                   "%s: covariance %zu is not symmetric at (%zu, %zu)", fn, k, i, j);
+                    goto done;
+                }
+                a[i * D + j] = 0.5 * (sij + sji);
+            }
+        double *w = g->lam_host + k * D;
+        jacobi_eigen(a, D, w, vecs);
+        for (size_t j = 0; j < D; j++) {
+            if (w[j] < -1e-5 * scale) {
+                st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                               "%s: covariance %zu is not positive semi-definite (eigenvalue %g)",
+                               fn, k, w[j]);
+                goto done;
+            }
+            if (w[j] < 0.0)
+                w[j] = 0.0;
+        }
+        for (size_t i = 0; i < D * D; i++)
+            U[k * D * D + i] = (float)vecs[i];
+    }
+    st = lgd_buffer_from_host(ctx, &g->U, U, K * D * D, fn);
+    g->rotated = 1;
+done:
+    free(a);
+    free(vecs);
+    free(U);
+    return st;
+}
+
+lgd_status lgd_model_create_gmm(lgd_context *ctx, int64_t dim, int64_t components,
+                                const float *weights, const float *means,
+                                const float *covariances, lgd_covariance layout,
+                                lgd_model **out)
+{
+    if (!ctx)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_model_create_gmm";
+    if (!out)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: out_model is NULL", fn);
+    *out = NULL;
+    if (dim <= 0 || components <= 0)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: dim = %lld and components = %lld must be > 0", fn, (long long)dim,
+                         (long long)components);
+    if (dim > (1 << 16) || components > (1 << 20))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: dim or components too large", fn);
+    if (!weights || !means || !covariances)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                         !weights ? "weights" : !means ? "means" : "covariances");
+    if (layout != LGD_COVARIANCE_FULL && layout != LGD_COVARIANCE_DIAGONAL &&
+        layout != LGD_COVARIANCE_ISOTROPIC)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: unknown covariance layout %d", fn,
+                         (int)layout);
+    size_t D = (size_t)dim, K = (size_t)components;
+    double wsum = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        if (!isfinite(weights[k]) || weights[k] <= 0.0f)
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: weights[%zu] = %g must be finite and > 0", fn, k,
+                             (double)weights[k]);
+        wsum += weights[k];
+    }
+    for (size_t i = 0; i < K * D; i++)
+        if (!isfinite(means[i]))
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: means[%zu] is not finite", fn, i);
+
+    gmm *g = calloc(1, sizeof *g);
+    if (!g)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    g->D = D;
+    g->K = K;
+    g->lam_host = malloc(K * D * sizeof *g->lam_host);
+    g->logw = malloc(K * sizeof *g->logw);
+    g->const_host = malloc(K * sizeof *g->const_host);
+    float *lam_f = malloc(K * D * sizeof *lam_f);
+    lgd_status st = LGD_OK;
+    if (!g->lam_host || !g->logw || !g->const_host || !lam_f)
+        st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!st) {
+        for (size_t k = 0; k < K; k++)
+            g->logw[k] = log((double)weights[k] / wsum);
+        st = load_covariances(ctx, g, covariances, layout);
+    }
+    if (!st) {
+        for (size_t i = 0; i < K * D; i++)
+            lam_f[i] = (float)g->lam_host[i];
+        st = lgd_buffer_from_host(ctx, &g->lam, lam_f, K * D, fn);
+    }
+    if (!st)
+        st = lgd_buffer_from_host(ctx, &g->mu, means, K * D, fn);
+    free(lam_f);
+    lgd_model tmp = { .ctx = ctx, .impl = g };
+    if (!st)
+        st = lgd_model_new(ctx, &gmm_vtable, dim, 0, g, out);
+    if (st)
+        gmm_destroy(&tmp);
+    return st;
+}

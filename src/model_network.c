@@ -1,2 +1,286 @@
-/* model_network.c: being written */
+/*
+ * model_network.c - adapters that make a raw network F(x_in, t) a denoiser.
+ *
+ * Every parameterisation has the form
+ *     D(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, t(sigma))
+ * so the VJP is  J^T v = c_skip v + c_in c_out (dF/dx_in)^T v.
+ *   EPS: c_in = 1/sqrt(1+s^2), c_skip = 1,           c_out = -s
+ *   X0:  c_in = 1/sqrt(1+s^2), c_skip = 0,           c_out = 1
+ *   V:   c_in = 1/sqrt(1+s^2), c_skip = 1/(1+s^2),   c_out = -s/sqrt(1+s^2)
+ *   EDM: c_in = 1/sqrt(s^2+sd^2), c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2)
+ * (VP: x_vp = x / sqrt(1 + s^2) = sqrt(abar) x0 + sqrt(1 - abar) eps, with
+ *  s = sqrt((1 - abar)/abar); v = sqrt(abar) eps - sqrt(1 - abar) x0.)
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+
+typedef struct network_model {
+    lgd_network_callbacks net;
+    lgd_adapter_options opt;
+    double *log_sigmas; /* [num_timesteps], increasing (discrete time inputs) */
+    lgd_staging stage;
+    lgd_buffer x_in;    /* [B][D] scaled input */
+} network_model;
+
+void lgd_network_callbacks_init(lgd_network_callbacks *c)
+{
+    if (c) {
+        lgd_network_callbacks d = LGD_NETWORK_CALLBACKS_INIT;
+        *c = d;
+    }
+}
+
+void lgd_adapter_options_init(lgd_adapter_options *o)
+{
+    if (o) {
+        lgd_adapter_options d = LGD_ADAPTER_OPTIONS_INIT;
+        *o = d;
+    }
+}
+
+typedef struct coeffs {
+    float c_in, c_skip, c_out, t;
+} coeffs;
+
+static float time_of(const network_model *nm, float sigma)
+{
+    switch (nm->opt.time_input) {
+    case LGD_TIME_LOG_SIGMA: return 0.25f * logf(sigma);
+    case LGD_TIME_SIGMA: return sigma;
+    default: break;
+    }
+    const double *ls = nm->log_sigmas;
+    int32_t T = nm->opt.num_timesteps;
+    double l = log((double)sigma);
+    if (nm->opt.time_input == LGD_TIME_DISCRETE_ROUND) {
+        int32_t best = 0;
+        for (int32_t i = 1; i < T; i++)
+            if (fabs(ls[i] - l) < fabs(ls[best] - l))
+                best = i;
+        return (float)best;
+    }
+    if (l <= ls[0])
+        return 0.0f;
+    if (l >= ls[T - 1])
+        return (float)(T - 1);
+    int32_t lo = 0, hi = T - 1; /* ls[lo] <= l < ls[hi] */
+    while (hi - lo > 1) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (ls[mid] <= l)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    double w = (l - ls[lo]) / (ls[hi] - ls[lo]);
+    return (float)((double)lo + w);
+}
+
+static coeffs coeffs_of(const network_model *nm, float sigma)
+{
+    double s = sigma, s2 = s * s;
+    coeffs c;
+    c.t = time_of(nm, sigma);
+    switch (nm->opt.prediction) {
+    case LGD_PREDICT_X0:
+        c.c_in = (float)(1.0 / sqrt(1.0 + s2));
+        c.c_skip = 0.0f;
+        c.c_out = 1.0f;
+        break;
+    case LGD_PREDICT_V:
+        c.c_in = (float)(1.0 / sqrt(1.0 + s2));
+        c.c_skip = (float)(1.0 / (1.0 + s2));
+        c.c_out = (float)(-s / sqrt(1.0 + s2));
+        break;
+    case LGD_PREDICT_EDM: {
+        double sd = nm->opt.sigma_data, sd2 = sd * sd;
+        c.c_in = (float)(1.0 / sqrt(s2 + sd2));
+        c.c_skip = (float)(sd2 / (s2 + sd2));
+        c.c_out = (float)(s * sd / sqrt(s2 + sd2));
+        break;
+    }
+    default: /* EPS */
+        c.c_in = (float)(1.0 / sqrt(1.0 + s2));
+        c.c_skip = 1.0f;
+        c.c_out = (float)-s;
+        break;
+    }
+    return c;
+}
+
+typedef struct net_closure {
+    const network_model *nm;
+    float t;
+    int64_t batch, dim;
+} net_closure;
+
+/* in = { x_in, cond, v } */
+static int call_forward(void *closure, const float *const *in, float *out)
+{
+    net_closure *c = closure;
+    return c->nm->net.forward(c->nm->net.user, in[0], c->t, in[1], c->batch, c->dim, out);
+}
+
+static int call_vjp(void *closure, const float *const *in, float *out)
+{
+    net_closure *c = closure;
+    return c->nm->net.vjp(c->nm->net.user, in[0], c->t, in[1], c->batch, c->dim, in[2], out);
+}
+
+/* out = F(c_in x, t) (v == NULL) or (dF/dx_in)^T v */
+static lgd_status run_network(lgd_model *m, const coeffs *c, const float *x, const float *cond,
+                              size_t batch, const float *v, float *out)
+{
+    network_model *nm = m->impl;
+    lgd_context *ctx = m->ctx;
+    size_t n = batch * (size_t)m->dim;
+    lgd_status st = lgd_buffer_reserve(ctx, &nm->x_in, n, "network adapter");
+    if (st)
+        return st;
+    ctx->ops->axpby(ctx->be, n, c->c_in, x, 0.0f, nm->x_in.data);
+    const float *in[3] = { nm->x_in.data, cond, v };
+    size_t counts[3] = { n, batch * (size_t)m->cond_dim, n };
+    net_closure cl = { nm, c->t, (int64_t)batch, m->dim };
+    int rc = 0;
+    st = lgd_host_call(ctx, &nm->stage, nm->net.memory, 3, in, counts, out, n,
+                       v ? call_vjp : call_forward, &cl, &rc);
+    if (st)
+        return st;
+    if (rc != 0)
+        return lgd_error(ctx, LGD_ERR_CALLBACK,
+                         "network %s callback returned %d at sigma-time t = %g",
+                         v ? "vjp" : "forward", rc, (double)c->t);
+    return LGD_OK;
+}
+
+static lgd_status network_denoise(lgd_model *m, const float *x, float sigma, const float *cond,
+                                  size_t batch, float *out)
+{
+    coeffs c = coeffs_of(m->impl, sigma);
+    lgd_status st = run_network(m, &c, x, cond, batch, NULL, out);
+    if (st)
+        return st;
+    /* out = c_skip x + c_out F */
+    m->ctx->ops->axpby(m->ctx->be, batch * (size_t)m->dim, c.c_skip, x, c.c_out, out);
+    return LGD_OK;
+}
+
+static lgd_status network_vjp(lgd_model *m, const float *x, float sigma, const float *cond,
+                              size_t batch, const float *v, float *out)
+{
+    network_model *nm = m->impl;
+    if (!nm->net.vjp)
+        return lgd_error(m->ctx, LGD_ERR_UNSUPPORTED,
+                         "the network was registered without a vjp callback");
+    coeffs c = coeffs_of(nm, sigma);
+    lgd_status st = run_network(m, &c, x, cond, batch, v, out);
+    if (st)
+        return st;
+    /* out = c_skip v + c_in c_out (dF/dx_in)^T v */
+    m->ctx->ops->axpby(m->ctx->be, batch * (size_t)m->dim, c.c_skip, v, c.c_in * c.c_out, out);
+    return LGD_OK;
+}
+
+static void network_destroy(lgd_model *m)
+{
+    network_model *nm = m->impl;
+    if (nm->net.destroy)
+        nm->net.destroy(nm->net.user);
+    lgd_buffer_release(m->ctx, &nm->x_in);
+    lgd_staging_free(&nm->stage);
+    free(nm->log_sigmas);
+    free(nm);
+}
+
+static const lgd_model_vtable network_vtable = {
+    .name = "network",
+    .denoise = network_denoise,
+    .vjp = network_vjp,
+    .destroy = network_destroy,
+};
+
+lgd_status lgd_model_network_time(const lgd_model *m, float sigma, float *out_t)
+{
+    if (!m || !out_t)
+        return LGD_ERR_INVALID_ARGUMENT;
+    if (m->vt != &network_vtable)
+        return lgd_error(m->ctx, LGD_ERR_UNSUPPORTED,
+                         "lgd_model_network_time: the %s model is not an adapted network",
+                         m->vt->name);
+    if (!isfinite(sigma) || sigma <= 0.0f)
+        return lgd_error(m->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "lgd_model_network_time: sigma = %g must be finite and > 0",
+                         (double)sigma);
+    *out_t = time_of(m->impl, sigma);
+    return LGD_OK;
+}
+
+lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
+                                    const lgd_adapter_options *options, lgd_model **out)
+{
+    if (!ctx)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_model_create_network";
+    if (!out || !network)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                         out ? "network" : "out_model");
+    *out = NULL;
+    lgd_network_callbacks net, net_defaults = LGD_NETWORK_CALLBACKS_INIT;
+    lgd_adapter_options opt, opt_defaults = LGD_ADAPTER_OPTIONS_INIT;
+    if (!lgd_read_options(&net, sizeof net, network, &net_defaults))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->struct_size is invalid", fn);
+    if (!lgd_read_options(&opt, sizeof opt, options, &opt_defaults))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: options->struct_size is invalid", fn);
+    if (net.dim <= 0 || net.cond_dim < 0 || !net.forward)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: need dim > 0, cond_dim >= 0 and a forward callback", fn);
+    if (net.memory != LGD_MEMORY_HOST && net.memory != LGD_MEMORY_DEVICE)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->memory is invalid", fn);
+    if ((unsigned)opt.prediction > LGD_PREDICT_EDM || (unsigned)opt.time_input > LGD_TIME_SIGMA)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: unknown prediction (%d) or time input (%d)", fn,
+                         (int)opt.prediction, (int)opt.time_input);
+    if (opt.prediction == LGD_PREDICT_EDM && !(opt.sigma_data > 0.0f && isfinite(opt.sigma_data)))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: sigma_data must be finite and > 0",
+                         fn);
+    int discrete = opt.time_input == LGD_TIME_DISCRETE || opt.time_input == LGD_TIME_DISCRETE_ROUND;
+    network_model *nm = calloc(1, sizeof *nm);
+    if (!nm)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (discrete) {
+        if (!opt.alphas_cumprod || opt.num_timesteps < 2) {
+            free(nm);
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: discrete time inputs need alphas_cumprod with num_timesteps >= 2",
+                             fn);
+        }
+        nm->log_sigmas = malloc((size_t)opt.num_timesteps * sizeof *nm->log_sigmas);
+        if (!nm->log_sigmas) {
+            free(nm);
+            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        }
+        for (int32_t i = 0; i < opt.num_timesteps; i++) {
+            double a = opt.alphas_cumprod[i];
+            int ok = a > 0.0 && a < 1.0 && (i == 0 || a < opt.alphas_cumprod[i - 1]);
+            if (!ok) {
+                free(nm->log_sigmas);
+                free(nm);
+                return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                                 "%s: alphas_cumprod[%d] = %g must be in (0, 1) and strictly "
+                                 "decreasing", fn, (int)i, a);
+            }
+            nm->log_sigmas[i] = 0.5 * log((1.0 - a) / a);
+        }
+    }
+    opt.alphas_cumprod = NULL; /* not kept: the log sigmas are */
+    nm->net = net;
+    nm->opt = opt;
+    lgd_status st = lgd_model_new(ctx, &network_vtable, net.dim, net.cond_dim, nm, out);
+    if (st) {
+        free(nm->log_sigmas);
+        free(nm);
+    }
+    return st;
+}
