@@ -55,10 +55,14 @@ lgd_status lgd_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
 {
     if (!ctx)
         return status;
+    /* format into a local buffer first: the arguments may include ctx->error itself
+     * (re-labelling a message with where it happened) */
+    char msg[LGD_ERROR_CAP];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(ctx->error, msg, sizeof msg);
     if (ctx->log && ctx->log_level >= LGD_LOG_ERROR)
         ctx->log(ctx->log_user, LGD_LOG_ERROR, ctx->error);
     return status;

@@ -228,9 +228,8 @@ static lgd_status reserve(lgd_guidance *g, size_t batch)
 /* Re-labels the last error with where it happened. */
 static lgd_status at_step(lgd_guidance *g, lgd_status st, int32_t step, float sigma)
 {
-    char prev[LGD_ERROR_CAP];
-    snprintf(prev, sizeof prev, "%s", g->ctx->error);
-    return lgd_error(g->ctx, st, "step %d (sigma = %g): %s", (int)step, (double)sigma, prev);
+    return lgd_error(g->ctx, st, "step %d (sigma = %g): %s", (int)step, (double)sigma,
+                     g->ctx->error);
 }
 
 static const float *cond_for(lgd_guidance *g, size_t batch, lgd_status *st)
