@@ -68,6 +68,8 @@ typedef struct lgd_backend_ops {
     int (*download)(lgd_backend *be, void *dst, const void *src, size_t bytes);
     int (*copy)(lgd_backend *be, void *dst, const void *src, size_t bytes);
     int (*synchronize)(lgd_backend *be);
+    /* the native stream (cudaStream_t) or NULL */
+    void *(*native_stream)(lgd_backend *be);
 
     /* elementwise */
     void (*fill)(lgd_backend *be, float *x, size_t n, float value);

@@ -71,6 +71,12 @@ static int cpu_synchronize(lgd_backend *be)
     return 0;
 }
 
+static void *cpu_native_stream(lgd_backend *be)
+{
+    (void)be;
+    return NULL;
+}
+
 static void cpu_fill(lgd_backend *be, float *x, size_t n, float value)
 {
     OMP_FOR(n)
@@ -466,6 +472,7 @@ static const lgd_backend_ops cpu_ops = {
     .download = cpu_memcpy,
     .copy = cpu_memcpy,
     .synchronize = cpu_synchronize,
+    .native_stream = cpu_native_stream,
     .fill = cpu_fill,
     .axpby = cpu_axpby,
     .axpby_rows = cpu_axpby_rows,

@@ -95,8 +95,10 @@ void lgd_context_options_init(lgd_context_options *o)
 
 static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
 {
-    static const char *names[] = { LGD_CUDA_MODULE_PATH, "liblgd-cuda.so." LGD_SOVERSION_STR,
-                                   "liblgd-cuda.so" };
+    const char *names[] = { o->cuda_module_path ? o->cuda_module_path : "",
+                            o->cuda_module_path ? "" : LGD_CUDA_MODULE_PATH,
+                            o->cuda_module_path ? "" : "liblgd-cuda.so." LGD_SOVERSION_STR,
+                            o->cuda_module_path ? "" : "liblgd-cuda.so" };
     void *h = NULL;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
         if (names[i][0])
@@ -216,6 +218,11 @@ lgd_backend_kind lgd_context_backend(const lgd_context *ctx)
 const char *lgd_context_backend_name(const lgd_context *ctx)
 {
     return ctx ? ctx->backend_name : "";
+}
+
+void *lgd_context_native_stream(const lgd_context *ctx)
+{
+    return ctx ? ctx->ops->native_stream(ctx->be) : NULL;
 }
 
 lgd_status lgd_context_synchronize(lgd_context *ctx)

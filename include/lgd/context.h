@@ -43,10 +43,13 @@ typedef struct lgd_context_options {
     lgd_log_fn log;             /**< optional log sink, default none */
     void *log_user;             /**< passed to log */
     lgd_log_level log_level;    /**< most verbose level passed to log, default LGD_LOG_WARNING */
+    /** Path of the CUDA backend module to load; NULL (default) searches the install
+     *  libdir, then the loader's path for liblgd-cuda.so. */
+    const char *cuda_module_path;
 } lgd_context_options;
 
 #define LGD_CONTEXT_OPTIONS_INIT \
-    { (uint32_t)sizeof(lgd_context_options), LGD_BACKEND_CPU, 0, 0, NULL, NULL, LGD_LOG_WARNING }
+    { (uint32_t)sizeof(lgd_context_options), LGD_BACKEND_CPU, 0, 0, NULL, NULL, LGD_LOG_WARNING, NULL }
 
 /** Fills *options with the defaults (for FFI users who cannot use the macro). */
 LGD_API void lgd_context_options_init(lgd_context_options *options);
@@ -77,6 +80,10 @@ LGD_API lgd_backend_kind lgd_context_backend(const lgd_context *context);
 
 /** A human-readable name of the backend and device, e.g. "cpu (openblas, 2 threads)". */
 LGD_API const char *lgd_context_backend_name(const lgd_context *context);
+
+/** The backend's native stream (a cudaStream_t on CUDA) on which liblgd queues its
+ *  work, for callbacks that asked for LGD_MEMORY_DEVICE; NULL on the CPU. */
+LGD_API void *lgd_context_native_stream(const lgd_context *context);
 
 /** Blocks until all work queued on the context's backend has finished. */
 LGD_API lgd_status lgd_context_synchronize(lgd_context *context);
