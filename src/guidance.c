@@ -395,7 +395,7 @@ static lgd_status fill_report(lgd_guidance *g, float sigma, size_t batch, int ac
     size_t D = (size_t)g->model->dim, bytes = batch * sizeof(float);
     r.sigma = sigma;
     r.active = active;
-    if (g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
+    if (active && g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
         ops->download(ctx->be, g->host, g->st_lsum.data, bytes);
         r.mean_loss = host_mean(g->host, batch) / (float)g->opt.n_samples;
         ops->download(ctx->be, g->host, g->ess.data, bytes);
