@@ -1,2 +1,534 @@
-/* sampler.c: being written */
+/*
+ * sampler.c - samplers that integrate x from sigma_max down to 0 with the guided
+ * denoiser xhat_g(x, sigma) = lgd_guidance_denoise_raw(): Euler (= DDIM eta 0),
+ * DDIM(eta) (ancestral), Heun (EDM Algorithm 2 with churn) and DPM-Solver++(2M).
+ *
+ * All vector arithmetic goes through the backend vtable, so the same code runs on
+ * the CPU and on CUDA; only scalars (step sizes, coefficients) are computed here,
+ * in double. Noise is drawn from Philox streams keyed by (seed, purpose, step,
+ * global row), which makes the samples independent of the batch split and of the
+ * thread count.
+ *
+ * Keys of the guided-denoiser calls (they key the guidance's own random draws):
+ * the call at the start of step i uses step index i; Heun's second (corrector)
+ * call of step i uses num_steps + i, so no two calls of a run share draws.
+ *
+ * Scratch buffers live in the sampler and grow only when a larger batch is
+ * initialised; a step never allocates.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+
+/* Step counters share 24 bits of the Philox counter with nothing else, and Heun
+ * uses two keys per step (i and num_steps + i). */
+#define LGD_SAMPLER_MAX_STEPS (1 << 22)
+
+/* EDM caps the churn at gamma = sqrt(2) - 1 (doubling the noise variance). */
+#define LGD_MAX_GAMMA 0.41421356237309504880
+
+enum { RUN_IDLE = 0, RUN_ACTIVE = 1, RUN_FAILED = 2 };
+
+struct lgd_sampler {
+    lgd_context *ctx;
+    lgd_guidance *guidance;
+    lgd_sampler_options opt; /* validated; opt.sigmas is not kept */
+    int32_t steps;
+    float *sigmas;           /* host, steps + 1, last one 0 */
+    int64_t dim;
+
+    /* the current run */
+    int state;
+    int32_t step;            /* next step */
+    uint64_t seed, first_row;
+    int64_t batch;
+    int have_old;            /* DPM++(2M): old_denoised holds the previous step's */
+
+    /* scratch, backend memory, [batch][dim] each */
+    lgd_buffer denoised;
+    lgd_buffer old;          /* DPM++: previous denoised; Heun: corrector denoised */
+    lgd_buffer noise;        /* DDIM / churn noise; Heun: the Euler predictor x_2 */
+    lgd_buffer d;            /* derivative (x - xhat) / sigma */
+};
+
+void lgd_sampler_options_init(lgd_sampler_options *options)
+{
+    if (options) {
+        lgd_sampler_options d = LGD_SAMPLER_OPTIONS_INIT;
+        *options = d;
+    }
+}
+
+static int finite_nonneg(float v) { return isfinite(v) && v >= 0.0f; }
+
+/* Validates the options and builds the grid into s->sigmas / s->steps. */
+static lgd_status build_grid(lgd_context *ctx, lgd_sampler *s, const lgd_sampler_options *o)
+{
+    const char *fn = "lgd_sampler_create";
+    if (o->kind != LGD_SAMPLER_EULER && o->kind != LGD_SAMPLER_DDIM &&
+        o->kind != LGD_SAMPLER_HEUN && o->kind != LGD_SAMPLER_DPMPP_2M)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->kind = %d is not a known lgd_sampler_kind", fn,
+                         (int)o->kind);
+    if (!(o->eta >= 0.0f && o->eta <= 1.0f))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->eta = %g must be in [0, 1]", fn, (double)o->eta);
+    if (!finite_nonneg(o->s_churn))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->s_churn = %g must be finite and >= 0", fn,
+                         (double)o->s_churn);
+    if (!finite_nonneg(o->s_noise))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->s_noise = %g must be finite and >= 0", fn,
+                         (double)o->s_noise);
+    if (!finite_nonneg(o->s_tmin) || !(o->s_tmax >= o->s_tmin))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->s_tmin = %g, s_tmax = %g must satisfy "
+                         "0 <= s_tmin <= s_tmax",
+                         fn, (double)o->s_tmin, (double)o->s_tmax);
+
+    int32_t steps = o->steps;
+    if (o->schedule == LGD_SCHEDULE_USER) {
+        if (!o->sigmas || o->n_sigmas < 1)
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: the USER schedule needs options->sigmas and n_sigmas >= 1 "
+                             "(got %s, %d)",
+                             fn, o->sigmas ? "an array" : "NULL", (int)o->n_sigmas);
+        int32_t n = o->n_sigmas;
+        for (int32_t i = 0; i < n; i++) {
+            float v = o->sigmas[i];
+            int last = i == n - 1;
+            if (!isfinite(v) || v < 0.0f || (v == 0.0f && !last) || (v == 0.0f && n == 1))
+                return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                                 "%s: options->sigmas[%d] = %g: noise levels must be finite "
+                                 "and > 0 (only the last may be 0, and not alone)",
+                                 fn, (int)i, (double)v);
+            if (i > 0 && !(v < o->sigmas[i - 1]))
+                return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                                 "%s: options->sigmas must be strictly decreasing "
+                                 "(sigmas[%d] = %g, sigmas[%d] = %g)",
+                                 fn, (int)(i - 1), (double)o->sigmas[i - 1], (int)i, (double)v);
+        }
+        steps = o->sigmas[n - 1] == 0.0f ? n - 1 : n;
+        if (steps > LGD_SAMPLER_MAX_STEPS)
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: %d noise levels is more than the %d steps supported", fn,
+                             (int)n, LGD_SAMPLER_MAX_STEPS);
+        s->sigmas = malloc(((size_t)steps + 1) * sizeof(float));
+        if (!s->sigmas)
+            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        memcpy(s->sigmas, o->sigmas, (size_t)n * sizeof(float));
+        s->sigmas[steps] = 0.0f;
+        s->steps = steps;
+        return LGD_OK;
+    }
+
+    if (steps < 1 || steps > LGD_SAMPLER_MAX_STEPS)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->steps = %d must be in [1, %d]", fn, (int)steps,
+                         LGD_SAMPLER_MAX_STEPS);
+    s->sigmas = malloc(((size_t)steps + 1) * sizeof(float));
+    if (!s->sigmas)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    s->steps = steps;
+    lgd_status st;
+    switch (o->schedule) {
+    case LGD_SCHEDULE_KARRAS:
+        if (!(o->sigma_min > 0.0f) || !(o->sigma_max > o->sigma_min) ||
+            !isfinite(o->sigma_max) || !(o->rho > 0.0f) || !isfinite(o->rho))
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: Karras schedule needs 0 < sigma_min < sigma_max < inf and "
+                             "0 < rho < inf (got sigma_min %g, sigma_max %g, rho %g)",
+                             fn, (double)o->sigma_min, (double)o->sigma_max, (double)o->rho);
+        st = lgd_schedule_karras(steps, o->sigma_min, o->sigma_max, o->rho, s->sigmas);
+        if (st == LGD_ERR_INVALID_ARGUMENT)
+            return lgd_error(ctx, st,
+                             "%s: the Karras grid of %d steps from %g to %g has repeated "
+                             "noise levels in float",
+                             fn, (int)steps, (double)o->sigma_max, (double)o->sigma_min);
+        break;
+    case LGD_SCHEDULE_VP_LINEAR:
+    case LGD_SCHEDULE_VP_COSINE:
+        if (o->vp_timesteps < 1 || steps > o->vp_timesteps)
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: VP schedule needs 1 <= steps <= vp_timesteps (got steps %d, "
+                             "vp_timesteps %d)",
+                             fn, (int)steps, (int)o->vp_timesteps);
+        if (o->schedule == LGD_SCHEDULE_VP_LINEAR &&
+            !(o->vp_beta_start > 0.0f && o->vp_beta_start < 1.0f && o->vp_beta_end > 0.0f &&
+              o->vp_beta_end < 1.0f))
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "%s: VP linear betas must be in (0, 1) (got vp_beta_start %g, "
+                             "vp_beta_end %g)",
+                             fn, (double)o->vp_beta_start, (double)o->vp_beta_end);
+        st = lgd_schedule_vp(o->schedule, o->vp_timesteps, o->vp_beta_start, o->vp_beta_end,
+                             steps, s->sigmas);
+        if (st == LGD_ERR_INVALID_ARGUMENT)
+            return lgd_error(ctx, st,
+                             "%s: the VP schedule gives no strictly decreasing positive grid",
+                             fn);
+        break;
+    default:
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: options->schedule = %d is not a known lgd_schedule_kind", fn,
+                         (int)o->schedule);
+    }
+    if (st)
+        return lgd_error(ctx, st, "%s: cannot build the noise schedule (%s)", fn,
+                         lgd_status_string(st));
+    return LGD_OK;
+}
+
+lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options *options,
+                              lgd_sampler **out_sampler)
+{
+    if (!guidance)
+        return LGD_ERR_INVALID_ARGUMENT;
+    lgd_context *ctx = lgd_guidance_context(guidance);
+    if (!out_sampler)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "lgd_sampler_create: out_sampler is NULL");
+    *out_sampler = NULL;
+    lgd_sampler_options o, defaults = LGD_SAMPLER_OPTIONS_INIT;
+    if (!lgd_read_options(&o, sizeof o, options, &defaults))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "lgd_sampler_create: options->struct_size is invalid "
+                         "(use LGD_SAMPLER_OPTIONS_INIT or lgd_sampler_options_init)");
+    lgd_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "lgd_sampler_create: out of memory");
+    lgd_status st = build_grid(ctx, s, &o);
+    if (st) {
+        free(s->sigmas);
+        free(s);
+        return st;
+    }
+    o.sigmas = NULL;
+    o.n_sigmas = 0;
+    o.steps = s->steps;
+    s->opt = o;
+    s->dim = lgd_guidance_dim(guidance);
+    s->ctx = lgd_context_retain(ctx);
+    s->guidance = lgd_guidance_retain(guidance);
+    s->state = RUN_IDLE;
+    *out_sampler = s;
+    return LGD_OK;
+}
+
+void lgd_sampler_destroy(lgd_sampler *s)
+{
+    if (!s)
+        return;
+    lgd_buffer_release(s->ctx, &s->denoised);
+    lgd_buffer_release(s->ctx, &s->old);
+    lgd_buffer_release(s->ctx, &s->noise);
+    lgd_buffer_release(s->ctx, &s->d);
+    free(s->sigmas);
+    lgd_guidance_release(s->guidance);
+    lgd_context_release(s->ctx);
+    free(s);
+}
+
+int32_t lgd_sampler_num_steps(const lgd_sampler *s) { return s ? s->steps : 0; }
+
+lgd_status lgd_sampler_sigmas(const lgd_sampler *s, float *out, size_t count)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    if (!out)
+        return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT, "lgd_sampler_sigmas: out is NULL");
+    if (count < (size_t)s->steps + 1)
+        return lgd_error(s->ctx, LGD_ERR_SHAPE_MISMATCH,
+                         "lgd_sampler_sigmas: count %zu is less than num_steps + 1 = %zu", count,
+                         (size_t)s->steps + 1);
+    memcpy(out, s->sigmas, ((size_t)s->steps + 1) * sizeof(float));
+    return LGD_OK;
+}
+
+int32_t lgd_sampler_step_index(const lgd_sampler *s)
+{
+    if (!s)
+        return -1;
+    return s->state == RUN_IDLE ? 0 : s->step;
+}
+
+float lgd_sampler_sigma(const lgd_sampler *s)
+{
+    if (!s)
+        return NAN;
+    return s->sigmas[lgd_sampler_step_index(s)];
+}
+
+int lgd_sampler_done(const lgd_sampler *s)
+{
+    if (!s)
+        return 1;
+    return s->state == RUN_ACTIVE && s->step >= s->steps;
+}
+
+/* x must be a [batch][dim] tensor of the sampler's context. */
+static lgd_status check_x(lgd_sampler *s, const lgd_tensor *x, const char *fn, int64_t *batch)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s: x", fn);
+    return lgd_tensor_as_rows(s->ctx, x, name, s->dim, batch);
+}
+
+static lgd_status reserve_scratch(lgd_sampler *s, size_t n)
+{
+    const char *what = "lgd_sampler_init: scratch";
+    lgd_status st = lgd_buffer_reserve(s->ctx, &s->denoised, n, what);
+    if (!st)
+        st = lgd_buffer_reserve(s->ctx, &s->d, n, what);
+    if (!st && (s->opt.kind == LGD_SAMPLER_DPMPP_2M || s->opt.kind == LGD_SAMPLER_HEUN))
+        st = lgd_buffer_reserve(s->ctx, &s->old, n, what);
+    if (!st && ((s->opt.kind == LGD_SAMPLER_DDIM && s->opt.eta > 0.0f) ||
+                s->opt.kind == LGD_SAMPLER_HEUN))
+        st = lgd_buffer_reserve(s->ctx, &s->noise, n, what);
+    return st;
+}
+
+lgd_status lgd_sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_t first_row)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    int64_t batch = 0;
+    lgd_status st = check_x(s, x, "lgd_sampler_init", &batch);
+    if (st)
+        return st;
+    size_t n = (size_t)batch * (size_t)s->dim;
+    st = reserve_scratch(s, n);
+    if (st)
+        return st;
+    lgd_context *ctx = s->ctx;
+    lgd_rng_stream rs = { seed, LGD_RNG_INIT, 0, first_row, 0 };
+    ctx->ops->normal(ctx->be, &rs, (size_t)batch, 1, (size_t)s->dim, x->buf.data);
+    ctx->ops->axpby(ctx->be, n, s->sigmas[0], x->buf.data, 0.0f, x->buf.data);
+    lgd_guidance_set_seed(s->guidance, seed);
+    s->seed = seed;
+    s->first_row = first_row;
+    s->batch = batch;
+    s->step = 0;
+    s->have_old = 0;
+    s->state = RUN_ACTIVE;
+    return LGD_OK;
+}
+
+/* Calls the guided denoiser; on failure, prefixes the sampler step to the message
+ * (the guidance's own message names the call's key, which differs for Heun's
+ * corrector). */
+static lgd_status denoise(lgd_sampler *s, const float *x, float sigma, int32_t key, float *out,
+                          lgd_guidance_report *report)
+{
+    lgd_status st = lgd_guidance_denoise_raw(s->guidance, x, sigma, (size_t)s->batch, key,
+                                             s->first_row, out, report);
+    if (st) {
+        char prev[LGD_ERROR_CAP];
+        snprintf(prev, sizeof prev, "%s", s->ctx->error);
+        if (key != s->step)
+            return lgd_error(s->ctx, st,
+                             "lgd_sampler_step: step %d of %d, Heun corrector at sigma %g "
+                             "(guidance call key %d): %s",
+                             (int)s->step, (int)s->steps, (double)sigma, (int)key, prev);
+        return lgd_error(s->ctx, st, "lgd_sampler_step: step %d of %d (sigma %g): %s",
+                         (int)s->step, (int)s->steps, (double)sigma, prev);
+    }
+    return LGD_OK;
+}
+
+/* d = (x - den) / sigma */
+static void to_d(lgd_context *ctx, size_t n, const float *x, const float *den, double sigma,
+                 float *d)
+{
+    float inv = (float)(1.0 / sigma);
+    ctx->ops->copy(ctx->be, d, den, n * sizeof(float));
+    ctx->ops->axpby(ctx->be, n, inv, x, -inv, d);
+}
+
+static lgd_status step_euler_ddim(lgd_sampler *s, float *x, size_t n,
+                                  lgd_guidance_report *report)
+{
+    lgd_context *ctx = s->ctx;
+    int32_t i = s->step;
+    double sigma = s->sigmas[i], sn = s->sigmas[i + 1];
+    lgd_status st = denoise(s, x, (float)sigma, i, s->denoised.data, report);
+    if (st)
+        return st;
+    double sigma_up = 0.0, sigma_down = sn;
+    if (s->opt.kind == LGD_SAMPLER_DDIM && s->opt.eta > 0.0f && sn > 0.0) {
+        sigma_up = (double)s->opt.eta * sqrt(sn * sn * (sigma * sigma - sn * sn) / (sigma * sigma));
+        if (sigma_up > sn)
+            sigma_up = sn;
+        double down2 = sn * sn - sigma_up * sigma_up;
+        sigma_down = down2 > 0.0 ? sqrt(down2) : 0.0;
+    }
+    to_d(ctx, n, x, s->denoised.data, sigma, s->d.data);
+    ctx->ops->axpby(ctx->be, n, (float)(sigma_down - sigma), s->d.data, 1.0f, x);
+    if (sigma_up > 0.0) {
+        lgd_rng_stream rs = { s->seed, LGD_RNG_ANCESTRAL, (uint32_t)i, s->first_row, 0 };
+        ctx->ops->normal(ctx->be, &rs, (size_t)s->batch, 1, (size_t)s->dim, s->noise.data);
+        ctx->ops->axpby(ctx->be, n, (float)sigma_up, s->noise.data, 1.0f, x);
+    }
+    return LGD_OK;
+}
+
+static lgd_status step_heun(lgd_sampler *s, float *x, size_t n, lgd_guidance_report *report)
+{
+    lgd_context *ctx = s->ctx;
+    int32_t i = s->step;
+    double sigma = s->sigmas[i], sn = s->sigmas[i + 1];
+    double gamma = 0.0;
+    if (s->opt.s_churn > 0.0f && s->opt.s_tmin <= (float)sigma && (float)sigma <= s->opt.s_tmax) {
+        gamma = (double)s->opt.s_churn / (double)s->steps;
+        if (gamma > LGD_MAX_GAMMA)
+            gamma = LGD_MAX_GAMMA;
+    }
+    double sigma_hat = sigma * (gamma + 1.0);
+    float fsigma_hat = (float)sigma_hat;
+    if (gamma > 0.0) {
+        double shat = fsigma_hat; /* the level the denoiser is told */
+        double add2 = shat * shat - sigma * sigma;
+        double amp = (add2 > 0.0 ? sqrt(add2) : 0.0) * (double)s->opt.s_noise;
+        lgd_rng_stream rs = { s->seed, LGD_RNG_CHURN, (uint32_t)i, s->first_row, 0 };
+        ctx->ops->normal(ctx->be, &rs, (size_t)s->batch, 1, (size_t)s->dim, s->noise.data);
+        ctx->ops->axpby(ctx->be, n, (float)amp, s->noise.data, 1.0f, x);
+    }
+    double shat = fsigma_hat;
+    lgd_status st = denoise(s, x, fsigma_hat, i, s->denoised.data, report);
+    if (st)
+        return st;
+    to_d(ctx, n, x, s->denoised.data, shat, s->d.data);
+    double dt = sn - shat;
+    if (sn == 0.0) {
+        ctx->ops->axpby(ctx->be, n, (float)dt, s->d.data, 1.0f, x);
+        return LGD_OK;
+    }
+    /* predictor x_2 = x + dt d (in the noise buffer), corrector denoised in old */
+    float *x2 = s->noise.data, *den2 = s->old.data;
+    ctx->ops->copy(ctx->be, x2, x, n * sizeof(float));
+    ctx->ops->axpby(ctx->be, n, (float)dt, s->d.data, 1.0f, x2);
+    st = denoise(s, x2, (float)sn, s->steps + i, den2, report);
+    if (st)
+        return st;
+    /* d_2 = (x_2 - den2) / sn, in place in den2 */
+    float inv = (float)(1.0 / sn);
+    ctx->ops->axpby(ctx->be, n, inv, x2, -inv, den2);
+    /* x += dt (d + d_2) / 2 */
+    ctx->ops->axpby(ctx->be, n, 1.0f, den2, 1.0f, s->d.data);
+    ctx->ops->axpby(ctx->be, n, (float)(0.5 * dt), s->d.data, 1.0f, x);
+    return LGD_OK;
+}
+
+static lgd_status step_dpmpp_2m(lgd_sampler *s, float *x, size_t n,
+                                lgd_guidance_report *report)
+{
+    lgd_context *ctx = s->ctx;
+    int32_t i = s->step;
+    double sigma = s->sigmas[i], sn = s->sigmas[i + 1];
+    lgd_status st = denoise(s, x, (float)sigma, i, s->denoised.data, report);
+    if (st)
+        return st;
+    if (sn == 0.0) {
+        /* t_next = inf: x = 0 * x - expm1(-inf) denoised = denoised */
+        ctx->ops->copy(ctx->be, x, s->denoised.data, n * sizeof(float));
+    } else {
+        double t = -log(sigma), t_next = -log(sn);
+        double h = t_next - t;
+        double ratio = sn / sigma, coef = -expm1(-h);
+        if (!s->have_old) {
+            ctx->ops->axpby(ctx->be, n, (float)coef, s->denoised.data, (float)ratio, x);
+        } else {
+            double h_last = t - (-log((double)s->sigmas[i - 1]));
+            double r = h_last / h;
+            double a = 1.0 + 1.0 / (2.0 * r), b = -1.0 / (2.0 * r);
+            /* d = a denoised + b old_denoised */
+            ctx->ops->copy(ctx->be, s->d.data, s->old.data, n * sizeof(float));
+            ctx->ops->axpby(ctx->be, n, (float)a, s->denoised.data, (float)b, s->d.data);
+            ctx->ops->axpby(ctx->be, n, (float)coef, s->d.data, (float)ratio, x);
+        }
+    }
+    /* old_denoised = denoised (swap, no copy) */
+    lgd_buffer tmp = s->old;
+    s->old = s->denoised;
+    s->denoised = tmp;
+    s->have_old = 1;
+    return LGD_OK;
+}
+
+lgd_status lgd_sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    lgd_context *ctx = s->ctx;
+    if (s->state == RUN_IDLE)
+        return lgd_error(ctx, LGD_ERR_STATE,
+                         "lgd_sampler_step: the sampler is not initialised "
+                         "(call lgd_sampler_init or lgd_sampler_run first)");
+    if (s->state == RUN_FAILED)
+        return lgd_error(ctx, LGD_ERR_STATE,
+                         "lgd_sampler_step: step %d failed earlier; call lgd_sampler_init to "
+                         "start a new run",
+                         (int)s->step);
+    if (s->step >= s->steps)
+        return lgd_error(ctx, LGD_ERR_STATE,
+                         "lgd_sampler_step: the run is finished (%d of %d steps done)",
+                         (int)s->step, (int)s->steps);
+    int64_t batch = 0;
+    lgd_status st = check_x(s, x, "lgd_sampler_step", &batch);
+    if (st)
+        return st;
+    if (batch != s->batch)
+        return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH,
+                         "lgd_sampler_step: x has batch %lld but the run was initialised with "
+                         "batch %lld",
+                         (long long)batch, (long long)s->batch);
+    size_t n = (size_t)batch * (size_t)s->dim;
+    float *xd = x->buf.data;
+    switch (s->opt.kind) {
+    case LGD_SAMPLER_EULER:
+    case LGD_SAMPLER_DDIM: st = step_euler_ddim(s, xd, n, report); break;
+    case LGD_SAMPLER_HEUN: st = step_heun(s, xd, n, report); break;
+    case LGD_SAMPLER_DPMPP_2M: st = step_dpmpp_2m(s, xd, n, report); break;
+    default: st = lgd_error(ctx, LGD_ERR_INTERNAL, "lgd_sampler_step: bad sampler kind");
+    }
+    if (!st && !ctx->ops->all_finite(ctx->be, xd, n))
+        st = lgd_error(ctx, LGD_ERR_NON_FINITE,
+                       "lgd_sampler_step: x is not finite after step %d of %d "
+                       "(sigma %g -> %g)",
+                       (int)s->step, (int)s->steps, (double)s->sigmas[s->step],
+                       (double)s->sigmas[s->step + 1]);
+    if (st) {
+        /* x may be half-updated: the run cannot go on */
+        s->state = RUN_FAILED;
+        return st;
+    }
+    s->step++;
+    return LGD_OK;
+}
+
+/* progress(user, step, num_steps, sigma, report) after each step: step = the number
+ * of steps done (1..num_steps), sigma = the noise level x is now at (0 at the end),
+ * report = the diagnostics of the step's last guided call. */
+lgd_status lgd_sampler_run(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_t first_row,
+                           lgd_progress_fn progress, void *user)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    lgd_status st = lgd_sampler_init(s, x, seed, first_row);
+    if (st)
+        return st;
+    while (s->step < s->steps) {
+        lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
+        st = lgd_sampler_step(s, x, progress ? &rep : NULL);
+        if (st)
+            return st;
+        if (progress && progress(user, s->step, s->steps, s->sigmas[s->step], &rep) != 0)
+            return lgd_error(s->ctx, LGD_ERR_ABORTED,
+                             "lgd_sampler_run: the progress callback stopped the run after "
+                             "step %d of %d",
+                             (int)s->step, (int)s->steps);
+    }
+    return LGD_OK;
+}
