@@ -117,8 +117,13 @@ typedef struct lgd_backend_ops {
                  float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                  float beta, float *C, size_t ldc);
 
-    /* random numbers: out[r][j][e] for r < rows, j < draws, e < cols, Philox
-     * counter (e / 4, first_row + r, first_draw + j, purpose << 24 | step) */
+    /* random numbers: out[r][j][e] for r < rows, j < draws, e < cols is element
+     * f % 4 of the Philox normal block at counter
+     *   (f / 4 mod 2^32, first_row + r, f / 4 >> 32, purpose << 24 | step),
+     *   f = (first_draw + j) * cols + e
+     * i.e. each row's draws are one flat stream of normals, so every Philox block
+     * is used whole however small cols is, and the numbers do not depend on how
+     * the draws are split into calls. */
     void (*normal)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
                    size_t cols, float *out);
     /* one uniform in (0, 1) per (r, j) */

@@ -32,7 +32,8 @@ struct lgd_backend {
 #define OMP_FOR(work) \
     LGD_PRAGMA(omp parallel for num_threads(be->threads) if ((work) >= 32768) schedule(static))
 #else
-#define OMP_FOR(work)
+/* without OpenMP `be` may be otherwise unused (-Werror=unused-parameter) */
+#define OMP_FOR(work) (void)be;
 #endif
 
 static const char *cpu_name(lgd_backend *be) { return be->name; }
@@ -274,20 +275,21 @@ static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, si
                        size_t cols, float *out)
 {
     uint32_t tag = lgd_rng_tag(s->purpose, s->step);
-    size_t blocks = (cols + 3) / 4;
-    size_t n = rows * draws;
-    OMP_FOR(n * cols)
-    for (size_t rj = 0; rj < n; rj++) {
-        size_t r = rj / draws, j = rj % draws;
-        uint32_t row = (uint32_t)(s->first_row + r);
-        uint32_t draw = (uint32_t)(s->first_draw + j);
-        float *o = out + rj * cols;
-        for (size_t blk = 0; blk < blocks; blk++) {
-            float z[4];
-            lgd_philox_normal4((uint32_t)blk, row, draw, tag, s->seed, z);
-            size_t e0 = blk * 4;
-            for (size_t e = 0; e < 4 && e0 + e < cols; e++)
-                o[e0 + e] = z[e];
+    uint64_t f0 = (uint64_t)s->first_draw * cols, n = (uint64_t)draws * cols;
+    uint64_t blk0 = f0 / 4, blk1 = (f0 + n + 3) / 4; /* blocks touching [f0, f0 + n) */
+    uint64_t per_row = blk1 - blk0;
+    OMP_FOR(rows * n)
+    for (size_t rb = 0; rb < rows * per_row; rb++) {
+        size_t r = rb / per_row;
+        uint64_t blk = blk0 + rb % per_row;
+        float z[4];
+        lgd_philox_normal4((uint32_t)blk, (uint32_t)(s->first_row + r), (uint32_t)(blk >> 32),
+                           tag, s->seed, z);
+        float *o = out + r * n;
+        for (uint64_t e = 0; e < 4; e++) {
+            uint64_t f = blk * 4 + e;
+            if (f >= f0 && f < f0 + n)
+                o[f - f0] = z[e];
         }
     }
 }

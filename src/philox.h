@@ -51,10 +51,13 @@ LGD_HD lgd_philox_block lgd_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
     return out;
 }
 
-/* Uniform in (0, 1) from the top 24 bits: exactly representable in float. */
+/* Uniform in (0, 1) from the top 23 bits: (k + 0.5) / 2^23 needs 24 significant
+ * bits, so it is exact in float; the range is [2^-24, 1 - 2^-24], never 0 or 1.
+ * (With 24 bits, k + 0.5 is not representable for k >= 2^23 and rounds, up to
+ * exactly 1.0f for k = 2^24 - 1.) */
 LGD_HD float lgd_u32_to_uniform_open(uint32_t a)
 {
-    return ((float)(a >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    return ((float)(a >> 9) + 0.5f) * (1.0f / 8388608.0f);
 }
 
 /* Box-Muller on (a, b) -> two standard normals. */

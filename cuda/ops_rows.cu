@@ -1,0 +1,190 @@
+/*
+ * ops_rows.cu - row reductions: dot products, the Gaussian log-density, the
+ * mixture-coefficient centring, softmax and log-sum-exp by row, and the
+ * all-finite check. A warp per row for short rows, a block per row for long
+ * ones (see cuda_kernels.cuh); sums in double as in src/backend_cpu.c.
+ */
+#include "cuda_kernels.cuh"
+
+template <int G>
+__global__ void row_dot_kernel(size_t rows, size_t cols, const float *x, const float *y,
+                               float *out, size_t out_stride)
+{
+    __shared__ double shm[LGD_THREADS / LGD_WARP];
+    const unsigned lane = lgd_group<G>::lane();
+    LGD_ROW_LOOP(G, r, rows) {
+        const float *xr = x + r * cols, *yr = y + r * cols;
+        double acc = 0.0;
+        for (size_t j = lane; j < cols; j += G)
+            acc += (double)xr[j] * (double)yr[j];
+        acc = lgd_group<G>::sum(acc, shm);
+        if (lane == 0)
+            out[r * out_stride] = (float)acc;
+    }
+}
+
+extern "C" void lgd_cuda_row_dot_strided(lgd_backend *be, size_t rows, size_t cols,
+                                         const float *x, const float *y, float *out,
+                                         size_t out_stride)
+{
+    if (rows == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_ROWS(be, rows, cols, row_dot_kernel, rows, cols, x, y, out, out_stride);
+}
+
+extern "C" void lgd_cuda_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                                 const float *y, float *out)
+{
+    lgd_cuda_row_dot_strided(be, rows, cols, x, y, out, 1);
+}
+
+template <int G>
+__global__ void mix_coeffs_kernel(size_t rows, size_t K, const float *p, const float *d,
+                                  float scale, float *out)
+{
+    __shared__ double shm[LGD_THREADS / LGD_WARP];
+    const unsigned lane = lgd_group<G>::lane();
+    LGD_ROW_LOOP(G, r, rows) {
+        const float *pr = p + r * K, *dr = d + r * K;
+        double mean = 0.0;
+        for (size_t k = lane; k < K; k += G)
+            mean += (double)pr[k] * dr[k];
+        mean = lgd_group<G>::sum(mean, shm);
+        /* d may alias out: each thread rewrites only the entries it read */
+        for (size_t k = lane; k < K; k += G)
+            out[r * K + k] = (float)(scale * pr[k] * ((double)dr[k] - mean));
+    }
+}
+
+extern "C" void lgd_cuda_mix_coeffs(lgd_backend *be, size_t rows, size_t K, const float *p,
+                                    const float *d, float scale, float *out)
+{
+    if (rows == 0 || K == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_ROWS(be, rows, K, mix_coeffs_kernel, rows, K, p, d, scale, out);
+}
+
+template <int G>
+__global__ void gaussian_logp_kernel(size_t rows, size_t cols, const float *x, const float *lam,
+                                     float s2, float c, float *out, size_t out_stride)
+{
+    __shared__ double shm[LGD_THREADS / LGD_WARP];
+    const unsigned lane = lgd_group<G>::lane();
+    LGD_ROW_LOOP(G, r, rows) {
+        const float *xr = x + r * cols;
+        double acc = 0.0;
+        for (size_t j = lane; j < cols; j += G) {
+            double v = xr[j];
+            acc += v * v / ((double)lam[j] + (double)s2);
+        }
+        acc = lgd_group<G>::sum(acc, shm);
+        if (lane == 0)
+            out[r * out_stride] = (float)((double)c - 0.5 * acc);
+    }
+}
+
+extern "C" void lgd_cuda_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                                       const float *lam, float s2, float c, float *out,
+                                       size_t out_stride)
+{
+    if (rows == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_ROWS(be, rows, cols, gaussian_logp_kernel, rows, cols, x, lam, s2, c, out,
+                    out_stride);
+}
+
+template <int G> __global__ void softmax_rows_kernel(size_t rows, size_t cols, float *x)
+{
+    __shared__ double shm[LGD_THREADS / LGD_WARP];
+    const unsigned lane = lgd_group<G>::lane();
+    LGD_ROW_LOOP(G, r, rows) {
+        float *xr = x + r * cols;
+        float m = -INFINITY;
+        for (size_t j = lane; j < cols; j += G)
+            m = lgd_fmax_cpu(m, xr[j]);
+        m = lgd_group<G>::max(m, shm);
+        double s = 0.0;
+        for (size_t j = lane; j < cols; j += G) {
+            xr[j] = expf(xr[j] - m);
+            s += xr[j];
+        }
+        s = lgd_group<G>::sum(s, shm);
+        float inv = (float)(1.0 / s);
+        for (size_t j = lane; j < cols; j += G)
+            xr[j] *= inv;
+    }
+}
+
+extern "C" void lgd_cuda_softmax_rows(lgd_backend *be, size_t rows, size_t cols, float *x)
+{
+    if (rows == 0 || cols == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_ROWS(be, rows, cols, softmax_rows_kernel, rows, cols, x);
+}
+
+template <int G>
+__global__ void logsumexp_rows_kernel(size_t rows, size_t cols, const float *x, float *out)
+{
+    __shared__ double shm[LGD_THREADS / LGD_WARP];
+    const unsigned lane = lgd_group<G>::lane();
+    LGD_ROW_LOOP(G, r, rows) {
+        const float *xr = x + r * cols;
+        float m = -INFINITY;
+        for (size_t j = lane; j < cols; j += G)
+            m = lgd_fmax_cpu(m, xr[j]);
+        m = lgd_group<G>::max(m, shm);
+        double s = 0.0;
+        for (size_t j = lane; j < cols; j += G)
+            s += exp((double)xr[j] - (double)m);
+        s = lgd_group<G>::sum(s, shm);
+        if (lane == 0)
+            out[r] = m + (float)log(s);
+    }
+}
+
+extern "C" void lgd_cuda_logsumexp_rows(lgd_backend *be, size_t rows, size_t cols,
+                                        const float *x, float *out)
+{
+    if (rows == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_ROWS(be, rows, cols, logsumexp_rows_kernel, rows, cols, x, out);
+}
+
+template <typename I> __global__ void all_finite_kernel(const float *x, size_t n, int *flag)
+{
+    int bad = 0;
+    LGD_GRID_STRIDE(I, i, n)
+        bad |= !isfinite(x[i]);
+    if (bad)
+        *flag = 1;
+}
+
+extern "C" int lgd_cuda_all_finite(lgd_backend *be, const float *x, size_t n)
+{
+    if (be->failed)
+        return 0;
+    if (n == 0)
+        return 1;
+    lgd_cuda_enter(be);
+    if (lgd_cuda_check(be, cudaMemsetAsync(be->flag_dev, 0, sizeof(int), be->stream),
+                       "all_finite (cudaMemsetAsync)"))
+        return 0;
+    unsigned blocks = lgd_cuda_blocks(be, n, LGD_THREADS);
+    if (n <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)blocks)
+        all_finite_kernel<uint32_t><<<blocks, LGD_THREADS, 0, be->stream>>>(x, n, be->flag_dev);
+    else
+        all_finite_kernel<size_t><<<blocks, LGD_THREADS, 0, be->stream>>>(x, n, be->flag_dev);
+    if (LGD_CUDA_LAUNCHED(be, "all_finite_kernel"))
+        return 0;
+    if (lgd_cuda_check(be, cudaMemcpyAsync(be->flag_host, be->flag_dev, sizeof(int),
+                                           cudaMemcpyDeviceToHost, be->stream),
+                       "all_finite (cudaMemcpyAsync)") ||
+        lgd_cuda_check(be, cudaStreamSynchronize(be->stream), "all_finite (synchronize)"))
+        return 0;
+    return *be->flag_host == 0;
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# setup.sh - install what liblgd needs to build, test and run its demo.
+#
+# Debian/Ubuntu: installs the missing packages with apt-get (non-interactive,
+# `apt-get update` first); does nothing when everything is already installed.
+# Elsewhere: checks that the tools are on PATH and says what is missing.
+# Used by scripts/test.sh, scripts/demo.sh and .ci/run.
+set -euo pipefail
+
+# gfortran: openblas.pc lists -lgfortran in Libs.private, which the static link
+# of the install test (pkg-config --static lgd) needs.
+packages=(gcc libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
+          libopenblas-dev gfortran valgrind)
+
+if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "setup: all packages are installed"
+        exit 0
+    fi
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo -E)
+        else
+            echo "setup: missing packages (${missing[*]}) and not root; install them as root" >&2
+            exit 1
+        fi
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    exit 0
+fi
+
+# Not a Debian-like system: check only.
+status=0
+for tool in cc meson ninja pkg-config valgrind nm readelf; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool not found" >&2; status=1; }
+done
+for pc in check openblas; do
+    pkg-config --exists "$pc" 2>/dev/null || { echo "setup: pkg-config cannot find $pc" >&2; status=1; }
+done
+[ $status -eq 0 ] && echo "setup: not a Debian system; the tools are present"
+exit $status
