@@ -11,8 +11,11 @@ set -euo pipefail
 dest=${1:-.gpu-deps}
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 lib=/usr/lib/$arch
-blas_lib=$lib/openblas-pthread
-blas_inc=/usr/include/$arch/openblas-pthread
+# the OpenMP build of OpenBLAS shares liblgd's OpenMP threads (see meson.build)
+blas=openblas-openmp
+[ -e "$lib/$blas/libopenblas.so.0" ] || blas=openblas-pthread
+blas_lib=$lib/$blas
+blas_inc=/usr/include/$arch/$blas
 for f in "$lib/libcheck_pic.a" "$lib/libsubunit.so.0" "$blas_lib/libopenblas.so.0" \
     /usr/include/check.h "$blas_inc/cblas.h"; do
     [ -e "$f" ] || { echo "missing $f: run scripts/setup.sh first" >&2; exit 1; }

@@ -7,10 +7,11 @@
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run.
 set -euo pipefail
 
-# gfortran: openblas.pc lists -lgfortran in Libs.private, which the static link
+# libopenblas-openmp-dev: the OpenMP build of OpenBLAS, which shares our OpenMP threads
+# (meson.build prefers it). gfortran: openblas.pc lists -lgfortran in Libs.private, which the static link
 # of the install test (pkg-config --static lgd) needs.
 packages=(gcc libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
-          libopenblas-dev gfortran valgrind)
+          libopenblas-dev libopenblas-openmp-dev gfortran valgrind)
 
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     missing=()

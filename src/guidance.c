@@ -292,14 +292,19 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
             ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, 0.0f, g->grad.data,
                                 g->draws.data);
         }
-        st = lgd_loss_eval_raw(g->loss, g->draws.data, batch, m, g->losses.data,
-                               exact ? NULL : g->grad.data);
+        /* the gradients are checked once, through their weighted sum, below */
+        st = lgd_loss_eval_values_checked(g->loss, g->draws.data, batch, m, g->losses.data,
+                                          exact ? NULL : g->grad.data);
         if (st)
             return st;
         ops->mc_accumulate(ctx->be, batch, m, D, g->losses.data,
                            exact ? g->draws.data : g->grad.data, &state);
     }
     ops->mc_finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
+    if (!exact && !ops->all_finite(ctx->be, g->v.data, batch * D))
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "%s loss: the gradient is non-finite (NaN or Inf) at some draw",
+                         g->loss->vt->name);
     return LGD_OK;
 }
 
