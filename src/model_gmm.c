@@ -59,7 +59,6 @@ static lgd_status reserve_batch(lgd_model *m, gmm *g, size_t batch)
     size_t KBD = g->K * batch * g->D, BD = batch * g->D, BK = batch * g->K;
     lgd_status st;
     if ((st = lgd_buffer_reserve(ctx, &g->z, KBD, "gaussian mixture scratch")) ||
-        (st = lgd_buffer_reserve(ctx, &g->vu, KBD, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->resp, BK, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->coef, BK, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->t1, BD, "gaussian mixture scratch")) ||
@@ -173,6 +172,8 @@ static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float
     const lgd_backend_ops *ops = ctx->ops;
     float s2 = sigma * sigma;
     lgd_status st = ensure_cache(m, g, x, sigma, batch);
+    if (!st) /* only VJP users (guided sampling) pay for this buffer */
+        st = lgd_buffer_reserve(ctx, &g->vu, g->K * batch * g->D, "gaussian mixture scratch");
     if (st)
         return st;
     size_t BD = batch * g->D;
