@@ -164,6 +164,28 @@ template <typename I> __global__ void all_finite_kernel(const float *x, size_t n
         *flag = 1;
 }
 
+template <typename I> __global__ void finite_flag_kernel(const float *x, size_t n, float *flag)
+{
+    int bad = 0;
+    LGD_GRID_STRIDE(I, i, n)
+        bad |= !isfinite(x[i]);
+    if (bad)
+        *flag = 1.0f; /* every writer writes the same value */
+}
+
+extern "C" void lgd_cuda_finite_flag(lgd_backend *be, const float *x, size_t n, float *flag)
+{
+    if (n == 0)
+        return;
+    lgd_cuda_enter(be);
+    unsigned blocks = lgd_cuda_blocks(be, n, LGD_THREADS);
+    if (n <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)blocks)
+        finite_flag_kernel<uint32_t><<<blocks, LGD_THREADS, 0, be->stream>>>(x, n, flag);
+    else
+        finite_flag_kernel<size_t><<<blocks, LGD_THREADS, 0, be->stream>>>(x, n, flag);
+    LGD_CUDA_LAUNCHED(be, "finite_flag_kernel");
+}
+
 extern "C" int lgd_cuda_all_finite(lgd_backend *be, const float *x, size_t n)
 {
     if (be->failed)

@@ -111,6 +111,10 @@ typedef struct lgd_backend_ops {
                            float *out);
     /* returns 1 if all n values are finite (synchronises) */
     int (*all_finite)(lgd_backend *be, const float *x, size_t n);
+    /* *flag = 1.0f when any of the n values is not finite; never clears it.
+     * Queued like any op (no synchronisation): callers read a set of flags back
+     * once, so a sampling step does not wait on every check. */
+    void (*finite_flag)(lgd_backend *be, const float *x, size_t n, float *flag);
 
     /* C[M][N] = alpha op(A) op(B) + beta C, row-major */
     void (*gemm)(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,

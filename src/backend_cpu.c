@@ -271,6 +271,12 @@ static int cpu_all_finite(lgd_backend *be, const float *x, size_t n)
     return ok;
 }
 
+static void cpu_finite_flag(lgd_backend *be, const float *x, size_t n, float *flag)
+{
+    if (!cpu_all_finite(be, x, n))
+        *flag = 1.0f;
+}
+
 static void cpu_gemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                      float beta, float *C, size_t ldc)
@@ -543,6 +549,7 @@ static const lgd_backend_ops cpu_ops = {
     .softmax_rows = cpu_softmax_rows,
     .logsumexp_rows = cpu_logsumexp_rows,
     .all_finite = cpu_all_finite,
+    .finite_flag = cpu_finite_flag,
     .gemm = cpu_gemm,
     .normal = cpu_normal,
     .uniform = cpu_uniform,

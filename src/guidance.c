@@ -32,8 +32,13 @@ struct lgd_guidance {
     lgd_buffer losses;                /* [B][chunk] */
     lgd_buffer st_max, st_sum, st_sum2, st_wloss, st_lsum, ess, lambda, norms; /* [B] */
     lgd_buffer st_vec;                /* [B][D] */
+    lgd_buffer flags;                 /* [FLAG_COUNT] finiteness flags of one call */
     float *host;                      /* [B] host scratch for reports */
 };
+
+/* Finiteness of each stage of a call is recorded on the backend without waiting
+ * (finite_flag) and read back once at the end of the call (check_flags). */
+enum { FLAG_XHAT, FLAG_LOSS, FLAG_GRAD, FLAG_TERM, FLAG_COUNT };
 
 void lgd_guidance_options_init(lgd_guidance_options *o)
 {
@@ -56,7 +61,8 @@ void lgd_guidance_release(lgd_guidance *g)
     lgd_context *ctx = g->ctx;
     lgd_buffer *bufs[] = { &g->cond, &g->xhat, &g->gvec, &g->v, &g->draws, &g->grad,
                            &g->losses, &g->st_max, &g->st_sum, &g->st_sum2, &g->st_wloss,
-                           &g->st_lsum, &g->ess, &g->lambda, &g->norms, &g->st_vec };
+                           &g->st_lsum, &g->ess, &g->lambda, &g->norms, &g->st_vec,
+                           &g->flags };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         lgd_buffer_release(ctx, bufs[i]);
     free(g->host);
@@ -208,6 +214,8 @@ static lgd_status reserve(lgd_guidance *g, size_t batch)
         st = lgd_buffer_reserve(ctx, &g->v, batch * D, what);
     if (!st)
         st = lgd_buffer_reserve(ctx, &g->st_vec, batch * D, what);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->flags, FLAG_COUNT, what);
     if (!st && g->loss) {
         st = lgd_buffer_reserve(ctx, &g->draws, batch * m * D, what);
         if (!st)
@@ -245,17 +253,43 @@ static const float *cond_for(lgd_guidance *g, size_t batch, lgd_status *st)
     return g->cond.data;
 }
 
-/* xhat = D(x, sigma), checked. */
+/* xhat = D(x, sigma); clears the call's flags and flags a non-finite xhat. */
 static lgd_status run_denoise(lgd_guidance *g, const float *x, float sigma, const float *cond,
                               size_t batch)
 {
     lgd_context *ctx = g->ctx;
+    ctx->ops->fill(ctx->be, g->flags.data, FLAG_COUNT, 0.0f);
     lgd_status st = g->model->vt->denoise(g->model, x, sigma, cond, batch, g->xhat.data);
     if (st)
         return st;
-    if (!ctx->ops->all_finite(ctx->be, g->xhat.data, batch * (size_t)g->model->dim))
+    ctx->ops->finite_flag(ctx->be, g->xhat.data, batch * (size_t)g->model->dim,
+                          g->flags.data + FLAG_XHAT);
+    return LGD_OK;
+}
+
+/* Reads the call's flags back (the one synchronisation of a guided call) and names
+ * the first stage that produced a non-finite value. */
+static lgd_status check_flags(lgd_guidance *g)
+{
+    lgd_context *ctx = g->ctx;
+    float f[FLAG_COUNT];
+    if (ctx->ops->download(ctx->be, f, g->flags.data, sizeof f) != 0)
+        return lgd_error(ctx, LGD_ERR_INTERNAL, "the backend failed (reading the guidance flags)");
+    if (f[FLAG_XHAT] != 0.0f)
         return lgd_error(ctx, LGD_ERR_NON_FINITE,
                          "the %s model's denoiser produced non-finite values", g->model->vt->name);
+    if (f[FLAG_LOSS] != 0.0f)
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "%s loss: the loss value is non-finite (NaN or Inf) at some draw",
+                         g->loss->vt->name);
+    if (f[FLAG_GRAD] != 0.0f)
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "%s loss: the gradient is non-finite (NaN or Inf) at some draw",
+                         g->loss->vt->name);
+    if (f[FLAG_TERM] != 0.0f)
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "the guidance term is non-finite (the %s model's VJP overflowed)",
+                         g->model->vt->name);
     return LGD_OK;
 }
 
@@ -292,19 +326,18 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
             ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, 0.0f, g->grad.data,
                                 g->draws.data);
         }
-        /* the gradients are checked once, through their weighted sum, below */
-        st = lgd_loss_eval_values_checked(g->loss, g->draws.data, batch, m, g->losses.data,
-                                          exact ? NULL : g->grad.data);
+        /* values flagged here, gradients once through their weighted sum below */
+        st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, g->losses.data,
+                               exact ? NULL : g->grad.data);
         if (st)
             return st;
+        ops->finite_flag(ctx->be, g->losses.data, batch * m, g->flags.data + FLAG_LOSS);
         ops->mc_accumulate(ctx->be, batch, m, D, g->losses.data,
                            exact ? g->draws.data : g->grad.data, &state);
     }
     ops->mc_finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
-    if (!exact && !ops->all_finite(ctx->be, g->v.data, batch * D))
-        return lgd_error(ctx, LGD_ERR_NON_FINITE,
-                         "%s loss: the gradient is non-finite (NaN or Inf) at some draw",
-                         g->loss->vt->name);
+    if (!exact)
+        ops->finite_flag(ctx->be, g->v.data, batch * D, g->flags.data + FLAG_GRAD);
     return LGD_OK;
 }
 
@@ -323,7 +356,7 @@ static lgd_status estimate(lgd_guidance *g, const float *x, float sigma, size_t 
         return st;
     if (g->opt.kind == LGD_GUIDANCE_NONE) {
         ops->fill(ctx->be, g->gvec.data, batch * D, 0.0f);
-        return LGD_OK;
+        return check_flags(g);
     }
     float r = 0.0f;
     if (g->opt.kind == LGD_GUIDANCE_MC) {
@@ -347,11 +380,8 @@ static lgd_status estimate(lgd_guidance *g, const float *x, float sigma, size_t 
             return st;
         ops->axpby(ctx->be, batch * D, -1.0f, g->gvec.data, 0.0f, g->gvec.data);
     }
-    if (!ops->all_finite(ctx->be, g->gvec.data, batch * D))
-        return lgd_error(ctx, LGD_ERR_NON_FINITE,
-                         "the guidance term is non-finite (the %s model's VJP or the loss "
-                         "gradient overflowed)", g->model->vt->name);
-    return LGD_OK;
+    ops->finite_flag(ctx->be, g->gvec.data, batch * D, g->flags.data + FLAG_TERM);
+    return check_flags(g);
 }
 
 static int is_active(const lgd_guidance *g, float sigma)
@@ -496,6 +526,8 @@ lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma
         const float *cond = cond_for(g, batch, &st);
         if (!st)
             st = run_denoise(g, x, sigma, cond, batch);
+        if (!st)
+            st = check_flags(g);
     }
     if (st)
         return at_step(g, st, step, sigma);

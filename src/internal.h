@@ -137,10 +137,6 @@ void lgd_loss_release(lgd_loss *l);
 /* Evaluates through the vtable and checks the outputs are finite. */
 lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
                              float *grad);
-/* As lgd_loss_eval_raw, but checks only the values: for callers that check a
- * reduction of the gradients instead (the guidance checks the weighted sum). */
-lgd_status lgd_loss_eval_values_checked(lgd_loss *l, const float *x, size_t batch, size_t n,
-                                        float *loss, float *grad);
 
 /* ---- guidance (used by the sampler) ---- */
 lgd_guidance *lgd_guidance_retain(lgd_guidance *g);

@@ -56,23 +56,8 @@ int64_t lgd_loss_dim(const lgd_loss *l) { return l ? l->dim : 0; }
 
 /* ---- evaluation ---- */
 
-static lgd_status eval_checked(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                               float *grad, int check_grad);
-
 lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
                              float *grad)
-{
-    return eval_checked(l, x, batch, n, loss, grad, 1);
-}
-
-lgd_status lgd_loss_eval_values_checked(lgd_loss *l, const float *x, size_t batch, size_t n,
-                                        float *loss, float *grad)
-{
-    return eval_checked(l, x, batch, n, loss, grad, 0);
-}
-
-static lgd_status eval_checked(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                               float *grad, int check_grad)
 {
     if (!l)
         return LGD_ERR_INVALID_ARGUMENT;
@@ -90,7 +75,7 @@ static lgd_status eval_checked(lgd_loss *l, const float *x, size_t batch, size_t
                          "%s loss: the loss value is non-finite (NaN or Inf) for at least one of "
                          "%zu rows",
                          l->vt->name, rows);
-    if (check_grad && grad && !ctx->ops->all_finite(ctx->be, grad, rows * (size_t)l->dim))
+    if (grad && !ctx->ops->all_finite(ctx->be, grad, rows * (size_t)l->dim))
         return lgd_error(ctx, LGD_ERR_NON_FINITE,
                          "%s loss: the gradient is non-finite (NaN or Inf) for at least one of "
                          "%zu rows",

@@ -734,6 +734,14 @@ START_TEST(backend_all_finite)
     x[n - 1] = 1.0f;
     x[n / 2] = -INFINITY;
     ck_assert_int_eq(c.ops->all_finite(c.be, x, n), 0);
+    /* finite_flag: sets the flag on a non-finite value, never clears it */
+    float flag = 0.0f;
+    c.ops->finite_flag(c.be, x, n / 2, &flag);
+    ck_assert_float_eq(flag, 0.0f);
+    c.ops->finite_flag(c.be, x, n, &flag);
+    ck_assert_float_eq(flag, 1.0f);
+    c.ops->finite_flag(c.be, x, 10, &flag);
+    ck_assert_float_eq(flag, 1.0f);
     free(x);
     cpu_close(&c);
 }

@@ -422,6 +422,18 @@ START_TEST(test_all_finite)
         if (n > 1)
             ck_assert_int_eq(G().ops->all_finite(G().be, x.g, n - 1), 1);
         ck_assert_int_eq(G().ops->all_finite(G().be, x.g, 0), 1);
+        /* finite_flag: queued, sets a device flag, never clears it */
+        float *flag = G().ops->alloc(G().be, sizeof(float)), hf = -1.0f;
+        G().ops->fill(G().be, flag, 1, 0.0f);
+        if (n > 1)
+            G().ops->finite_flag(G().be, x.g, n - 1, flag);
+        ck_assert_int_eq(G().ops->download(G().be, &hf, flag, sizeof hf), 0);
+        ck_assert_msg(hf == 0.0f, "finite_flag set on finite data (%g)", (double)hf);
+        G().ops->finite_flag(G().be, x.g, n, flag);
+        G().ops->finite_flag(G().be, x.g, 0, flag);
+        ck_assert_int_eq(G().ops->download(G().be, &hf, flag, sizeof hf), 0);
+        ck_assert_msg(hf == 1.0f, "finite_flag missed a NaN (%g)", (double)hf);
+        G().ops->free(G().be, flag);
         pair_free(x);
         free(h);
     }
