@@ -254,6 +254,7 @@ static const lgd_backend_ops cuda_ops = {
     .softmax_rows = lgd_cuda_softmax_rows,
     .logsumexp_rows = lgd_cuda_logsumexp_rows,
     .all_finite = lgd_cuda_all_finite,
+    .mc_draws = lgd_cuda_mc_draws,
     .finite_flag = lgd_cuda_finite_flag,
     .gemm = cu_gemm,
     .normal = lgd_cuda_normal,

@@ -138,6 +138,8 @@ void lgd_cuda_softmax_rows(lgd_backend *be, size_t rows, size_t cols, float *x);
 void lgd_cuda_logsumexp_rows(lgd_backend *be, size_t rows, size_t cols, const float *x,
                              float *out);
 int lgd_cuda_all_finite(lgd_backend *be, const float *x, size_t n);
+void lgd_cuda_mc_draws(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                       size_t cols, const float *mean, float scale, float *out);
 void lgd_cuda_finite_flag(lgd_backend *be, const float *x, size_t n, float *flag);
 
 /* ops_random.cu */

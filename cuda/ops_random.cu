@@ -16,7 +16,7 @@
 template <typename I>
 __global__ void normal_kernel(uint64_t seed, uint32_t tag, uint64_t first_row, uint64_t f0,
                               uint64_t n, uint64_t blk0, size_t per_row, size_t units, int vec4,
-                              float *out)
+                              const float *mean, size_t cols, float scale, float *out)
 {
     LGD_GRID_STRIDE(I, u, units) {
         I r = u / (I)per_row;
@@ -25,7 +25,14 @@ __global__ void normal_kernel(uint64_t seed, uint32_t tag, uint64_t first_row, u
         lgd_philox_normal4((uint32_t)blk, (uint32_t)(first_row + (uint64_t)r),
                            (uint32_t)(blk >> 32), tag, seed, z);
         float *o = out + (size_t)r * n;
-        if (vec4) {
+        if (mean) { /* Monte Carlo draws: mean[r][f % cols] + scale * z */
+            const float *mr = mean + (size_t)r * cols;
+            for (uint64_t e = 0; e < 4; e++) {
+                uint64_t f = blk * 4 + e;
+                if (f >= f0 && f < f0 + n)
+                    o[f - f0] = mr[f % cols] + scale * z[e];
+            }
+        } else if (vec4) {
             *(float4 *)(o + (blk * 4 - f0)) = make_float4(z[0], z[1], z[2], z[3]);
         } else {
             for (uint64_t e = 0; e < 4; e++) {
@@ -37,8 +44,8 @@ __global__ void normal_kernel(uint64_t seed, uint32_t tag, uint64_t first_row, u
     }
 }
 
-extern "C" void lgd_cuda_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
-                                size_t draws, size_t cols, float *out)
+static void launch_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                          size_t cols, const float *mean, float scale, float *out)
 {
     uint64_t f0 = (uint64_t)s->first_draw * cols, n = (uint64_t)draws * cols;
     uint64_t blk0 = f0 / 4, per_row = (f0 + n + 3) / 4 - blk0;
@@ -51,11 +58,46 @@ extern "C" void lgd_cuda_normal(lgd_backend *be, const lgd_rng_stream *s, size_t
     unsigned grid = lgd_cuda_blocks(be, units, LGD_THREADS);
     if (units <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)grid)
         normal_kernel<uint32_t><<<grid, LGD_THREADS, 0, be->stream>>>(
-            s->seed, tag, s->first_row, f0, n, blk0, (size_t)per_row, units, vec4, out);
+            s->seed, tag, s->first_row, f0, n, blk0, (size_t)per_row, units, vec4, mean, cols,
+            scale, out);
     else
         normal_kernel<size_t><<<grid, LGD_THREADS, 0, be->stream>>>(
-            s->seed, tag, s->first_row, f0, n, blk0, (size_t)per_row, units, vec4, out);
+            s->seed, tag, s->first_row, f0, n, blk0, (size_t)per_row, units, vec4, mean, cols,
+            scale, out);
     LGD_CUDA_LAUNCHED(be, "normal_kernel");
+}
+
+extern "C" void lgd_cuda_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
+                                size_t draws, size_t cols, float *out)
+{
+    launch_normal(be, s, rows, draws, cols, NULL, 0.0f, out);
+}
+
+/* r = 0: every draw is the mean row */
+__global__ void repeat_rows_kernel(const float *mean, size_t draws, size_t cols, size_t n,
+                                   float *out)
+{
+    LGD_GRID_STRIDE(size_t, i, n) {
+        size_t e = i % cols, rj = i / cols;
+        out[i] = mean[(rj / draws) * cols + e];
+    }
+}
+
+extern "C" void lgd_cuda_mc_draws(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
+                                  size_t draws, size_t cols, const float *mean, float scale,
+                                  float *out)
+{
+    if (scale != 0.0f) {
+        launch_normal(be, s, rows, draws, cols, mean, scale, out);
+        return;
+    }
+    size_t n = rows * draws * cols;
+    if (n == 0)
+        return;
+    lgd_cuda_enter(be);
+    repeat_rows_kernel<<<lgd_cuda_blocks(be, n, LGD_THREADS), LGD_THREADS, 0, be->stream>>>(
+        mean, draws, cols, n, out);
+    LGD_CUDA_LAUNCHED(be, "repeat_rows_kernel");
 }
 
 /* One uniform in (0, 1) per (r, j), from word 0 of the block with element counter 0. */

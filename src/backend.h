@@ -130,6 +130,10 @@ typedef struct lgd_backend_ops {
      * the draws are split into calls. */
     void (*normal)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
                    size_t cols, float *out);
+    /* Monte Carlo draws out[r][j][e] = mean[r][e] + scale * z[r][j][e], with z exactly
+     * the normals of `normal` (same stream, same layout); scale = 0 copies the mean */
+    void (*mc_draws)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                     size_t cols, const float *mean, float scale, float *out);
     /* one uniform in (0, 1) per (r, j) */
     void (*uniform)(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
                     float *out);

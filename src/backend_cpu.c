@@ -327,8 +327,9 @@ static void philox_x8(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
     }
 }
 
-static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
-                       size_t cols, float *out)
+/* normals of the flat per-row stream (see backend.h), or mean + scale * normals */
+static void normal_stream(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                          size_t cols, const float *mean, float scale, float *out)
 {
     uint32_t tag = lgd_rng_tag(s->purpose, s->step);
     uint64_t f0 = (uint64_t)s->first_draw * cols, n = (uint64_t)draws * cols;
@@ -341,6 +342,7 @@ static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, si
         uint32_t w[4][PHILOX_LANES];
         philox_x8(blk, (uint32_t)(s->first_row + r), tag, s->seed, w);
         float *o = out + r * n;
+        const float *mr = mean ? mean + r * cols : NULL;
         for (int l = 0; l < PHILOX_LANES && blk + (uint64_t)l < blk1; l++) {
             float z[4];
             lgd_box_muller(w[0][l], w[1][l], &z[0], &z[1]);
@@ -348,10 +350,28 @@ static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, si
             for (uint64_t e = 0; e < 4; e++) {
                 uint64_t f = (blk + (uint64_t)l) * 4 + e;
                 if (f >= f0 && f < f0 + n)
-                    o[f - f0] = z[e];
+                    o[f - f0] = mr ? mr[f % cols] + scale * z[e] : z[e];
             }
         }
     }
+}
+
+static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                       size_t cols, float *out)
+{
+    normal_stream(be, s, rows, draws, cols, NULL, 0.0f, out);
+}
+
+static void cpu_mc_draws(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+                         size_t cols, const float *mean, float scale, float *out)
+{
+    if (scale != 0.0f) {
+        normal_stream(be, s, rows, draws, cols, mean, scale, out);
+        return;
+    }
+    OMP_FOR(rows * draws * cols)
+    for (size_t rj = 0; rj < rows * draws; rj++)
+        memcpy(out + rj * cols, mean + (rj / draws) * cols, cols * sizeof(float));
 }
 
 static void cpu_uniform(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
@@ -552,6 +572,7 @@ static const lgd_backend_ops cpu_ops = {
     .finite_flag = cpu_finite_flag,
     .gemm = cpu_gemm,
     .normal = cpu_normal,
+    .mc_draws = cpu_mc_draws,
     .uniform = cpu_uniform,
     .mc_reset = cpu_mc_reset,
     .mc_accumulate = cpu_mc_accumulate,

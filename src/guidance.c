@@ -317,14 +317,8 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
                                                 g->draws.data);
             if (st)
                 return st;
-        } else if (r > 0.0f) {
-            ops->normal(ctx->be, &rng, batch, m, D, g->grad.data);
-            ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, r, g->grad.data,
-                                g->draws.data);
-        } else { /* r = 0: every draw is xhat (DPS) */
-            ops->fill(ctx->be, g->grad.data, batch * m * D, 0.0f);
-            ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, 0.0f, g->grad.data,
-                                g->draws.data);
+        } else { /* x_i = xhat + r eps_i; r = 0 (DPS): every draw is xhat */
+            ops->mc_draws(ctx->be, &rng, batch, m, D, g->xhat.data, r, g->draws.data);
         }
         /* values flagged here, gradients once through their weighted sum below */
         st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, g->losses.data,

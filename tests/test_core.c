@@ -303,6 +303,31 @@ END_TEST
 
 /* The normal op gives the same bytes for any thread count and any split of the
  * rows or of the draws into calls. */
+/* mc_draws = mean + scale * (the normal op's numbers), bitwise; scale 0 copies the mean */
+START_TEST(backend_mc_draws)
+{
+    cpu_be c = cpu_open(2);
+    const size_t rows = 9, draws = 5, cols = 11, n = rows * draws * cols;
+    float *mean = fvec(rows * cols), *z = fvec(n), *want = fvec(n), *got = fvec(n);
+    tu_rng r = { 8 };
+    tu_fill_normal(&r, mean, rows * cols, 3.0f);
+    lgd_rng_stream s = stream(77, LGD_RNG_MC_DRAW, 4, 100, 6);
+    c.ops->normal(c.be, &s, rows, draws, cols, z);
+    c.ops->broadcast_axpy(c.be, rows * draws, draws, cols, mean, 0.37f, z, want);
+    c.ops->mc_draws(c.be, &s, rows, draws, cols, mean, 0.37f, got);
+    check_bytes_eq("mc_draws vs normal + broadcast_axpy", want, got, n * sizeof(float));
+    c.ops->mc_draws(c.be, &s, rows, draws, cols, mean, 0.0f, got);
+    for (size_t rj = 0; rj < rows * draws; rj++)
+        check_bytes_eq("mc_draws scale 0", mean + (rj / draws) * cols, got + rj * cols,
+                       cols * sizeof(float));
+    free(mean);
+    free(z);
+    free(want);
+    free(got);
+    cpu_close(&c);
+}
+END_TEST
+
 START_TEST(normal_invariance)
 {
     const size_t rows = 48, draws = 6, cols = 130; /* 37440 values: the parallel path */
@@ -1772,6 +1797,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, backend_row_dot_strided_mix);
     tcase_add_test(tc, backend_softmax_logsumexp);
     tcase_add_test(tc, backend_all_finite);
+    tcase_add_test(tc, backend_mc_draws);
     tcase_add_test(tc, backend_gemm);
     tcase_add_test(tc, backend_mc_reduction);
     tcase_add_test(tc, backend_mc_ess);

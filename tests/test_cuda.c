@@ -503,6 +503,21 @@ START_TEST(test_random)
                 free(h);
                 pair_free(z);
             }
+            /* Monte Carlo draws mean + scale z (scale 0: copies of the mean) */
+            for (int sc = 0; sc < 2; sc++) {
+                tu_rng rm = { 21 };
+                pair mean = pair_random(&rm, rows * cols, 2.0f), d = pair_new(NULL, n);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->mc_draws(b[k].be, &streams[s], rows, draws, cols,
+                                       k ? mean.g : mean.c, sc ? 0.7f : 0.0f, k ? d.g : d.c);
+                float *hd = pair_gpu_host(d);
+                double ed = max_abs_diff(hd, d.c, n);
+                ck_assert_msg(ed < 1e-5, "mc_draws %zux%zux%zu stream %zu scale %d: max |diff| %.3g",
+                              rows, draws, cols, s, sc, ed);
+                free(hd);
+                pair_free(mean);
+                pair_free(d);
+            }
             pair u = pair_new(NULL, rows * draws);
             for (int k = 0; k < 2; k++)
                 b[k].ops->uniform(b[k].be, &streams[s], rows, draws, k ? u.g : u.c);
