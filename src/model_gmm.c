@@ -118,6 +118,16 @@ static void back_project(lgd_context *ctx, gmm *g, size_t k, size_t rows, const 
         ctx->ops->axpby(ctx->be, rows * g->D, 1.0f, t, beta, out);
 }
 
+/* t2 = m_k = mu_k + U_k (shrink * z_k), the component's posterior mean (uses t1) */
+static void component_mean(lgd_context *ctx, gmm *g, size_t k, size_t batch, float s2)
+{
+    const lgd_backend_ops *ops = ctx->ops;
+    ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, z_k(g, k, batch),
+                     g->t1.data);
+    back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
+    ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data, g->t2.data);
+}
+
 static lgd_status gmm_denoise(lgd_model *m, const float *x, float sigma, const float *cond,
                               size_t batch, float *out)
 {
@@ -137,12 +147,8 @@ static lgd_status gmm_denoise(lgd_model *m, const float *x, float sigma, const f
     ops->softmax_rows(ctx->be, batch, g->K, g->resp.data);
     ops->fill(ctx->be, out, batch * g->D, 0.0f);
     for (size_t k = 0; k < g->K; k++) {
-        /* m_k = mu_k + U_k (shrink * z_k); out += r_k m_k */
-        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2,
-                         z_k(g, k, batch), g->t1.data);
-        back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
-        ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data,
-                            g->t2.data);
+        /* out += r_k m_k */
+        component_mean(ctx, g, k, batch, s2);
         ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t2.data, 1.0f, out);
     }
     g->cache_x = x;
@@ -275,12 +281,7 @@ static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma
     float *eps = g->draws_a.data, *scaled = g->draws_b.data, *cand = g->draws_c.data;
     ops->normal(ctx->be, &normal, batch, draws, g->D, eps); /* the same eps serve every k */
     for (size_t k = 0; k < g->K; k++) {
-        /* m_k at the batch rows */
-        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2,
-                         z_k(g, k, batch), g->t1.data);
-        back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
-        ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data,
-                            g->t2.data);
+        component_mean(ctx, g, k, batch, s2);
         /* cand = m_k + U_k (post_std * eps) */
         ops->diag_filter(ctx->be, LGD_FILTER_POST_STD, rows, g->D, lam_k(g, k), s2, eps,
                          scaled);
