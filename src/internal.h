@@ -148,6 +148,13 @@ lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma
                                     int32_t step, uint64_t first_row, float *out,
                                     lgd_guidance_report *report);
 
+/* ---- linear algebra (model_gmm.c) ---- */
+/* Eigendecomposition of a symmetric n x n matrix a (row-major, destroyed): eigenvalues
+ * into w[n], eigenvectors into the columns of v[n][n]. LAPACK dsyevd when available,
+ * else cyclic Jacobi (lgd_jacobi_eigen). Returns 0 on success. */
+int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v);
+void lgd_jacobi_eigen(double *a, size_t n, double *w, double *v);
+
 /* ---- helpers ---- */
 /* Reads an options struct from a caller that may know fewer fields: copies
  * min(struct_size, sizeof) bytes over the defaults. Returns 0 if struct_size is

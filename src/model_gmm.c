@@ -22,6 +22,14 @@
 #include <string.h>
 
 #include "internal.h"
+#include "lgd_config.h"
+
+#if LGD_HAVE_LAPACK
+/* LAPACK (Fortran ABI, as OpenBLAS exports it): symmetric eigendecomposition */
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+                    int *info);
+#endif
 
 typedef struct gmm {
     size_t D, K;
@@ -321,7 +329,7 @@ static const lgd_model_vtable gmm_vtable = {
 
 /* Cyclic Jacobi eigendecomposition of the symmetric n x n matrix a (destroyed):
  * eigenvalues into w[n], eigenvectors into the columns of v[n][n]. */
-static void jacobi_eigen(double *a, size_t n, double *w, double *v)
+void lgd_jacobi_eigen(double *a, size_t n, double *w, double *v)
 {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
@@ -363,6 +371,45 @@ static void jacobi_eigen(double *a, size_t n, double *w, double *v)
     }
     for (size_t i = 0; i < n; i++)
         w[i] = a[i * n + i];
+}
+
+/* Eigendecomposition of the symmetric n x n matrix a (destroyed): eigenvalues into
+ * w[n], eigenvectors into the columns of v[n][n]. LAPACK's divide-and-conquer solver
+ * when the BLAS provides it (O(n^3) with a small constant), else cyclic Jacobi. */
+int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v)
+{
+#if LGD_HAVE_LAPACK
+    if (n <= 46340) { /* n * n fits LAPACK's int */
+        int N = (int)n, lwork = -1, liwork = -1, info = 0, iq = 0;
+        double wq = 0.0;
+        dsyevd_("V", "U", &N, a, &N, w, &wq, &lwork, &iq, &liwork, &info); /* sizes */
+        if (info == 0) {
+            lwork = (int)wq;
+            liwork = iq;
+            double *work = malloc((size_t)lwork * sizeof *work);
+            int *iwork = malloc((size_t)liwork * sizeof *iwork);
+            if (!work || !iwork) {
+                free(work);
+                free(iwork);
+                return -1;
+            }
+            /* a is symmetric, so its row-major layout is its column-major one; on exit the
+             * columns of the Fortran matrix (rows of ours) are the eigenvectors */
+            dsyevd_("V", "U", &N, a, &N, w, work, &lwork, iwork, &liwork, &info);
+            free(work);
+            free(iwork);
+            if (info == 0) {
+                for (size_t i = 0; i < n; i++)
+                    for (size_t j = 0; j < n; j++)
+                        v[i * n + j] = a[j * n + i];
+                return 0;
+            }
+        }
+        return -1;
+    }
+#endif
+    lgd_jacobi_eigen(a, n, w, v);
+    return 0;
 }
 
 /* Validates and decomposes the covariances into g (host arrays + uploads). */
@@ -412,7 +459,11 @@ static lgd_status load_covariances(lgd_context *ctx, gmm *g, const float *cov,
                 a[i * D + j] = 0.5 * (sij + sji);
             }
         double *w = g->lam_host + k * D;
-        jacobi_eigen(a, D, w, vecs);
+        if (lgd_symmetric_eigen(a, D, w, vecs) != 0) {
+            st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                           "%s: the eigendecomposition of covariance %zu failed", fn, k);
+            goto done;
+        }
         for (size_t j = 0; j < D; j++) {
             if (w[j] < -1e-5 * scale) {
                 st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "internal.h"
 
 /* ---------- a double-precision reference Gaussian mixture ---------- */
 
@@ -448,6 +449,51 @@ START_TEST(gmm_vjp_fd_of_library_denoiser)
     ref_free(&g);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* ---------- the eigensolvers behind full covariances ---------- */
+
+/* Both solvers (LAPACK's when built with it, and the Jacobi fallback) give A V = V diag(w)
+ * and V^T V = I on random symmetric matrices, including repeated eigenvalues. */
+START_TEST(symmetric_eigensolvers)
+{
+    tu_rng rng = { 31 };
+    const size_t sizes[] = { 1, 2, 7, 40 };
+    for (int solver = 0; solver < 2; solver++)
+        for (size_t si = 0; si < 4; si++) {
+            size_t n = sizes[si];
+            double *A = malloc(n * n * sizeof *A), *a = malloc(n * n * sizeof *a);
+            double *w = malloc(n * sizeof *w), *V = malloc(n * n * sizeof *V);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j <= i; j++)
+                    A[i * n + j] = A[j * n + i] = tu_normal(&rng);
+            if (n == 7) /* a repeated eigenvalue: A = I except one entry */
+                for (size_t i = 0; i < n * n; i++)
+                    A[i] = (i % (n + 1) == 0) ? (i == 0 ? 3.0 : 1.0) : 0.0;
+            memcpy(a, A, n * n * sizeof *a);
+            if (solver == 0)
+                ck_assert_int_eq(lgd_symmetric_eigen(a, n, w, V), 0);
+            else
+                lgd_jacobi_eigen(a, n, w, V);
+            for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < n; k++) {
+                    double av = 0.0, vv = 0.0;
+                    for (size_t j = 0; j < n; j++) {
+                        av += A[i * n + j] * V[j * n + k];
+                        vv += V[j * n + i] * V[j * n + k];
+                    }
+                    ck_assert_msg(fabs(av - w[k] * V[i * n + k]) < 1e-9 * (1 + fabs(w[k])),
+                                  "solver %d n %zu: (A v_%zu)_%zu = %g, w v = %g", solver, n, k,
+                                  i, av, w[k] * V[i * n + k]);
+                    ck_assert_msg(fabs(vv - (i == k)) < 1e-9, "solver %d n %zu: V not orthonormal",
+                                  solver, n);
+                }
+            free(A);
+            free(a);
+            free(w);
+            free(V);
+        }
 }
 END_TEST
 
@@ -1075,6 +1121,7 @@ int main(void)
     tcase_add_loop_test(tc, gmm_vjp_fd_full, 0, 4);
     tcase_add_loop_test(tc, gmm_vjp_fd_diagonal, 0, 3);
     tcase_add_test(tc, gmm_vjp_fd_of_library_denoiser);
+    tcase_add_test(tc, symmetric_eigensolvers);
     tcase_add_test(tc, gmm_posterior_moments);
     tcase_add_test(tc, gmm_posterior_1d_quadrature);
     tcase_add_test(tc, gmm_bad_input);
