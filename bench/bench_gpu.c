@@ -17,15 +17,15 @@
  * library's default search. Exit status 0 when every run succeeded, 1 when one failed,
  * 2 on a bad command line, 3 when no CUDA device can be used.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lgd/lgd.h>
+
+#include "tool_util.h"
 
 typedef struct method {
     const char *name;
@@ -87,19 +87,6 @@ static void usage(FILE *f, const char *prog)
             prog);
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* Returns 0 to run, 1 after --help, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
@@ -134,7 +121,7 @@ static int parse_args(int argc, char **argv, config *cfg)
             return 2;
         }
         long long v;
-        if (parse_int(i + 1 < argc ? argv[i + 1] : NULL, ints[k].lo, ints[k].hi, &v)) {
+        if (tool_parse_int(i + 1 < argc ? argv[i + 1] : NULL, ints[k].lo, ints[k].hi, &v)) {
             fprintf(stderr, "%s: %s needs an integer in [%lld, %lld]\n", argv[0], a, ints[k].lo,
                     ints[k].hi);
             return 2;
@@ -162,28 +149,6 @@ static int parse_args(int argc, char **argv, config *cfg)
     return 0;
 }
 
-/* A small deterministic generator for the problem (splitmix64 + Box-Muller). */
-static uint64_t rng_state;
-static double uniform01(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-static double normal01(void)
-{
-    return sqrt(-2.0 * log(uniform01())) * cos(6.283185307179586 * uniform01());
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
 static void problem_free(problem *p)
 {
     free(p->weights);
@@ -197,7 +162,7 @@ static void problem_free(problem *p)
  * Sigma_k = 0.3 A A^T / D + 0.05 I; the target is near the first mean. */
 static int problem_make(problem *p, int64_t D, int64_t K, int full)
 {
-    rng_state = 0x853c49e6748fea9bULL;
+    tool_rng rng = { TOOL_RNG_SEED };
     p->full = full;
     size_t cov_count = full ? (size_t)(K * D * D) : (size_t)(K * D);
     p->weights = malloc(sizeof(float) * (size_t)K);
@@ -211,16 +176,16 @@ static int problem_make(problem *p, int64_t D, int64_t K, int full)
         return -1;
     }
     for (int64_t k = 0; k < K; k++) {
-        p->weights[k] = (float)(0.5 + uniform01());
+        p->weights[k] = (float)(0.5 + tool_uniform01(&rng));
         for (int64_t j = 0; j < D; j++)
-            p->means[k * D + j] = (float)(2.0 * normal01());
+            p->means[k * D + j] = (float)(2.0 * tool_normal01(&rng));
         if (!full) {
             for (int64_t j = 0; j < D; j++)
-                p->cov[k * D + j] = (float)(0.05 + 0.45 * uniform01());
+                p->cov[k * D + j] = (float)(0.05 + 0.45 * tool_uniform01(&rng));
             continue;
         }
         for (int64_t i = 0; i < D * D; i++)
-            a[i] = (float)normal01();
+            a[i] = (float)tool_normal01(&rng);
         float *s = p->cov + k * D * D;
         for (int64_t i = 0; i < D; i++)
             for (int64_t j = 0; j <= i; j++) {
@@ -232,7 +197,7 @@ static int problem_make(problem *p, int64_t D, int64_t K, int full)
             }
     }
     for (int64_t j = 0; j < D; j++)
-        p->target[j] = p->means[j] + (float)(0.5 * normal01());
+        p->target[j] = p->means[j] + (float)(0.5 * tool_normal01(&rng));
     free(a);
     return 0;
 }
@@ -272,11 +237,11 @@ static void time_method(lgd_context *ctx, lgd_model *model, lgd_loss *loss, cons
     for (int32_t i = 0; i < warmup; i++)
         CHECK(lgd_sampler_step(sampler, x, NULL));
     CHECK(lgd_context_synchronize(ctx));
-    double t0 = now_ms();
+    double t0 = tool_now_ms();
     for (int32_t i = 0; i < steps; i++)
         CHECK(lgd_sampler_step(sampler, x, NULL));
     CHECK(lgd_context_synchronize(ctx));
-    t->ms_per_step = (now_ms() - t0) / steps;
+    t->ms_per_step = (tool_now_ms() - t0) / steps;
     lgd_context_memory_usage(ctx, NULL, &t->peak);
     t->ok = 1;
 done:

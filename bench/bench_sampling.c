@@ -21,10 +21,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lgd/lgd.h>
+
+#include "tool_util.h"
 
 typedef struct config {
     int64_t batch;
@@ -82,19 +83,6 @@ static void usage(FILE *f, const char *prog)
             prog, WARMUP_STEPS);
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* Returns 0 to run, 1 after --help, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
@@ -123,7 +111,7 @@ static int parse_args(int argc, char **argv, config *cfg)
             return 2;
         }
         long long v;
-        if (parse_int(i + 1 < argc ? argv[i + 1] : NULL, ints[k].lo, ints[k].hi, &v)) {
+        if (tool_parse_int(i + 1 < argc ? argv[i + 1] : NULL, ints[k].lo, ints[k].hi, &v)) {
             fprintf(stderr, "%s: %s needs an integer in [%lld, %lld]\n", argv[0], a, ints[k].lo,
                     ints[k].hi);
             return 2;
@@ -138,28 +126,6 @@ static int parse_args(int argc, char **argv, config *cfg)
         }
     }
     return 0;
-}
-
-/* A small deterministic generator for the benchmark's problem (splitmix64 + Box-Muller). */
-static uint64_t rng_state = 0x853c49e6748fea9bULL;
-static double uniform01(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-static double normal01(void)
-{
-    return sqrt(-2.0 * log(uniform01())) * cos(6.283185307179586 * uniform01());
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -203,7 +169,8 @@ static void run_method(const config *cfg, const method *m, result *res)
     }
     snprintf(res->backend, sizeof res->backend, "%s", lgd_context_backend_name(ctx));
 
-    /* The same problem in every child: the generator restarts from its fixed state. */
+    /* The same problem in every child: the generator starts from its fixed seed. */
+    tool_rng rng = { TOOL_RNG_SEED };
     size_t cov_count = cfg->full ? (size_t)(K * D * D) : (size_t)(K * D);
     weights = malloc(sizeof(float) * (size_t)K);
     means = malloc(sizeof(float) * (size_t)(K * D));
@@ -215,17 +182,17 @@ static void run_method(const config *cfg, const method *m, result *res)
         goto done;
     }
     for (int64_t k = 0; k < K; k++) {
-        weights[k] = (float)(0.5 + uniform01());
+        weights[k] = (float)(0.5 + tool_uniform01(&rng));
         for (int64_t j = 0; j < D; j++)
-            means[k * D + j] = (float)(2.0 * normal01());
+            means[k * D + j] = (float)(2.0 * tool_normal01(&rng));
         if (!cfg->full) {
             for (int64_t j = 0; j < D; j++)
-                cov[k * D + j] = (float)(0.05 + 0.45 * uniform01());
+                cov[k * D + j] = (float)(0.05 + 0.45 * tool_uniform01(&rng));
             continue;
         }
         /* Sigma_k = 0.3 A A^T / D + 0.05 I: symmetric positive definite. */
         for (int64_t i = 0; i < D * D; i++)
-            a[i] = (float)normal01();
+            a[i] = (float)tool_normal01(&rng);
         float *s = cov + k * D * D;
         for (int64_t i = 0; i < D; i++)
             for (int64_t j = 0; j <= i; j++) {
@@ -237,7 +204,7 @@ static void run_method(const config *cfg, const method *m, result *res)
             }
     }
     for (int64_t j = 0; j < D; j++)
-        target[j] = means[j] + (float)(0.5 * normal01());
+        target[j] = means[j] + (float)(0.5 * tool_normal01(&rng));
 
     CHECK(lgd_model_create_gmm(ctx, D, K, weights, means, cov,
                                cfg->full ? LGD_COVARIANCE_FULL : LGD_COVARIANCE_DIAGONAL,
@@ -268,10 +235,10 @@ static void run_method(const config *cfg, const method *m, result *res)
     }
     double total = 0.0;
     for (int32_t i = 0; i < cfg->steps; i++) {
-        double t0 = now_ms();
+        double t0 = tool_now_ms();
         CHECK(lgd_sampler_step(sampler, x, NULL));
         CHECK(lgd_context_synchronize(ctx));
-        times[i] = now_ms() - t0;
+        times[i] = tool_now_ms() - t0;
         total += times[i];
     }
     qsort(times, (size_t)cfg->steps, sizeof *times, cmp_double);

@@ -13,15 +13,15 @@
  *
  * Uses only the public API of liblgd.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lgd/lgd.h>
+
+#include "tool_util.h"
 
 /* The paper's mixture. */
 #define NCOMP 2
@@ -71,33 +71,6 @@ static void usage(FILE *f, const char *prog)
             prog);
 }
 
-/* Parses a whole decimal integer in [lo, hi]; returns 0 on success. */
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!s || !*s || *s == '-')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
 /* Returns 0 to run, 1 after --help, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
@@ -109,21 +82,21 @@ static int parse_args(int argc, char **argv, config *cfg)
             usage(stdout, argv[0]);
             return 1;
         } else if (!strcmp(a, "--samples")) {
-            if (parse_int(v, 1, INT32_MAX, &n)) {
+            if (tool_parse_int(v, 1, INT32_MAX, &n)) {
                 fprintf(stderr, "%s: --samples needs a positive integer\n", argv[0]);
                 return 2;
             }
             cfg->samples = n;
             i++;
         } else if (!strcmp(a, "--steps")) {
-            if (parse_int(v, 1, 100000, &n)) {
+            if (tool_parse_int(v, 1, 100000, &n)) {
                 fprintf(stderr, "%s: --steps needs an integer in [1, 100000]\n", argv[0]);
                 return 2;
             }
             cfg->steps = (int32_t)n;
             i++;
         } else if (!strcmp(a, "--seed")) {
-            if (parse_u64(v, &cfg->seed)) {
+            if (tool_parse_u64(v, &cfg->seed)) {
                 fprintf(stderr, "%s: --seed needs a non-negative integer\n", argv[0]);
                 return 2;
             }
@@ -168,13 +141,6 @@ static int check_status(const lgd_context *ctx, lgd_status st, const char *what,
     return 1;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* KL(N(m1, s1^2) || N(m2, s2^2)) = ln(s2/s1) + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2. */
 static double kl_gauss(double m1, double s1, double m2, double s2)
 {
@@ -214,12 +180,12 @@ static int run_method(lgd_context *ctx, lgd_model *model, lgd_loss *loss, const 
     if (CHECK(ctx, lgd_sampler_create(guidance, &so, &sampler)))
         goto done;
 
-    double t0 = now_seconds();
+    double t0 = tool_now_ms();
     if (CHECK(ctx, lgd_sampler_run(sampler, x, cfg->seed, 0, NULL, NULL)))
         goto done;
     if (CHECK(ctx, lgd_context_synchronize(ctx)))
         goto done;
-    res->seconds = now_seconds() - t0;
+    res->seconds = (tool_now_ms() - t0) / 1e3;
 
     if (CHECK(ctx, lgd_tensor_download(x, host, (size_t)cfg->samples)))
         goto done;
