@@ -158,6 +158,9 @@ static void problem_free(problem *p)
     memset(p, 0, sizeof *p);
 }
 
+/* problem.full: diagonal (0) or full (1) covariances, or the trajectory prior */
+#define TRAJECTORY 2
+
 /* The same problem for both backends: random means, variances in [0.05, 0.5] or
  * Sigma_k = 0.3 A A^T / D + 0.05 I; the target is near the first mean. */
 static int problem_make(problem *p, int64_t D, int64_t K, int full)
@@ -260,11 +263,25 @@ static void time_all(lgd_context *ctx, const problem *p, const config *cfg, int6
     memset(&setup, 0, sizeof setup);
     for (int i = 0; i < NMETHODS; i++)
         memset(&out[i], 0, sizeof out[i]);
-    CHECK(lgd_model_create_gmm(ctx, cfg->dim, cfg->components, p->weights, p->means, p->cov,
-                               p->full ? LGD_COVARIANCE_FULL : LGD_COVARIANCE_DIAGONAL, &model));
-    CHECK(lgd_loss_create_squared_error(ctx, cfg->dim, p->target, 1, NULL, &loss));
+    if (p->full == TRAJECTORY) {
+        /* the trajectory prior (64 frames, 8 headings x 3 turns, dim 128) and the paper's
+         * obstacle-avoidance loss: goal (6, 0) behind a radius-1 obstacle at (3, 0) */
+        static const float goal[2] = { 6.0f, 0.0f }, obstacle[3] = { 3.0f, 0.0f, 1.0f };
+        lgd_trajectory_layout lo = LGD_TRAJECTORY_LAYOUT_INIT;
+        lo.frames = 64;
+        lo.velocity_scale = 0.1f;
+        CHECK(lgd_model_create_trajectory_prior(ctx, NULL, &model));
+        CHECK(lgd_loss_create_obstacle_avoidance(ctx, lgd_model_dim(model), &lo, goal, 1,
+                                                 obstacle, 1, NULL, &loss));
+    } else {
+        CHECK(lgd_model_create_gmm(ctx, cfg->dim, cfg->components, p->weights, p->means, p->cov,
+                                   p->full ? LGD_COVARIANCE_FULL : LGD_COVARIANCE_DIAGONAL,
+                                   &model));
+        CHECK(lgd_loss_create_squared_error(ctx, cfg->dim, p->target, 1, NULL, &loss));
+    }
     for (int i = 0; i < NMETHODS; i++) {
-        time_method(ctx, model, loss, &methods[i], batch, cfg->dim, warmup, steps, &out[i]);
+        time_method(ctx, model, loss, &methods[i], batch, lgd_model_dim(model), warmup, steps,
+                    &out[i]);
         if (!out[i].ok)
             fprintf(stderr, "bench-gpu: %s, batch %" PRId64 ", %s: %s\n",
                     lgd_context_backend_name(ctx), batch, methods[i].name, out[i].error);
@@ -325,8 +342,10 @@ int main(int argc, char **argv)
     if (cpu)
         printf("- CPU backend: %s\n", lgd_context_backend_name(cpu));
     printf("- Gaussian-mixture prior, dim %" PRId64 ", %" PRId64
-           " components; squared-error loss; Euler sampler\n",
+           " components, diagonal or full covariances; squared-error loss; Euler sampler\n",
            cfg.dim, cfg.components);
+    printf("- trajectory: the trajectory prior (64 frames, 24 components, dim 128) with the "
+           "obstacle-avoidance loss (goal and one obstacle)\n");
     printf("- GPU: %d warm-up + %d timed steps per method; CPU (batch %" PRId64
            "): %d warm-up + %d timed steps\n",
            (int)cfg.warmup, (int)cfg.steps, smallest, cfg.warmup > 0 ? 1 : 0,
@@ -339,9 +358,10 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     int failed = 0;
-    for (int full = 0; full < 2; full++) {
-        problem p;
-        if (problem_make(&p, cfg.dim, cfg.components, full)) {
+    for (int full = 0; full <= TRAJECTORY; full++) {
+        problem p = { 0 };
+        p.full = full;
+        if (full != TRAJECTORY && problem_make(&p, cfg.dim, cfg.components, full)) {
             fprintf(stderr, "bench-gpu: out of host memory\n");
             failed = 1;
             break;
@@ -379,7 +399,8 @@ int main(int argc, char **argv)
                     }
                 }
                 printf("| %s | %" PRId64 " | %s | %s | %s | %s | %s | %s | %s |\n",
-                       full ? "full" : "diagonal", batch, methods[i].name, gms, gx, gpk, cms, cx,
+                       full == TRAJECTORY ? "trajectory" : full ? "full" : "diagonal", batch,
+                       methods[i].name, gms, gx, gpk, cms, cx,
                        sp);
             }
             fflush(stdout);

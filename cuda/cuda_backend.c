@@ -267,6 +267,7 @@ static const lgd_backend_ops cuda_ops = {
     .loss_sqerr = lgd_cuda_loss_sqerr,
     .loss_logistic = lgd_cuda_loss_logistic,
     .loss_residual = lgd_cuda_loss_residual,
+    .loss_trajectory = lgd_cuda_loss_trajectory,
 };
 
 /* ---- opening ---- */

@@ -163,6 +163,8 @@ void lgd_cuda_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, const float 
                          const float *weights, float *loss, float *grad);
 void lgd_cuda_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const float *x,
                             const float *a, float b, float *loss, float *grad);
+void lgd_cuda_loss_trajectory(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                              const lgd_traj_params *p, float *loss, float *grad);
 void lgd_cuda_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
                             size_t target_rows, size_t per_target, float inv_s2, float *hx,
                             float *loss);

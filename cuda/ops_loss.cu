@@ -121,3 +121,23 @@ extern "C" void lgd_cuda_loss_residual(lgd_backend *be, size_t rows, size_t m, c
     LGD_LAUNCH_ROWS(be, rows, m, loss_residual_kernel, rows, m, y, target_rows, per_target,
                     inv_s2, hx, loss);
 }
+
+/* trajectory losses: one thread per row (a trajectory is a short sequential scan) */
+__global__ void loss_trajectory_kernel(size_t rows, size_t cols, const float *x,
+                                       lgd_traj_params p, float *loss, float *grad)
+{
+    LGD_GRID_STRIDE(size_t, r, rows)
+        lgd_traj_row(&p, cols, x + r * cols, r, loss + r, grad ? grad + r * cols : NULL);
+}
+
+extern "C" void lgd_cuda_loss_trajectory(lgd_backend *be, size_t rows, size_t cols,
+                                         const float *x, const lgd_traj_params *p, float *loss,
+                                         float *grad)
+{
+    if (rows == 0)
+        return;
+    lgd_cuda_enter(be);
+    loss_trajectory_kernel<<<lgd_cuda_blocks(be, rows, LGD_THREADS), LGD_THREADS, 0,
+                             be->stream>>>(rows, cols, x, *p, loss, grad);
+    LGD_CUDA_LAUNCHED(be, "loss_trajectory_kernel");
+}

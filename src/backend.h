@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "trajectory_loss.h"
+
 #define LGD_BACKEND_ABI_VERSION 1u
 
 typedef struct lgd_backend lgd_backend; /* the backend's own state */
@@ -168,6 +170,10 @@ typedef struct lgd_backend_ops {
     void (*loss_residual)(lgd_backend *be, size_t rows, size_t m, const float *y,
                           size_t target_rows, size_t per_target, float inv_s2, float *hx,
                           float *loss);
+    /* trajectory losses (src/trajectory_loss.h), one row of x[rows][cols] per trajectory;
+     * the pointers inside p are backend memory; grad may be NULL */
+    void (*loss_trajectory)(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                            const lgd_traj_params *p, float *loss, float *grad);
 } lgd_backend_ops;
 
 /* The CPU backend (always built). threads = 0: OpenMP default. */

@@ -525,6 +525,14 @@ static void cpu_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const f
     }
 }
 
+static void cpu_loss_trajectory(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                                const lgd_traj_params *p, float *loss, float *grad)
+{
+    OMP_FOR(rows * p->frames * (4 + p->n_obstacles))
+    for (size_t r = 0; r < rows; r++)
+        lgd_traj_row(p, cols, x + r * cols, r, loss + r, grad ? grad + r * cols : NULL);
+}
+
 static void cpu_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
                               size_t target_rows, size_t per_target, float inv_s2, float *hx,
                               float *loss)
@@ -582,6 +590,7 @@ static const lgd_backend_ops cpu_ops = {
     .loss_sqerr = cpu_loss_sqerr,
     .loss_logistic = cpu_loss_logistic,
     .loss_residual = cpu_loss_residual,
+    .loss_trajectory = cpu_loss_trajectory,
 };
 
 int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)

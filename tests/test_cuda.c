@@ -710,6 +710,30 @@ START_TEST(test_losses)
             pair_free(loss);
         }
     }
+    /* trajectory losses: velocities in a wider frame, a path, a goal and 2 obstacles */
+    {
+        const size_t T = 64, cols = 3 * T + 1, rows = 300;
+        pair x = pair_random(&r, rows * cols, 0.5f), path = pair_random(&r, 2 * T * 2, 3.0f);
+        pair goal = pair_random(&r, 2 * 2, 3.0f);
+        float oh[6] = { 1.0f, 0.5f, 1.0f, -2.0f, 1.0f, 0.8f };
+        pair obs = pair_new(oh, 6);
+        pair loss = pair_new(NULL, rows), grad = pair_new(NULL, rows * cols);
+        for (int k = 0; k < 2; k++) {
+            lgd_traj_params p = { T, 3, 1, 1, 0.1f, k ? path.g : path.c, 1.0f,
+                                  k ? goal.g : goal.c, 0.7f, k ? obs.g : obs.c, 2,
+                                  50.0f, 100.0f, 2, 150 };
+            b[k].ops->loss_trajectory(b[k].be, rows, cols, k ? x.g : x.c, &p,
+                                      k ? loss.g : loss.c, k ? grad.g : grad.c);
+        }
+        pair_check(loss, OP_TOL, "loss_trajectory");
+        pair_check(grad, OP_TOL, "loss_trajectory (gradient)");
+        pair_free(x);
+        pair_free(path);
+        pair_free(goal);
+        pair_free(obs);
+        pair_free(loss);
+        pair_free(grad);
+    }
 }
 END_TEST
 

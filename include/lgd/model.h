@@ -151,6 +151,40 @@ LGD_API lgd_status lgd_model_create_gmm(lgd_context *context, int64_t dim, int64
                                         const float *covariances, lgd_covariance layout,
                                         lgd_model **out_model);
 
+/**
+ * Options of lgd_model_create_trajectory_prior(): a multimodal prior over a root
+ * trajectory's normalised 2-D velocities, laid out [frames][2] (vx, vy per frame, the
+ * layout LGD_TRAJECTORY_LAYOUT_INIT describes). Component (h, k) walks at `speed` with a
+ * heading that starts at 2 pi h / headings and turns at a constant rate to
+ * theta_k = -max_turn + 2 max_turn k / (turns - 1) over the clip (straight when turns
+ * is 1); around that mean, each velocity axis varies as a Gaussian process with a
+ * squared-exponential kernel gp_std^2 exp(-(t - s)^2 / (2 gp_length^2)) plus jitter on
+ * the diagonal. So many directions and smoothly curved paths are plausible and the
+ * mixture (headings x turns equally weighted components) is strongly multimodal.
+ */
+typedef struct lgd_trajectory_prior_options {
+    uint32_t struct_size;
+    int32_t frames;      /**< T, default 64 */
+    int32_t headings;    /**< initial headings, evenly spaced, default 8 */
+    int32_t turns;       /**< turn rates per heading (1 or more), default 3 */
+    float max_turn;      /**< largest total heading change over the clip, radians, default pi/2 */
+    float speed;         /**< mean speed, normalised units per frame, default 1 */
+    float gp_std;        /**< std of the smooth velocity variation, default 0.3 */
+    float gp_length;     /**< its length scale in frames, default 10 */
+    float jitter;        /**< white-noise variance on the diagonal, default 1e-4 */
+} lgd_trajectory_prior_options;
+
+#define LGD_TRAJECTORY_PRIOR_OPTIONS_INIT                                                   \
+    { (uint32_t)sizeof(lgd_trajectory_prior_options), 64, 8, 3, 1.5707963267948966f, 1.0f, \
+      0.3f, 10.0f, 1e-4f }
+LGD_API void lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options);
+
+/** Creates the trajectory prior as an exact Gaussian mixture (lgd_model_create_gmm with
+ *  full covariances) of dim 2 * frames and headings * turns components. */
+LGD_API lgd_status lgd_model_create_trajectory_prior(lgd_context *context,
+                                                     const lgd_trajectory_prior_options *options,
+                                                     lgd_model **out_model);
+
 /** Releases the caller's reference (guidance objects keep their own). */
 LGD_API void lgd_model_destroy(lgd_model *model);
 
