@@ -270,13 +270,16 @@ END_TEST
 START_TEST(trajectory_prior_shape_and_modes)
 {
     lgd_context *ctx = tu_context(0);
+    /* quick (valgrind) runs use 16 frames: the same modes, a quarter of the dimension */
+    const int quick = getenv("LGD_TEST_QUICK") != NULL, T = quick ? 16 : 64, D = 2 * T;
     lgd_trajectory_prior_options po = LGD_TRAJECTORY_PRIOR_OPTIONS_INIT;
+    po.frames = T;
     lgd_model *m = NULL;
     TU_OK(ctx, lgd_model_create_trajectory_prior(ctx, &po, &m));
-    ck_assert_int_eq(lgd_model_dim(m), 128);
+    ck_assert_int_eq(lgd_model_dim(m), D);
     ck_assert(lgd_model_has_exact_posterior(m));
     /* unguided samples: every one of the 8 heading sectors is visited (multimodal) */
-    const int B = getenv("LGD_TEST_QUICK") ? 64 : 512, D = 128;
+    const int B = quick ? 64 : 512;
     lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
     go.kind = LGD_GUIDANCE_NONE;
     lgd_guidance *g = NULL;
@@ -297,11 +300,11 @@ START_TEST(trajectory_prior_shape_and_modes)
         int sec = (int)floor((a + pi / 8) / (pi / 4) + 8) % 8;
         sectors[sec]++;
         double px = 0, py = 0;
-        for (int t = 0; t < 64; t++) {
+        for (int t = 0; t < T; t++) {
             px += h[b * D + 2 * t];
             py += h[b * D + 2 * t + 1];
         }
-        speed += sqrt(px * px + py * py) / 64.0 / B;
+        speed += sqrt(px * px + py * py) / T / B;
     }
     for (int k = 0; k < 8; k++)
         ck_assert_msg(sectors[k] > B / 32, "heading sector %d has %d of %d samples", k, sectors[k],
@@ -330,7 +333,8 @@ typedef struct outcome {
 } outcome;
 
 static outcome sample_outcome(lgd_context *ctx, lgd_model *m, lgd_loss *loss, lgd_guidance_kind kind,
-                              int n, int B, float scale_v, const float *goal, const float *obs)
+                              int n, int B, int T, float scale_v, const float *goal,
+                              const float *obs)
 {
     lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
     go.kind = kind;
@@ -346,15 +350,16 @@ static outcome sample_outcome(lgd_context *ctx, lgd_model *m, lgd_loss *loss, lg
     so.steps = 50;
     lgd_sampler *s = NULL;
     TU_OK(ctx, lgd_sampler_create(g, &so, &s));
-    lgd_tensor *x = tu_tensor(ctx, B, 128, NULL);
+    const int D = 2 * T;
+    lgd_tensor *x = tu_tensor(ctx, B, D, NULL);
     TU_OK(ctx, lgd_sampler_run(s, x, 17, 0, NULL, NULL));
     float *h = tu_download(x);
     outcome o = { 0, 0, 0 };
     for (int b = 0; b < B; b++) {
         double px = 0, py = 0, dmin = 1e9;
-        for (int t = 0; t < 64; t++) {
-            px += scale_v * h[b * 128 + 2 * t];
-            py += scale_v * h[b * 128 + 2 * t + 1];
+        for (int t = 0; t < T; t++) {
+            px += scale_v * h[b * D + 2 * t];
+            py += scale_v * h[b * D + 2 * t + 1];
             dmin = fmin(dmin, hypot(px - obs[0], py - obs[1]));
         }
         int reached = hypot(px - goal[0], py - goal[1]) < 1.0, collided = dmin < obs[2];
@@ -377,17 +382,21 @@ START_TEST(guided_sampling_avoids_obstacle)
     /* 64 frames at 0.1 per frame: a straight walk east ends at (6.4, 0); the goal (6, 0)
      * lies behind an obstacle of radius 1 at (3, 0), so the straight path collides */
     lgd_context *ctx = tu_context(0);
+    /* quick (valgrind) runs: 16 frames at 0.4 per frame cover the same 6.4 */
+    const int quick = getenv("LGD_TEST_QUICK") != NULL, T = quick ? 16 : 64;
+    lgd_trajectory_prior_options po = LGD_TRAJECTORY_PRIOR_OPTIONS_INIT;
+    po.frames = T;
     lgd_model *m = NULL;
-    TU_OK(ctx, lgd_model_create_trajectory_prior(ctx, NULL, &m));
-    const float vs = 0.1f, goal[2] = { 6.0f, 0.0f }, obs[3] = { 3.0f, 0.0f, 1.0f };
+    TU_OK(ctx, lgd_model_create_trajectory_prior(ctx, &po, &m));
+    const float vs = 6.4f / (float)T, goal[2] = { 6.0f, 0.0f }, obs[3] = { 3.0f, 0.0f, 1.0f };
     lgd_trajectory_layout lo = LGD_TRAJECTORY_LAYOUT_INIT;
-    lo.frames = 64;
+    lo.frames = T;
     lo.velocity_scale = vs;
     lgd_loss *loss = NULL;
-    TU_OK(ctx, lgd_loss_create_obstacle_avoidance(ctx, 128, &lo, goal, 1, obs, 1, NULL, &loss));
-    const int B = getenv("LGD_TEST_QUICK") ? 32 : 128;
-    outcome un = sample_outcome(ctx, m, loss, LGD_GUIDANCE_NONE, 1, B, vs, goal, obs);
-    outcome mc = sample_outcome(ctx, m, loss, LGD_GUIDANCE_MC, 20, B, vs, goal, obs);
+    TU_OK(ctx, lgd_loss_create_obstacle_avoidance(ctx, 2 * T, &lo, goal, 1, obs, 1, NULL, &loss));
+    const int B = quick ? 32 : 128;
+    outcome un = sample_outcome(ctx, m, loss, LGD_GUIDANCE_NONE, 1, B, T, vs, goal, obs);
+    outcome mc = sample_outcome(ctx, m, loss, LGD_GUIDANCE_MC, 20, B, T, vs, goal, obs);
     fprintf(stderr, "obstacle: unguided reached %.2f collided %.2f success %.2f; "
                     "LGD-MC n=20 reached %.2f collided %.2f success %.2f\n",
             un.reached, un.collided, un.success, mc.reached, mc.collided, mc.success);
