@@ -2,6 +2,7 @@
  * lgd - the liblgd command-line tool: a table of subcommands.
  *
  *   lgd mixture [options]   the paper's 1-D Gaussian-mixture experiment
+ *   lgd trajectory [options] the paper's controllable trajectory synthesis (Tables 2, 3)
  *   lgd help [COMMAND]      usage of the tool or of one subcommand
  *   lgd --version           versions of the tool and of the loaded liblgd
  *
@@ -27,6 +28,10 @@ static const lgd_command commands[] = {
       "the paper's 1-D Gaussian-mixture experiment: guidance curves (Fig. 4, 8), "
       "samples, histograms and KL (Fig. 6, App. B.1)",
       lgd_mixture_main, lgd_mixture_usage },
+    { "trajectory",
+      "controllable trajectory synthesis (Sec. 6.3): path following and obstacle "
+      "avoidance, Tables 2 and 3, Fig. 2 and 10",
+      lgd_trajectory_main, lgd_trajectory_usage },
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -28,6 +28,11 @@
 int lgd_mixture_main(int argc, char **argv);
 void lgd_mixture_usage(FILE *out);
 
+/* lgd trajectory: the paper's controllable trajectory synthesis, Sec. 6.3
+ * (lgd_trajectory.c). */
+int lgd_trajectory_main(int argc, char **argv);
+void lgd_trajectory_usage(FILE *out);
+
 /* ---- helpers (lgd_tool.c) ---- */
 
 /*
