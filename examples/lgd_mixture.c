@@ -331,49 +331,6 @@ static void problem_destroy(problem *pb)
 
 /* ---- output helpers ---- */
 
-/* dir/name into buf; 0 or -1 (too long). */
-static int out_path(char *buf, size_t size, const char *dir, const char *name)
-{
-    int n = snprintf(buf, size, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= size) {
-        fprintf(stderr, "lgd " CMD ": output path too long: %s/%s\n", dir, name);
-        return -1;
-    }
-    return 0;
-}
-
-static FILE *open_out(const config *cfg, const char *name, char *path, size_t size)
-{
-    if (out_path(path, size, cfg->out, name))
-        return NULL;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fprintf(stderr, "lgd " CMD ": cannot write %s: %s\n", path, strerror(errno));
-    return f;
-}
-
-/* Closes f; reports and returns 1 if writing failed. */
-static int close_out(FILE *f, const char *path)
-{
-    int bad = ferror(f);
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad)
-        fprintf(stderr, "lgd " CMD ": error writing %s\n", path);
-    return bad;
-}
-
-static int write_svg(const config *cfg, const svg_figure *fig, const char *name)
-{
-    char path[4096];
-    if (out_path(path, sizeof path, cfg->out, name))
-        return 1;
-    if (svg_figure_write(fig, path)) {
-        fprintf(stderr, "lgd " CMD ": cannot write %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    return 0;
-}
 
 /* ---- 1. guidance curves (Fig. 4, 8) ---- */
 
@@ -501,7 +458,7 @@ static int write_curves_csv(const config *cfg, const curves *c)
 {
     char name[64], path[4096];
     snprintf(name, sizeof name, "guidance_sigma%g.csv", c->sigma);
-    FILE *f = open_out(cfg, name, path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, name, path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "x,exact,dps");
@@ -514,7 +471,7 @@ static int write_curves_csv(const config *cfg, const curves *c)
             fprintf(f, ",%.9g", c->mc[k][i]);
         fprintf(f, ",%.9g\n", c->p_y0[i]);
     }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 /* The densities on [DENS_LO, DENS_HI]: prior, exp(-loss), target. */
@@ -562,14 +519,14 @@ done:
 static int write_densities_csv(const config *cfg, const densities *d)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "density.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "density.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "x,prior,exp_neg_loss,target\n");
     for (int i = 0; i < DENS_POINTS; i++)
         fprintf(f, "%.9g,%.9g,%.9g,%.9g\n", d->x[i], d->prior[i], d->likelihood[i],
                 d->target[i]);
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 /* y range covering the columns cols[0..k-1], padded by `pad` of the span. */
@@ -665,7 +622,7 @@ static int write_guidance_figures(const config *cfg, const curves *c, const dens
             if (guidance_panel(f8, k * NCURVE_SIGMAS + s, &c[s], k, 0))
                 goto done;
     }
-    if (write_svg(cfg, f4, "fig4_guidance.svg") || write_svg(cfg, f8, "fig8_guidance_n.svg"))
+    if (lgd_tool_write_svg(CMD, cfg->out, f4, "fig4_guidance.svg") || lgd_tool_write_svg(CMD, cfg->out, f8, "fig8_guidance_n.svg"))
         goto done;
     rc = 0;
 done:
@@ -818,7 +775,7 @@ static int run_sampling(const config *cfg, problem *pb, method *ms, int nm, int6
     char path[4096];
     lgd_tensor *x = NULL;
     float *host = malloc((size_t)cfg->samples * sizeof *host);
-    FILE *f = open_out(cfg, "samples.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "samples.csv", path, sizeof path);
     if (!f)
         goto done;
     if (!host) {
@@ -861,7 +818,7 @@ static int run_sampling(const config *cfg, problem *pb, method *ms, int nm, int6
     }
     rc = 0;
 done:
-    if (f && close_out(f, path))
+    if (f && lgd_tool_close_out(CMD, f, path))
         rc = 1;
     lgd_tensor_destroy(x);
     free(host);
@@ -905,7 +862,7 @@ static void kl_ratios(const double *dps, const double *mc, int64_t n, double *ou
 static int write_kl_csv(const config *cfg, const method *ms, int nm, int64_t blocks)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "kl.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "kl.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "protocol,method,seed,first_row,samples,mean,std,kl\n");
@@ -923,14 +880,14 @@ static int write_kl_csv(const config *cfg, const method *ms, int nm, int64_t blo
                         cfg->paper_samples, ms[k].blk_mean[j], ms[k].blk_std[j],
                         ms[k].blk_kl[j]);
             }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 static int write_summary_csv(const config *cfg, const method *ms, const summary *large,
                              const summary *paper, int nm, int64_t blocks)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "kl_summary.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "kl_summary.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "protocol,method,runs,samples,mean_mean,mean_sd,std_mean,std_sd,kl_mean,kl_sd,"
@@ -949,13 +906,13 @@ static int write_summary_csv(const config *cfg, const method *ms, const summary 
                     s->kl_q[3], s->kl_q[4]);
         }
     }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 static int write_timing_csv(const config *cfg, const method *ms, int nm)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "timing.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "timing.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "method,samples,steps,runs,seconds_mean,seconds_min\n");
@@ -967,7 +924,7 @@ static int write_timing_csv(const config *cfg, const method *ms, int nm)
         fprintf(f, "%s,%" PRId64 ",%d,%d,%.6f,%.6f\n", ms[k].key, cfg->samples,
                 (int)cfg->steps, (int)cfg->seeds, m, mn);
     }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 /* histograms.csv / histograms_paper.csv and their figures from the first seed's
@@ -993,7 +950,7 @@ static int write_histograms(const config *cfg, const method *ms, int nm, const d
     for (int k = 0; k < nm; k++)
         outside[k] = stats_histogram(ms[k].first, count, HIST_LO, HIST_HI, nbins,
                                dens + (size_t)k * (size_t)nbins);
-    if (!(f = open_out(cfg, csv_name, path, sizeof path)))
+    if (!(f = lgd_tool_open_out(CMD, cfg->out, csv_name, path, sizeof path)))
         goto done;
     fprintf(f, "bin_lo,bin_hi");
     for (int k = 0; k < nm; k++)
@@ -1005,7 +962,7 @@ static int write_histograms(const config *cfg, const method *ms, int nm, const d
             fprintf(f, ",%.9g", dens[(size_t)k * (size_t)nbins + (size_t)b]);
         fprintf(f, "\n");
     }
-    int bad = close_out(f, path);
+    int bad = lgd_tool_close_out(CMD, f, path);
     f = NULL;
     if (bad)
         goto done;
@@ -1037,7 +994,7 @@ static int write_histograms(const config *cfg, const method *ms, int nm, const d
                 goto done;
         }
     }
-    if (write_svg(cfg, fig, svg_name))
+    if (lgd_tool_write_svg(CMD, cfg->out, fig, svg_name))
         goto done;
     rc = 0;
 done:

@@ -9,6 +9,7 @@
  * Uses only the public API of liblgd. See lgd_tool.h for how to add a subcommand.
  */
 #include "lgd_tool.h"
+#include "svg_plot.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -165,4 +166,49 @@ int main(int argc, char **argv)
         return LGD_TOOL_EXIT_ERROR;
     }
     return c->main(argc - 1, argv + 1);
+}
+
+/* DIR/NAME into buf; 0, or -1 with a message when it does not fit. */
+static int out_path(const char *cmd, char *buf, size_t size, const char *dir, const char *name)
+{
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= size) {
+        fprintf(stderr, "lgd %s: output path too long: %s/%s\n", cmd, dir, name);
+        return -1;
+    }
+    return 0;
+}
+
+FILE *lgd_tool_open_out(const char *cmd, const char *dir, const char *name, char *path,
+                        size_t size)
+{
+    if (out_path(cmd, path, size, dir, name))
+        return NULL;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "lgd %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+    return f;
+}
+
+int lgd_tool_close_out(const char *cmd, FILE *f, const char *path)
+{
+    int bad = ferror(f);
+    if (fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "lgd %s: error writing %s\n", cmd, path);
+    return bad;
+}
+
+int lgd_tool_write_svg(const char *cmd, const char *dir, const struct svg_figure *fig,
+                       const char *name)
+{
+    char path[4096];
+    if (out_path(cmd, path, sizeof path, dir, name))
+        return 1;
+    if (svg_figure_write(fig, path)) {
+        fprintf(stderr, "lgd %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return 1;
+    }
+    return 0;
 }

@@ -58,6 +58,19 @@ int lgd_tool_usage_error(const char *cmd, const char *fmt, ...)
  */
 int lgd_tool_failed(const char *cmd, const lgd_context *ctx, lgd_status st, const char *what);
 
+/* Opens DIR/NAME for writing; its path goes into path[size]. NULL (with a message
+ * "lgd CMD: ..." on stderr) when the path is too long or the file cannot be opened. */
+FILE *lgd_tool_open_out(const char *cmd, const char *dir, const char *name, char *path,
+                        size_t size);
+
+/* Closes f; returns 1 (with a message) if writing or closing failed, else 0. */
+int lgd_tool_close_out(const char *cmd, FILE *f, const char *path);
+
+/* Writes the SVG figure to DIR/NAME; returns 1 (with a message) on failure, else 0. */
+struct svg_figure;
+int lgd_tool_write_svg(const char *cmd, const char *dir, const struct svg_figure *fig,
+                       const char *name);
+
 /* Creates directory `path` and its missing parents (like mkdir -p). 0 or -1 (errno). */
 int lgd_tool_mkdirs(const char *path);
 

@@ -685,47 +685,6 @@ static int compute_metrics(const outcome *const *os, const int64_t *counts, int 
 
 /* ---- output helpers ---- */
 
-static int out_path(char *buf, size_t size, const char *dir, const char *name)
-{
-    int n = snprintf(buf, size, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= size) {
-        fprintf(stderr, "lgd " CMD ": output path too long: %s/%s\n", dir, name);
-        return -1;
-    }
-    return 0;
-}
-
-static FILE *open_out(const config *cfg, const char *name, char *path, size_t size)
-{
-    if (out_path(path, size, cfg->out, name))
-        return NULL;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fprintf(stderr, "lgd " CMD ": cannot write %s: %s\n", path, strerror(errno));
-    return f;
-}
-
-static int close_out(FILE *f, const char *path)
-{
-    int bad = ferror(f);
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad)
-        fprintf(stderr, "lgd " CMD ": error writing %s\n", path);
-    return bad;
-}
-
-static int write_svg(const config *cfg, const svg_figure *fig, const char *name)
-{
-    char path[4096];
-    if (out_path(path, sizeof path, cfg->out, name))
-        return 1;
-    if (svg_figure_write(fig, path)) {
-        fprintf(stderr, "lgd " CMD ": cannot write %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    return 0;
-}
 
 /* ---- 1. tuning ---- */
 
@@ -856,7 +815,7 @@ static void write_metrics(FILE *f, const metrics *mt)
 static int write_grid_csv(const config *cfg, const grid *gr)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "grid.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "grid.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "method,family,task,scale,selected," METRIC_HEADER "\n");
@@ -878,7 +837,7 @@ static int write_grid_csv(const config *cfg, const grid *gr)
             }
         }
     }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 static void print_grid(const config *cfg, const grid *gr)
@@ -971,7 +930,7 @@ static void evaluation_free(evaluation *ev)
 static int write_results_csv(const config *cfg, const evaluation *ev)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "results.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "results.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "protocol,method,family,task,scale," METRIC_HEADER "\n");
@@ -996,13 +955,13 @@ static int write_results_csv(const config *cfg, const evaluation *ev)
             }
         }
     }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 static int write_trajectories_csv(const config *cfg, const evaluation *ev)
 {
     char path[4096];
-    FILE *f = open_out(cfg, "trajectories.csv", path, sizeof path);
+    FILE *f = lgd_tool_open_out(CMD, cfg->out, "trajectories.csv", path, sizeof path);
     if (!f)
         return 1;
     fprintf(f, "method,task,sample,frame,x,y\n");
@@ -1021,7 +980,7 @@ static int write_trajectories_csv(const config *cfg, const evaluation *ev)
                 }
             }
         }
-    return close_out(f, path);
+    return lgd_tool_close_out(CMD, f, path);
 }
 
 /* ---- figures ---- */
@@ -1189,7 +1148,7 @@ static int write_figures(const config *cfg, const evaluation *ev, const problem 
             row++;
         }
     }
-    if (write_svg(cfg, fp, "fig_path.svg") || write_svg(cfg, fo, "fig_obstacle.svg"))
+    if (lgd_tool_write_svg(CMD, cfg->out, fp, "fig_path.svg") || lgd_tool_write_svg(CMD, cfg->out, fo, "fig_obstacle.svg"))
         goto done;
     rc = 0;
 done:
