@@ -20,19 +20,16 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tooltest.h"
 
-extern char **environ;
 
 /* The experiment: 0.5 N(-1, 0.2^2) + 0.5 N(1, 0.2^2), loss softplus(-(a x0 + b)). */
 static const float W[2] = { 0.5f, 0.5f };
@@ -323,51 +320,6 @@ END_TEST
 
 /* ---- 4. the tool ---- */
 
-static const char *tool_path(void)
-{
-    const char *p = getenv("LGD_TOOL");
-    ck_assert_msg(p && *p, "LGD_TOOL is not set (meson test sets it to the built lgd)");
-    return p;
-}
-
-/* Runs the tool with args (NULL-terminated after argv[0]), stdout and stderr to log;
- * returns its exit status. */
-static int run_tool(const char *log, char *const *args)
-{
-    posix_spawn_file_actions_t fa;
-    ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
-    ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC,
-                                                      0644), 0);
-    ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, args[0], &fa, NULL, args, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ck_assert_msg(rc == 0, "cannot run %s: %s", args[0], strerror(rc));
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_msg(errno == EINTR, "waitpid: %s", strerror(errno));
-    ck_assert_msg(WIFEXITED(status), "%s did not exit normally", args[0]);
-    return WEXITSTATUS(status);
-}
-
-/* Reads a whole file into a malloc'd string (caller frees). */
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (size)
-        *size = (size_t)n;
-    return buf;
-}
 
 /*
  * Checks a CSV file: the header line is `header`; every row has as many fields; the
@@ -378,7 +330,7 @@ static void check_csv(const char *dir, const char *name, const char *header, int
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = slurp(path, NULL);
+    char *text = tt_slurp(path, NULL);
     char *save = NULL;
     char *line = strtok_r(text, "\n", &save);
     ck_assert_msg(line != NULL, "%s is empty", name);
@@ -414,40 +366,10 @@ static void check_csv(const char *dir, const char *name, const char *header, int
     free(text);
 }
 
-static void check_svg(const char *dir, const char *name)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    size_t n = 0;
-    char *text = slurp(path, &n);
-    ck_assert_msg(n > 100, "%s is nearly empty", name);
-    ck_assert_msg(!strncmp(text, "<?xml", 5) || !strncmp(text, "<svg", 4), "%s: not SVG", name);
-    ck_assert_msg(strstr(text, "<svg") && strstr(text, "</svg>"), "%s: no <svg> element", name);
-    free(text);
-}
-
-/* Removes dir and the plain files in it. */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[8192];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        int n = snprintf(path, sizeof path, "%.4095s/%.255s", dir, e->d_name);
-        if (n > 0 && (size_t)n < sizeof path)
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 START_TEST(tool_output_is_well_formed)
 {
-    const char *tool = tool_path();
+    const char *tool = tt_tool_path();
     char tmpl[] = "/tmp/lgd-tool-test.XXXXXX";
     char *tmp = mkdtemp(tmpl);
     ck_assert_msg(tmp != NULL, "mkdtemp: %s", strerror(errno));
@@ -459,12 +381,12 @@ START_TEST(tool_output_is_well_formed)
     char *args[] = { (char *)tool, "mixture", "--samples", "1000", "--seeds", "2",
                      "--paper-samples=100", "--points", "41", "--n", "5,20", "--quiet",
                      "--out", out, NULL };
-    int rc = run_tool(log, args);
+    int rc = tt_run_tool(log, args);
     if (rc != 0) {
-        char *text = slurp(log, NULL);
+        char *text = tt_slurp(log, NULL);
         ck_abort_msg("lgd mixture exited %d:\n%s", rc, text);
     }
-    char *text = slurp(log, NULL);
+    char *text = tt_slurp(log, NULL);
     ck_assert_msg(strstr(text, "KL(DPS) / KL(LGD-MC n=20)") != NULL, "no ratio line:\n%s", text);
     ck_assert_msg(strstr(text, "Paper protocol") != NULL, "no paper-protocol table:\n%s", text);
     free(text);
@@ -485,11 +407,11 @@ START_TEST(tool_output_is_well_formed)
     const char *hist = "bin_lo,bin_hi,unguided,exact,exact_is_n100,dps,mc_n5,mc_n20";
     check_csv(out, "histograms.csv", hist, 0, 100);
     check_csv(out, "histograms_paper.csv", hist, 0, 25);
-    check_svg(out, "fig4_guidance.svg");
-    check_svg(out, "fig8_guidance_n.svg");
-    check_svg(out, "fig6_histograms.svg");
-    check_svg(out, "fig6_histograms_paper.svg");
-    remove_dir(out);
+    tt_check_svg(out, "fig4_guidance.svg");
+    tt_check_svg(out, "fig8_guidance_n.svg");
+    tt_check_svg(out, "fig6_histograms.svg");
+    tt_check_svg(out, "fig6_histograms_paper.svg");
+    tt_remove_dir(out);
     unlink(log);
     rmdir(tmp);
 }
@@ -497,7 +419,7 @@ END_TEST
 
 START_TEST(tool_exit_statuses)
 {
-    const char *tool = tool_path();
+    const char *tool = tt_tool_path();
     char tmpl[] = "/tmp/lgd-tool-test.XXXXXX";
     char *tmp = mkdtemp(tmpl);
     ck_assert_msg(tmp != NULL, "mkdtemp: %s", strerror(errno));
@@ -510,27 +432,27 @@ START_TEST(tool_exit_statuses)
     fclose(fp);
 
     char *version[] = { (char *)tool, "--version", NULL };
-    ck_assert_int_eq(run_tool(log, version), 0);
+    ck_assert_int_eq(tt_run_tool(log, version), 0);
     char *help[] = { (char *)tool, "help", "mixture", NULL };
-    ck_assert_int_eq(run_tool(log, help), 0);
+    ck_assert_int_eq(tt_run_tool(log, help), 0);
     char *none[] = { (char *)tool, NULL };
-    ck_assert_int_eq(run_tool(log, none), 2);
+    ck_assert_int_eq(tt_run_tool(log, none), 2);
     char *unknown[] = { (char *)tool, "no-such-command", NULL };
-    ck_assert_int_eq(run_tool(log, unknown), 2);
+    ck_assert_int_eq(tt_run_tool(log, unknown), 2);
     char *bad_opt[] = { (char *)tool, "mixture", "--bogus", NULL };
-    ck_assert_int_eq(run_tool(log, bad_opt), 2);
+    ck_assert_int_eq(tt_run_tool(log, bad_opt), 2);
     char *bad_val[] = { (char *)tool, "mixture", "--samples", "0", NULL };
-    ck_assert_int_eq(run_tool(log, bad_val), 2);
+    ck_assert_int_eq(tt_run_tool(log, bad_val), 2);
     char *missing[] = { (char *)tool, "mixture", "--steps", NULL };
-    ck_assert_int_eq(run_tool(log, missing), 2);
+    ck_assert_int_eq(tt_run_tool(log, missing), 2);
     char *bad_n[] = { (char *)tool, "mixture", "--n", "10,,100", NULL };
-    ck_assert_int_eq(run_tool(log, bad_n), 2);
+    ck_assert_int_eq(tt_run_tool(log, bad_n), 2);
     char *bad_eta[] = { (char *)tool, "mixture", "--sampler", "heun", "--eta", "0.5", NULL };
-    ck_assert_int_eq(run_tool(log, bad_eta), 2);
+    ck_assert_int_eq(tt_run_tool(log, bad_eta), 2);
     /* An output directory that cannot be created: an error, not bad usage. */
     char *bad_out[] = { (char *)tool, "mixture", "--quiet", "--out", under_file, NULL };
-    ck_assert_int_eq(run_tool(log, bad_out), 1);
-    char *text = slurp(log, NULL);
+    ck_assert_int_eq(tt_run_tool(log, bad_out), 1);
+    char *text = tt_slurp(log, NULL);
     ck_assert_msg(strstr(text, "cannot create") != NULL, "no message:\n%s", text);
     free(text);
     unlink(file);

@@ -13,66 +13,17 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tooltest.h"
 
-extern char **environ;
 
-static const char *tool_path(void)
-{
-    const char *p = getenv("LGD_TOOL");
-    ck_assert_msg(p && *p, "LGD_TOOL is not set (meson test sets it to the built lgd)");
-    return p;
-}
-
-/* Runs the tool with args (NULL-terminated, args[0] the tool), stdout and stderr to log;
- * returns its exit status. */
-static int run_tool(const char *log, char *const *args)
-{
-    setenv("OMP_NUM_THREADS", "1", 0);
-    posix_spawn_file_actions_t fa;
-    ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
-    ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC,
-                                                      0644), 0);
-    ck_assert_int_eq(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, args[0], &fa, NULL, args, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ck_assert_msg(rc == 0, "cannot run %s: %s", args[0], strerror(rc));
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_msg(errno == EINTR, "waitpid: %s", strerror(errno));
-    ck_assert_msg(WIFEXITED(status), "%s did not exit normally", args[0]);
-    return WEXITSTATUS(status);
-}
-
-/* Reads a whole file into a malloc'd string (caller frees). */
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (size)
-        *size = (size_t)n;
-    return buf;
-}
 
 /* A parsed CSV file: the header's column count and every field of every row. */
 typedef struct csv {
@@ -100,7 +51,7 @@ static void check_csv(const char *dir, const char *name, const char *header, int
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    csv c = { slurp(path, NULL), 1, 0, NULL };
+    csv c = { tt_slurp(path, NULL), 1, 0, NULL };
     for (const char *p = header; *p; p++)
         c.ncols += *p == ',';
     char *save = NULL;
@@ -162,36 +113,6 @@ static double csv_lookup(const csv *c, const char *const *keys, int nkeys, int c
     return NAN;
 }
 
-static void check_svg(const char *dir, const char *name)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    size_t n = 0;
-    char *text = slurp(path, &n);
-    ck_assert_msg(n > 100, "%s is nearly empty", name);
-    ck_assert_msg(!strncmp(text, "<?xml", 5) || !strncmp(text, "<svg", 4), "%s: not SVG", name);
-    ck_assert_msg(strstr(text, "<svg") && strstr(text, "</svg>"), "%s: no <svg> element", name);
-    free(text);
-}
-
-/* Removes dir and the plain files in it. */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[8192];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        int n = snprintf(path, sizeof path, "%.4095s/%.255s", dir, e->d_name);
-        if (n > 0 && (size_t)n < sizeof path)
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 #define METRICS                                                                               \
     "samples,objective,objective_sd,objective_median,collision,final_distance,"              \
@@ -199,7 +120,7 @@ static void remove_dir(const char *dir)
 
 START_TEST(trajectory_output_is_well_formed)
 {
-    const char *tool = tool_path();
+    const char *tool = tt_tool_path();
     char tmpl[] = "/tmp/lgd-trajectory-test.XXXXXX";
     char *tmp = mkdtemp(tmpl);
     ck_assert_msg(tmp != NULL, "mkdtemp: %s", strerror(errno));
@@ -211,8 +132,8 @@ START_TEST(trajectory_output_is_well_formed)
      * 20 steps, a grid of two scales */
     char *args[] = { (char *)tool, "trajectory", "--seeds", "3", "--large=4", "--tune", "2",
                      "--steps", "20", "--scales", "0.03,0.1", "--quiet", "--out", out, NULL };
-    int rc = run_tool(log, args);
-    char *text = slurp(log, NULL);
+    int rc = tt_run_tool(log, args);
+    char *text = tt_slurp(log, NULL);
     ck_assert_msg(rc == 0, "lgd trajectory exited %d:\n%s", rc, text);
     ck_assert_msg(strstr(text, "Table 2 analogue") && strstr(text, "Table 3 analogue"),
                   "no tables:\n%s", text);
@@ -257,9 +178,9 @@ START_TEST(trajectory_output_is_well_formed)
                   "path following: Baseline %g, DPS %g, LGD-MC n=100 %g", ob, od, om);
     csv_free(&grid);
     csv_free(&res);
-    check_svg(out, "fig_path.svg");
-    check_svg(out, "fig_obstacle.svg");
-    remove_dir(out);
+    tt_check_svg(out, "fig_path.svg");
+    tt_check_svg(out, "fig_obstacle.svg");
+    tt_remove_dir(out);
     unlink(log);
     rmdir(tmp);
 }
@@ -267,7 +188,7 @@ END_TEST
 
 START_TEST(trajectory_exit_statuses)
 {
-    const char *tool = tool_path();
+    const char *tool = tt_tool_path();
     char tmpl[] = "/tmp/lgd-trajectory-test.XXXXXX";
     char *tmp = mkdtemp(tmpl);
     ck_assert_msg(tmp != NULL, "mkdtemp: %s", strerror(errno));
@@ -280,15 +201,15 @@ START_TEST(trajectory_exit_statuses)
     fclose(fp);
 
     char *help[] = { (char *)tool, "help", "trajectory", NULL };
-    ck_assert_int_eq(run_tool(log, help), 0);
-    char *text = slurp(log, NULL);
+    ck_assert_int_eq(tt_run_tool(log, help), 0);
+    char *text = tt_slurp(log, NULL);
     ck_assert_msg(strstr(text, "lgd trajectory") != NULL, "no usage:\n%s", text);
     free(text);
     char *own_help[] = { (char *)tool, "trajectory", "--help", NULL };
-    ck_assert_int_eq(run_tool(log, own_help), 0);
+    ck_assert_int_eq(tt_run_tool(log, own_help), 0);
     char *list[] = { (char *)tool, "help", NULL };
-    ck_assert_int_eq(run_tool(log, list), 0);
-    text = slurp(log, NULL);
+    ck_assert_int_eq(tt_run_tool(log, list), 0);
+    text = tt_slurp(log, NULL);
     ck_assert_msg(strstr(text, "trajectory") != NULL, "not in the command list:\n%s", text);
     free(text);
 
@@ -307,14 +228,14 @@ START_TEST(trajectory_exit_statuses)
         { (char *)tool, "trajectory", "--out=", NULL },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = run_tool(log, bad[i]);
+        int rc = tt_run_tool(log, bad[i]);
         ck_assert_msg(rc == 2, "%s %s %s: exit %d, expected 2", bad[i][1], bad[i][2],
                       bad[i][3] ? bad[i][3] : "", rc);
     }
     /* An output directory that cannot be created: an error, not bad usage. */
     char *bad_out[] = { (char *)tool, "trajectory", "--quiet", "--out", under_file, NULL };
-    ck_assert_int_eq(run_tool(log, bad_out), 1);
-    text = slurp(log, NULL);
+    ck_assert_int_eq(tt_run_tool(log, bad_out), 1);
+    text = tt_slurp(log, NULL);
     ck_assert_msg(strstr(text, "cannot create") != NULL, "no message:\n%s", text);
     free(text);
     unlink(file);
