@@ -47,6 +47,7 @@ typedef struct gmm {
     lgd_buffer resp;    /* [B][K] responsibilities (log-probs before softmax) */
     lgd_buffer coef;    /* [B][K] */
     lgd_buffer t1, t2;  /* [B][D] */
+    lgd_buffer mean;    /* [B][D]: D(x) when only the projections are wanted */
     lgd_buffer draws_a, draws_b, draws_c; /* posterior sampling: [B][n][D] each */
     lgd_buffer unif;    /* [B][n] */
     int32_t *idx;       /* [B][n] component indices (backend memory) */
@@ -70,7 +71,8 @@ static lgd_status reserve_batch(lgd_model *m, gmm *g, size_t batch)
         (st = lgd_buffer_reserve(ctx, &g->resp, BK, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->coef, BK, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->t1, BD, "gaussian mixture scratch")) ||
-        (st = lgd_buffer_reserve(ctx, &g->t2, BD, "gaussian mixture scratch")))
+        (st = lgd_buffer_reserve(ctx, &g->t2, BD, "gaussian mixture scratch")) ||
+        (st = lgd_buffer_reserve(ctx, &g->mean, BD, "gaussian mixture scratch")))
         return st;
     g->batch_cap = batch;
     return LGD_OK;
@@ -169,12 +171,8 @@ static lgd_status ensure_cache(lgd_model *m, gmm *g, const float *x, float sigma
 {
     if (g->cache_x == x && g->cache_sigma == sigma && g->cache_batch == batch)
         return LGD_OK;
-    lgd_buffer tmp = { 0 };
-    lgd_status st = lgd_buffer_reserve(m->ctx, &tmp, batch * g->D, "gaussian mixture");
-    if (!st)
-        st = gmm_denoise(m, x, sigma, NULL, batch, tmp.data);
-    lgd_buffer_release(m->ctx, &tmp);
-    return st;
+    lgd_status st = reserve_batch(m, g, batch);
+    return st ? st : gmm_denoise(m, x, sigma, NULL, batch, g->mean.data);
 }
 
 static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float *cond,
@@ -273,12 +271,7 @@ static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma
         return LGD_OK;
     }
     /* responsibilities and projections at x */
-    lgd_buffer tmp = { 0 };
-    st = lgd_buffer_reserve(ctx, &tmp, batch * g->D, "gaussian mixture posterior");
-    if (!st)
-        st = gmm_denoise(m, x, sigma, NULL, batch, tmp.data);
-    lgd_buffer_release(ctx, &tmp);
-    if (st)
+    if ((st = gmm_denoise(m, x, sigma, NULL, batch, g->mean.data)))
         return st;
     lgd_rng_stream comp = *rng;
     comp.purpose = LGD_RNG_COMPONENT;
@@ -308,7 +301,7 @@ static void gmm_destroy(lgd_model *m)
         return;
     lgd_context *ctx = m->ctx;
     lgd_buffer *bufs[] = { &g->mu, &g->U, &g->lam, &g->z, &g->vu, &g->resp, &g->coef,
-                           &g->t1, &g->t2, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif };
+                           &g->t1, &g->t2, &g->mean, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         lgd_buffer_release(ctx, bufs[i]);
     lgd_backend_free(ctx, g->idx, g->idx_cap * sizeof(int32_t));
