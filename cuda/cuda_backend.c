@@ -91,6 +91,7 @@ static void cu_destroy(lgd_backend *be)
         cudaStreamSynchronize(be->stream);
     }
     lgd_pool_release_all(be);
+    lgd_cuda_conv_destroy(be);
 #if LGD_HAVE_CUDNN
     if (be->dnn)
         cudnnDestroy((cudnnHandle_t)be->dnn);
@@ -210,6 +211,49 @@ static void cu_gemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t 
                         "gemm (cublasSgemm)");
 }
 
+/* The batched form: one cublasSgemmStridedBatched, mapped to column-major as above
+ * (a stride of 0 shares one matrix between all products). */
+int lgd_cuda_gemm_strided(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N,
+                          size_t K, float alpha, const float *A, size_t lda, size_t stride_a,
+                          const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                          size_t ldc, size_t stride_c, size_t count)
+{
+    if (M == 0 || N == 0 || count == 0)
+        return be->failed ? -1 : 0;
+    lgd_cuda_enter(be);
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX ||
+        ldc > INT_MAX || count > INT_MAX || stride_a > LLONG_MAX || stride_b > LLONG_MAX ||
+        stride_c > LLONG_MAX) {
+        lgd_cuda_check(be, cudaErrorInvalidValue, "gemm_batched: a dimension exceeds INT_MAX");
+        return -1;
+    }
+    if (K == 0) {
+        for (size_t i = 0; i < count; i++)
+            lgd_cuda_scale_matrix(be, M, N, beta, C + i * stride_c, ldc);
+        return be->failed ? -1 : 0;
+    }
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (lgd_cuda_check_blas(be,
+                            cublasSgemmStridedBatched(be->blas, op_b, op_a, (int)N, (int)M,
+                                                      (int)K, &alpha, B, (int)ldb,
+                                                      (long long)stride_b, A, (int)lda,
+                                                      (long long)stride_a, &beta, C, (int)ldc,
+                                                      (long long)stride_c, (int)count),
+                            "gemm_batched (cublasSgemmStridedBatched)"))
+        return -1;
+    return be->failed ? -1 : 0;
+}
+
+static void cu_gemm_batched(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N,
+                            size_t K, float alpha, const float *A, size_t lda, size_t stride_a,
+                            const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                            size_t ldc, size_t stride_c, size_t count)
+{
+    (void)lgd_cuda_gemm_strided(be, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                                stride_b, beta, C, ldc, stride_c, count);
+}
+
 #if LGD_HAVE_CUDNN
 void *lgd_cuda_dnn_handle(lgd_backend *be)
 {
@@ -268,6 +312,22 @@ static const lgd_backend_ops cuda_ops = {
     .loss_logistic = lgd_cuda_loss_logistic,
     .loss_residual = lgd_cuda_loss_residual,
     .loss_trajectory = lgd_cuda_loss_trajectory,
+    .gemm_batched = cu_gemm_batched,
+    .conv2d_forward = lgd_cuda_conv2d_forward,
+    .conv2d_backward_data = lgd_cuda_conv2d_backward_data,
+    .add_channel_bias = lgd_cuda_add_channel_bias,
+    .scale_shift = lgd_cuda_scale_shift,
+    .scale_shift_backward = lgd_cuda_scale_shift_backward,
+    .activation = lgd_cuda_activation,
+    .activation_backward = lgd_cuda_activation_backward,
+    .group_norm = lgd_cuda_group_norm,
+    .group_norm_backward = lgd_cuda_group_norm_backward,
+    .upsample_nearest = lgd_cuda_upsample_nearest,
+    .upsample_nearest_backward = lgd_cuda_upsample_nearest_backward,
+    .avg_pool = lgd_cuda_avg_pool,
+    .avg_pool_backward = lgd_cuda_avg_pool_backward,
+    .copy_rows = lgd_cuda_copy_rows,
+    .transpose = lgd_cuda_transpose,
 };
 
 /* ---- opening ---- */
@@ -359,6 +419,14 @@ LGD_CUDA_EXPORT int lgd_cuda_backend_open(uint32_t abi_version, int device_index
     be->cc_major = prop.major;
     be->cc_minor = prop.minor;
     lgd_pool_init(&be->pool);
+#if LGD_HAVE_CUDNN
+    /* LGD_CUDA_CONV=im2col: convolutions without cuDNN (a cross-check of the fallback) */
+    const char *conv = getenv("LGD_CUDA_CONV");
+    be->conv_im2col = conv && strcmp(conv, "im2col") == 0;
+#else
+    be->conv_im2col = 1;
+#endif
+    be->conv_log = getenv("LGD_CUDA_CONV_LOG") != NULL;
     snprintf(be->name, sizeof be->name, "cuda (%.100s, cc %d.%d)", prop.name, prop.major,
              prop.minor);
 

@@ -64,6 +64,9 @@ struct lgd_backend {
 #if LGD_HAVE_CUDNN
     void *dnn; /* cudnnHandle_t, created on first use (lgd_cuda_dnn_handle) */
 #endif
+    struct lgd_conv_cache *conv; /* cuDNN descriptors and algorithms by shape (conv_cudnn.c) */
+    int conv_im2col; /* convolutions by im2col + cuBLAS: no cuDNN, or LGD_CUDA_CONV=im2col */
+    int conv_log;    /* LGD_CUDA_CONV_LOG set: the choice per shape goes to stderr */
     int *flag_dev;  /* one int of device memory for all_finite */
     int *flag_host; /* one int of pinned host memory */
     lgd_pool pool;
@@ -106,6 +109,59 @@ void *lgd_cuda_dnn_handle(lgd_backend *be);
 #endif
 
 /* ---- the operations, by file ---- */
+
+/* cuda_backend.c: C_i = alpha op(A_i) op(B_i) + beta C_i, X_i = X + i stride_X, row-major
+ * (the gemm_batched op); returns non-zero when cuBLAS failed (recorded) */
+int lgd_cuda_gemm_strided(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N,
+                          size_t K, float alpha, const float *A, size_t lda, size_t stride_a,
+                          const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                          size_t ldc, size_t stride_c, size_t count);
+
+/* conv_cudnn.c */
+int lgd_cuda_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float *x,
+                            const float *w, const float *bias, float *y);
+int lgd_cuda_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const float *dy,
+                                  const float *w, float beta, float *dx);
+/* Releases the descriptor cache (at destroy). */
+void lgd_cuda_conv_destroy(lgd_backend *be);
+
+/* ops_nn.cu */
+void lgd_cuda_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, const float *b,
+                               size_t b_stride, float *y);
+void lgd_cuda_scale_shift(lgd_backend *be, size_t n, size_t c, size_t s, const float *x,
+                          const float *scale, const float *shift, size_t stride, float *y);
+void lgd_cuda_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
+                                   const float *dy, const float *scale, size_t stride,
+                                   float beta, float *dx);
+void lgd_cuda_activation(lgd_backend *be, lgd_activation f, size_t count, const float *x,
+                         float *y);
+void lgd_cuda_activation_backward(lgd_backend *be, lgd_activation f, size_t count,
+                                  const float *x, const float *dy, float beta, float *dx);
+void lgd_cuda_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                         float eps, const float *x, const float *gamma, const float *beta_,
+                         float *y, float *mean, float *rstd);
+void lgd_cuda_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                                  const float *x, const float *gamma, const float *mean,
+                                  const float *rstd, const float *dy, float beta, float *dx);
+void lgd_cuda_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                               size_t fw, const float *x, float *y);
+void lgd_cuda_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
+                                        size_t fh, size_t fw, const float *dy, float beta,
+                                        float *dx);
+void lgd_cuda_avg_pool(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                       size_t fw, const float *x, float *y);
+void lgd_cuda_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                                size_t fw, const float *dy, float beta, float *dx);
+void lgd_cuda_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *src,
+                        size_t lds, float beta, float *dst, size_t ldd);
+void lgd_cuda_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols,
+                        const float *x, float beta, float *y);
+/* the im2col fallback of the convolutions: col[b][c_in kh kw][h_out w_out] for nb
+ * images of x; dx[b] = col2im(dcol[b]) + beta dx[b]. Non-zero on a failed launch. */
+int lgd_cuda_im2col(lgd_backend *be, const lgd_conv_shape *s, size_t nb, const float *x,
+                    float *col);
+int lgd_cuda_col2im(lgd_backend *be, const lgd_conv_shape *s, size_t nb, const float *dcol,
+                    float beta, float *dx);
 
 /* ops_elementwise.cu */
 void lgd_cuda_fill(lgd_backend *be, float *x, size_t n, float value);

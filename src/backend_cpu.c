@@ -17,12 +17,8 @@
 #endif
 
 #include "backend.h"
+#include "backend_cpu_nn.h" /* struct lgd_backend, the network layers */
 #include "philox.h"
-
-struct lgd_backend {
-    int threads;
-    char name[96];
-};
 
 /* Parallelise only loops with enough work to pay for waking the threads. */
 #define PAR_MIN_WORK 32768
@@ -38,7 +34,11 @@ struct lgd_backend {
 
 static const char *cpu_name(lgd_backend *be) { return be->name; }
 
-static void cpu_destroy(lgd_backend *be) { free(be); }
+static void cpu_destroy(lgd_backend *be)
+{
+    lgd_cpu_nn_release(be);
+    free(be);
+}
 
 static void *cpu_alloc(lgd_backend *be, size_t bytes)
 {
@@ -591,6 +591,23 @@ static const lgd_backend_ops cpu_ops = {
     .loss_logistic = cpu_loss_logistic,
     .loss_residual = cpu_loss_residual,
     .loss_trajectory = cpu_loss_trajectory,
+    /* network layers (backend_cpu_nn.c) */
+    .gemm_batched = lgd_cpu_gemm_batched,
+    .conv2d_forward = lgd_cpu_conv2d_forward,
+    .conv2d_backward_data = lgd_cpu_conv2d_backward_data,
+    .add_channel_bias = lgd_cpu_add_channel_bias,
+    .scale_shift = lgd_cpu_scale_shift,
+    .scale_shift_backward = lgd_cpu_scale_shift_backward,
+    .activation = lgd_cpu_activation,
+    .activation_backward = lgd_cpu_activation_backward,
+    .group_norm = lgd_cpu_group_norm,
+    .group_norm_backward = lgd_cpu_group_norm_backward,
+    .upsample_nearest = lgd_cpu_upsample_nearest,
+    .upsample_nearest_backward = lgd_cpu_upsample_nearest_backward,
+    .avg_pool = lgd_cpu_avg_pool,
+    .avg_pool_backward = lgd_cpu_avg_pool_backward,
+    .copy_rows = lgd_cpu_copy_rows,
+    .transpose = lgd_cpu_transpose,
 };
 
 int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)

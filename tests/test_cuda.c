@@ -25,7 +25,13 @@
  *  - memory: after a warm-up step, further sampler steps do not raise the
  *    context's peak memory, nor call cudaMalloc (counted by interposing
  *    cudaMalloc: the executable exports its own, which forwards to cudart's);
- *  - opening errors (ABI version, device index) and the sticky error state.
+ *  - opening errors (ABI version, device index) and the sticky error state;
+ *  - network layers (ABI 2): every op against the CPU (1e-5, reductions 1e-4),
+ *    backward ops with beta 0 over a NaN-filled dx and with beta 1; convolutions
+ *    (strides 1/2, padding 0/1/2, kernels 1/3/5, 1-D, batch 1 and 3) through cuDNN
+ *    and through the im2col fallback (a second backend opened with
+ *    LGD_CUDA_CONV=im2col), and no cudaMalloc in repeated convolutions after a
+ *    warm-up.
  *
  * The test reaches the backends through the private struct lgd_context
  * (src/internal.h): ctx->ops and ctx->be of a CPU and a CUDA context.
@@ -1361,6 +1367,582 @@ START_TEST(test_memory_steady)
 }
 END_TEST
 
+/* ---- network layers (backend ABI 2): CUDA vs the CPU reference ---- */
+
+#define NN_TOL 1e-4 /* reductions over many terms: GEMM, convolution, group norm */
+
+/* Both backends must have the op (the CPU's in src/backend_cpu_nn.c). */
+#define NN_NEED(op)                                                                     \
+    ck_assert_msg(C().ops->op != NULL && G().ops->op != NULL,                           \
+                  "backend op " #op " missing (CPU %s, CUDA %s)", C().ops->op ? "yes" : "no", \
+                  G().ops->op ? "yes" : "no")
+
+/* dx before a backward op: all NaN for beta 0 (the old contents must be ignored),
+ * random for beta 1 (they are added to) */
+static pair pair_dx(tu_rng *r, size_t n, float beta)
+{
+    pair p = pair_random(r, n, 1.0f);
+    if (beta == 0.0f) {
+        for (size_t i = 0; i < n; i++)
+            p.c[i] = NAN;
+        G().ops->fill(G().be, p.g, n, NAN);
+    }
+    return p;
+}
+
+START_TEST(test_nn_gemm_batched)
+{
+    NN_NEED(gemm_batched);
+    /* M, N, K, count */
+    static const size_t dims[][4] = { { 1, 1, 1, 1 },     { 7, 5, 3, 3 },    { 64, 16, 16, 2 },
+                                      { 33, 65, 129, 3 }, { 5, 4, 0, 2 },    { 128, 96, 64, 4 } };
+    tu_rng r = { 31 };
+    backend b[2] = { C(), G() };
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int variant = 0; variant < 3; variant++) {
+                    /* 0: beta 0 (C NaN where written); 1: beta 0.5; 2: A shared (stride 0) */
+                    size_t M = dims[d][0], N = dims[d][1], K = dims[d][2], cnt = dims[d][3];
+                    size_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+                    size_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+                    size_t lda = a_cols + 1, ldb = b_cols + 2, ldc = N + 1;
+                    size_t sa = variant == 2 ? 0 : a_rows * lda + 3, sb = b_rows * ldb + 1;
+                    size_t sc = M * ldc + 2;
+                    pair A = pair_random(&r, sa * cnt + a_rows * lda + 1, 1.0f);
+                    pair B = pair_random(&r, sb * cnt + b_rows * ldb + 1, 1.0f);
+                    pair Cm = pair_random(&r, sc * cnt, 1.0f);
+                    float beta = variant == 1 ? 0.5f : 0.0f;
+                    if (variant == 0) { /* NaN in every C entry the op writes */
+                        float *h = malloc(sc * cnt * sizeof *h);
+                        memcpy(h, Cm.c, sc * cnt * sizeof *h);
+                        for (size_t i = 0; i < cnt; i++)
+                            for (size_t m = 0; m < M; m++)
+                                for (size_t n = 0; n < N; n++)
+                                    h[i * sc + m * ldc + n] = NAN;
+                        memcpy(Cm.c, h, sc * cnt * sizeof *h);
+                        ck_assert_int_eq(G().ops->upload(G().be, Cm.g, h, sc * cnt * sizeof *h), 0);
+                        free(h);
+                    }
+                    for (int k = 0; k < 2; k++)
+                        b[k].ops->gemm_batched(b[k].be, ta, tb, M, N, K, 1.25f, k ? A.g : A.c,
+                                               lda, sa, k ? B.g : B.c, ldb, sb, beta,
+                                               k ? Cm.g : Cm.c, ldc, sc, cnt);
+                    char what[160];
+                    snprintf(what, sizeof what,
+                             "gemm_batched %zux%zux%zu x%zu ta=%d tb=%d variant %d", M, N, K,
+                             cnt, ta, tb, variant);
+                    pair_check(Cm, GEMM_TOL, what);
+                    pair_free(A);
+                    pair_free(B);
+                    pair_free(Cm);
+                }
+}
+END_TEST
+
+/* ---- convolutions ---- */
+
+typedef struct conv_case {
+    int n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    { 1, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1 },      /* 3x3, stride 1, pad 1 */
+    { 3, 4, 9, 7, 6, 3, 3, 2, 2, 1, 1 },      /* stride 2, odd sizes */
+    { 3, 4, 12, 12, 8, 3, 3, 1, 1, 0, 0 },    /* pad 0 */
+    { 1, 2, 6, 6, 3, 3, 3, 2, 2, 2, 2 },      /* pad 2, kernel 3 */
+    { 1, 5, 11, 13, 3, 5, 5, 1, 1, 2, 2 },    /* 5x5, pad 2 */
+    { 3, 6, 10, 10, 4, 5, 5, 2, 2, 2, 2 },    /* 5x5, stride 2 */
+    { 3, 8, 16, 16, 8, 1, 1, 1, 1, 0, 0 },    /* pointwise */
+    { 3, 6, 8, 8, 4, 1, 1, 2, 2, 0, 0 },      /* 1x1, stride 2 */
+    { 1, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1 },  /* larger */
+    { 3, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1 },  /* downsampling */
+    { 3, 8, 1, 50, 16, 1, 5, 1, 1, 0, 2 },    /* 1-D, kernel 5, pad 2 */
+    { 1, 4, 1, 33, 4, 1, 3, 1, 2, 0, 1 },     /* 1-D, stride 2 */
+    { 3, 4, 1, 20, 6, 1, 1, 1, 1, 0, 0 },     /* 1-D pointwise */
+    { 3, 5, 1, 17, 7, 1, 3, 1, 1, 0, 0 },     /* 1-D, pad 0 */
+};
+
+static lgd_conv_shape conv_shape(const conv_case *c)
+{
+    lgd_conv_shape s = { c->n, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->sh, c->sw,
+                         c->ph, c->pw, 0, 0 };
+    s.h_out = (s.h + 2 * s.pad_h - s.kh) / s.stride_h + 1;
+    s.w_out = (s.w + 2 * s.pad_w - s.kw) / s.stride_w + 1;
+    return s;
+}
+
+/* A second CUDA backend opened with LGD_CUDA_CONV=im2col: the convolutions without
+ * cuDNN (the fallback of a module built without it). */
+static backend open_im2col_backend(void **handle)
+{
+    backend b = { NULL, NULL };
+    lgd_backend_open_fn fn = module_entry(handle);
+    ck_assert_msg(fn != NULL, "cannot load the module: %s", dlerror());
+    char err[512];
+    setenv("LGD_CUDA_CONV", "im2col", 1);
+    int rc = fn(LGD_BACKEND_ABI_VERSION, 0, &b.be, &b.ops, err, sizeof err);
+    unsetenv("LGD_CUDA_CONV");
+    ck_assert_msg(rc == 0, "opening a second CUDA backend: %s", err);
+    return b;
+}
+
+/* n floats of host memory into a new buffer of backend g */
+static float *dev_new(backend g, const float *h, size_t n)
+{
+    float *p = g.ops->alloc(g.be, (n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    if (h && n)
+        ck_assert_int_eq(g.ops->upload(g.be, p, h, n * sizeof(float)), 0);
+    return p;
+}
+
+static void dev_check(backend g, const float *p, const float *ref, size_t n, double tol,
+                      const char *what)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_msg(g.ops->download(g.be, h, p, n * sizeof(float)) == 0, "%s: download failed",
+                  what);
+    double e = nerr(h, ref, n);
+    ck_assert_msg(e < tol, "%s: normalised error %.3g >= %.3g (n = %zu)", what, e, tol, n);
+    free(h);
+}
+
+static float *host_random(tu_rng *r, size_t n, float scale)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    ck_assert_ptr_nonnull(h);
+    tu_fill_normal(r, h, n, scale);
+    return h;
+}
+
+/* One convolution case on the CPU and on each CUDA backend in gs: forward with and
+ * without bias, backward data with beta 0 (dx NaN before) and beta 1. */
+static void conv_compare(const conv_case *cc, const backend *gs, int ngs, const char *const *names)
+{
+    tu_rng r = { 41 + (uint64_t)cc->c_in * 7 + (uint64_t)cc->kw };
+    lgd_conv_shape s = conv_shape(cc);
+    size_t nx = (size_t)s.n * s.c_in * s.h * s.w, nw = (size_t)s.c_out * s.c_in * s.kh * s.kw;
+    size_t ny = (size_t)s.n * s.c_out * s.h_out * s.w_out;
+    float *x = host_random(&r, nx, 1.0f);
+    float *w = host_random(&r, nw, (float)(1.0 / sqrt((double)s.c_in * s.kh * s.kw)));
+    float *bias = host_random(&r, (size_t)s.c_out, 0.5f);
+    float *dy = host_random(&r, ny, 1.0f);
+    float *dx1 = host_random(&r, nx, 1.0f); /* dx before the beta = 1 call */
+    backend c = C();
+    /* the CPU reference */
+    float *cx = dev_new(c, x, nx), *cw = dev_new(c, w, nw), *cb = dev_new(c, bias, s.c_out);
+    float *cdy = dev_new(c, dy, ny);
+    float *ry = dev_new(c, NULL, ny), *ryb = dev_new(c, NULL, ny);
+    float *rdx0 = dev_new(c, NULL, nx), *rdx1 = dev_new(c, dx1, nx);
+    for (size_t i = 0; i < nx; i++)
+        rdx0[i] = NAN;
+    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, cx, cw, NULL, ry), 0);
+    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, cx, cw, cb, ryb), 0);
+    ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, cdy, cw, 0.0f, rdx0), 0);
+    ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, cdy, cw, 1.0f, rdx1), 0);
+    for (int k = 0; k < ngs; k++) {
+        backend g = gs[k];
+        float *gx = dev_new(g, x, nx), *gw = dev_new(g, w, nw), *gb = dev_new(g, bias, s.c_out);
+        float *gdy = dev_new(g, dy, ny);
+        float *gy = dev_new(g, NULL, ny), *gyb = dev_new(g, NULL, ny);
+        float *gdx0 = dev_new(g, NULL, nx), *gdx1 = dev_new(g, dx1, nx);
+        g.ops->fill(g.be, gy, ny, NAN); /* the forward writes every output */
+        g.ops->fill(g.be, gdx0, nx, NAN);
+        ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, gx, gw, NULL, gy), 0);
+        ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, gx, gw, gb, gyb), 0);
+        ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, gdy, gw, 0.0f, gdx0), 0);
+        ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, gdy, gw, 1.0f, gdx1), 0);
+        char what[200];
+        int len = snprintf(what, sizeof what,
+                           "%s: conv n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d", names[k], s.n,
+                           s.c_in, s.c_out, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w,
+                           s.pad_h, s.pad_w);
+        size_t room = sizeof what - (size_t)len;
+        snprintf(what + len, room, " forward");
+        dev_check(g, gy, ry, ny, NN_TOL, what);
+        snprintf(what + len, room, " forward+bias");
+        dev_check(g, gyb, ryb, ny, NN_TOL, what);
+        snprintf(what + len, room, " backward_data beta 0");
+        dev_check(g, gdx0, rdx0, nx, NN_TOL, what);
+        snprintf(what + len, room, " backward_data beta 1");
+        dev_check(g, gdx1, rdx1, nx, NN_TOL, what);
+        float *gp[] = { gx, gw, gb, gdy, gy, gyb, gdx0, gdx1 };
+        for (size_t i = 0; i < sizeof gp / sizeof gp[0]; i++)
+            g.ops->free(g.be, gp[i]);
+    }
+    float *cp[] = { cx, cw, cb, cdy, ry, ryb, rdx0, rdx1 };
+    for (size_t i = 0; i < sizeof cp / sizeof cp[0]; i++)
+        c.ops->free(c.be, cp[i]);
+    free(x);
+    free(w);
+    free(bias);
+    free(dy);
+    free(dx1);
+}
+
+START_TEST(test_nn_conv)
+{
+    NN_NEED(conv2d_forward);
+    NN_NEED(conv2d_backward_data);
+    void *h = NULL;
+    backend gs[2] = { G(), open_im2col_backend(&h) };
+    const char *names[2] = { "cuda", "cuda (im2col)" };
+    for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
+        conv_compare(&conv_cases[i], gs, 2, names);
+    ck_assert_int_eq(gs[1].ops->synchronize(gs[1].be), 0);
+    gs[1].ops->destroy(gs[1].be);
+    dlclose(h);
+    ck_assert_int_eq(G().ops->synchronize(G().be), 0);
+}
+END_TEST
+
+/* After a warm-up call per shape, convolutions call cudaMalloc no more (cuDNN's
+ * workspace and the im2col buffers come from the pool), on both paths. */
+START_TEST(test_nn_conv_steady)
+{
+    NN_NEED(conv2d_forward);
+    NN_NEED(conv2d_backward_data);
+    void *h = NULL;
+    backend gs[2] = { G(), open_im2col_backend(&h) };
+    static const conv_case cases[] = { { 3, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1 },
+                                       { 3, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1 },
+                                       { 3, 8, 1, 50, 16, 1, 5, 1, 1, 0, 2 } };
+    tu_rng r = { 43 };
+    for (int k = 0; k < 2; k++) {
+        backend g = gs[k];
+        float *bufs[3][5];
+        for (int c = 0; c < 3; c++) {
+            lgd_conv_shape s = conv_shape(&cases[c]);
+            size_t nx = (size_t)s.n * s.c_in * s.h * s.w, nw = (size_t)s.c_out * s.c_in * s.kh * s.kw;
+            size_t ny = (size_t)s.n * s.c_out * s.h_out * s.w_out;
+            float *hx = host_random(&r, nx, 1.0f), *hw = host_random(&r, nw, 0.1f);
+            float *hb = host_random(&r, (size_t)s.c_out, 1.0f), *hy = host_random(&r, ny, 1.0f);
+            bufs[c][0] = dev_new(g, hx, nx);
+            bufs[c][1] = dev_new(g, hw, nw);
+            bufs[c][2] = dev_new(g, hb, (size_t)s.c_out);
+            bufs[c][3] = dev_new(g, hy, ny);
+            bufs[c][4] = dev_new(g, hx, nx);
+            free(hx);
+            free(hw);
+            free(hb);
+            free(hy);
+        }
+        size_t mallocs0 = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            if (rep == 1) { /* after the warm-up round */
+                ck_assert_int_eq(g.ops->synchronize(g.be), 0);
+                mallocs0 = cuda_malloc_calls;
+            }
+            for (int c = 0; c < 3; c++) {
+                lgd_conv_shape s = conv_shape(&cases[c]);
+                float **b = bufs[c];
+                ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, b[0], b[1], b[2], b[3]), 0);
+                ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, b[3], b[1], 0.0f, b[4]), 0);
+                ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, b[3], b[1], 1.0f, b[4]), 0);
+            }
+        }
+        ck_assert_int_eq(g.ops->synchronize(g.be), 0);
+        size_t mallocs = cuda_malloc_calls - mallocs0;
+        ck_assert_msg(mallocs == 0, "%s: %zu cudaMalloc calls in repeated convolutions after "
+                      "the warm-up", k ? "cuda (im2col)" : "cuda", mallocs);
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 5; i++)
+                g.ops->free(g.be, bufs[c][i]);
+    }
+    gs[1].ops->destroy(gs[1].be);
+    dlclose(h);
+}
+END_TEST
+
+/* ---- elementwise layers ---- */
+
+static const size_t ncs_shapes[][3] = { { 1, 1, 1 }, { 3, 4, 17 }, { 2, 64, 256 }, { 5, 3, 1000 } };
+#define NCS_SHAPES (sizeof ncs_shapes / sizeof ncs_shapes[0])
+
+START_TEST(test_nn_channel_ops)
+{
+    NN_NEED(add_channel_bias);
+    NN_NEED(scale_shift);
+    NN_NEED(scale_shift_backward);
+    tu_rng r = { 51 };
+    backend b[2] = { C(), G() };
+    for (size_t sh = 0; sh < NCS_SHAPES; sh++) {
+        size_t n = ncs_shapes[sh][0], c = ncs_shapes[sh][1], s = ncs_shapes[sh][2];
+        size_t total = n * c * s;
+        char what[160];
+        /* add_channel_bias: one shared bias (stride 0) and one per sample (stride c + 2) */
+        for (int per = 0; per < 2; per++) {
+            size_t stride = per ? c + 2 : 0;
+            pair bias = pair_random(&r, per ? n * stride : c, 1.0f);
+            pair y = pair_random(&r, total, 1.0f);
+            for (int k = 0; k < 2; k++)
+                b[k].ops->add_channel_bias(b[k].be, n, c, s, k ? bias.g : bias.c, stride,
+                                           k ? y.g : y.c);
+            snprintf(what, sizeof what, "add_channel_bias stride %zu (%zu x %zu x %zu)", stride,
+                     n, c, s);
+            pair_check(y, OP_TOL, what);
+            pair_free(bias);
+            pair_free(y);
+        }
+        /* scale_shift: stride c and c + 3; in place too */
+        for (int st = 0; st < 2; st++) {
+            size_t stride = st ? c + 3 : c;
+            pair scale = pair_random(&r, n * stride, 0.5f), shift = pair_random(&r, n * stride, 1.0f);
+            pair x = pair_random(&r, total, 1.0f), y = pair_new(NULL, total);
+            for (int k = 0; k < 2; k++) {
+                b[k].ops->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
+                                      k ? shift.g : shift.c, stride, k ? y.g : y.c);
+                b[k].ops->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
+                                      k ? shift.g : shift.c, stride, k ? x.g : x.c);
+            }
+            snprintf(what, sizeof what, "scale_shift stride %zu (%zu x %zu x %zu)", stride, n, c, s);
+            pair_check(y, OP_TOL, what);
+            pair_check(x, OP_TOL, what);
+            /* backward, beta 0 (dx NaN) and 1 */
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = (float)bi;
+                pair dy = pair_random(&r, total, 1.0f), dx = pair_dx(&r, total, beta);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->scale_shift_backward(b[k].be, n, c, s, k ? dy.g : dy.c,
+                                                   k ? scale.g : scale.c, stride, beta,
+                                                   k ? dx.g : dx.c);
+                snprintf(what, sizeof what, "scale_shift_backward stride %zu beta %d (%zu x %zu x %zu)",
+                         stride, bi, n, c, s);
+                pair_check(dx, OP_TOL, what);
+                pair_free(dy);
+                pair_free(dx);
+            }
+            pair_free(scale);
+            pair_free(shift);
+            pair_free(x);
+            pair_free(y);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_nn_activation)
+{
+    NN_NEED(activation);
+    NN_NEED(activation_backward);
+    tu_rng r = { 52 };
+    backend b[2] = { C(), G() };
+    static const float extremes[] = { -100.0f, -30.0f, -10.0f, -3.0f, -1.0f, -1e-3f, 0.0f,
+                                      1e-3f,   1.0f,   3.0f,   10.0f, 30.0f, 100.0f };
+    const size_t sizes[] = { 1, 13, 1000, 100003 };
+    static const char *names[] = { "SiLU", "GELU" };
+    for (int f = 0; f < 2; f++)
+        for (size_t si = 0; si < 4; si++) {
+            size_t n = sizes[si];
+            char what[128];
+            float *h = host_random(&r, n, 3.0f);
+            if (n == 13)
+                memcpy(h, extremes, sizeof extremes);
+            pair x = pair_new(h, n), y = pair_new(NULL, n);
+            free(h);
+            for (int k = 0; k < 2; k++)
+                b[k].ops->activation(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
+                                     k ? y.g : y.c);
+            snprintf(what, sizeof what, "activation %s (%zu)", names[f], n);
+            pair_check(y, OP_TOL, what);
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = (float)bi;
+                pair dy = pair_random(&r, n, 1.0f), dx = pair_dx(&r, n, beta);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->activation_backward(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
+                                                  k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
+                snprintf(what, sizeof what, "activation_backward %s beta %d (%zu)", names[f], bi,
+                         n);
+                pair_check(dx, OP_TOL, what);
+                pair_free(dy);
+                pair_free(dx);
+            }
+            /* in place: y = f(y) */
+            for (int k = 0; k < 2; k++)
+                b[k].ops->activation(b[k].be, (lgd_activation)f, n, k ? y.g : y.c,
+                                     k ? y.g : y.c);
+            snprintf(what, sizeof what, "activation %s in place (%zu)", names[f], n);
+            pair_check(y, OP_TOL, what);
+            pair_free(x);
+            pair_free(y);
+        }
+}
+END_TEST
+
+START_TEST(test_nn_group_norm)
+{
+    NN_NEED(group_norm);
+    NN_NEED(group_norm_backward);
+    /* n, c, s, groups: a warp per group (short) and a block (long rows > 512), instance
+     * norm (groups = c) and layer norm (s = 1, groups = 1) */
+    static const size_t cases[][4] = { { 1, 8, 16, 1 },  { 3, 8, 16, 4 },   { 3, 32, 100, 4 },
+                                       { 2, 12, 7, 12 }, { 5, 700, 1, 1 },  { 3, 64, 1, 1 },
+                                       { 3, 16, 300, 4 }, { 1, 4, 1, 1 } };
+    tu_rng r = { 53 };
+    backend b[2] = { C(), G() };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        size_t n = cases[ci][0], c = cases[ci][1], s = cases[ci][2], groups = cases[ci][3];
+        size_t total = n * c * s;
+        char what[160];
+        /* values around 5: the mean must not cancel the variance */
+        float *hx = host_random(&r, total, 2.0f);
+        for (size_t i = 0; i < total; i++)
+            hx[i] += 5.0f;
+        pair x = pair_new(hx, total);
+        free(hx);
+        float *hg = host_random(&r, c, 0.3f);
+        for (size_t i = 0; i < c; i++)
+            hg[i] += 1.0f;
+        pair gamma = pair_new(hg, c), beta_ = pair_random(&r, c, 0.5f);
+        free(hg);
+        pair y = pair_new(NULL, total), mean = pair_new(NULL, n * groups);
+        pair rstd = pair_new(NULL, n * groups);
+        for (int k = 0; k < 2; k++)
+            b[k].ops->group_norm(b[k].be, n, c, s, groups, 1e-5f, k ? x.g : x.c,
+                                 k ? gamma.g : gamma.c, k ? beta_.g : beta_.c, k ? y.g : y.c,
+                                 k ? mean.g : mean.c, k ? rstd.g : rstd.c);
+        snprintf(what, sizeof what, "group_norm (%zu x %zu x %zu, %zu groups)", n, c, s, groups);
+        pair_check(y, NN_TOL, what);
+        pair_check(mean, NN_TOL, what);
+        pair_check(rstd, NN_TOL, what);
+        for (int bi = 0; bi < 2; bi++) {
+            float beta = (float)bi;
+            pair dy = pair_random(&r, total, 1.0f), dx = pair_dx(&r, total, beta);
+            for (int k = 0; k < 2; k++)
+                b[k].ops->group_norm_backward(b[k].be, n, c, s, groups, k ? x.g : x.c,
+                                              k ? gamma.g : gamma.c, k ? mean.g : mean.c,
+                                              k ? rstd.g : rstd.c, k ? dy.g : dy.c, beta,
+                                              k ? dx.g : dx.c);
+            snprintf(what, sizeof what, "group_norm_backward beta %d (%zu x %zu x %zu, %zu groups)",
+                     bi, n, c, s, groups);
+            pair_check(dx, NN_TOL, what);
+            pair_free(dy);
+            pair_free(dx);
+        }
+        pair_free(x);
+        pair_free(gamma);
+        pair_free(beta_);
+        pair_free(y);
+        pair_free(mean);
+        pair_free(rstd);
+    }
+}
+END_TEST
+
+START_TEST(test_nn_resample)
+{
+    NN_NEED(upsample_nearest);
+    NN_NEED(upsample_nearest_backward);
+    NN_NEED(avg_pool);
+    NN_NEED(avg_pool_backward);
+    /* planes, h, w, fh, fw (h, w: the small side) */
+    static const size_t cases[][5] = { { 1, 4, 4, 2, 2 }, { 6, 3, 5, 1, 2 }, { 6, 8, 6, 2, 3 },
+                                       { 4, 1, 16, 1, 2 }, { 2, 32, 32, 2, 2 }, { 1, 1, 1, 1, 1 } };
+    tu_rng r = { 54 };
+    backend b[2] = { C(), G() };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        size_t p = cases[ci][0], h = cases[ci][1], w = cases[ci][2], fh = cases[ci][3],
+               fw = cases[ci][4];
+        size_t small = p * h * w, big = p * h * fh * w * fw;
+        char what[160];
+        /* upsample [p][h][w] -> [p][h fh][w fw], and its VJP */
+        {
+            pair x = pair_random(&r, small, 1.0f), y = pair_new(NULL, big);
+            for (int k = 0; k < 2; k++)
+                b[k].ops->upsample_nearest(b[k].be, p, h, w, fh, fw, k ? x.g : x.c,
+                                           k ? y.g : y.c);
+            snprintf(what, sizeof what, "upsample_nearest %zu x %zux%zu by %zux%zu", p, h, w, fh,
+                     fw);
+            pair_check(y, OP_TOL, what);
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = (float)bi;
+                pair dy = pair_random(&r, big, 1.0f), dx = pair_dx(&r, small, beta);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->upsample_nearest_backward(b[k].be, p, h, w, fh, fw,
+                                                        k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
+                snprintf(what, sizeof what, "upsample_nearest_backward beta %d %zu x %zux%zu by "
+                         "%zux%zu", bi, p, h, w, fh, fw);
+                pair_check(dx, OP_TOL, what);
+                pair_free(dy);
+                pair_free(dx);
+            }
+            pair_free(x);
+            pair_free(y);
+        }
+        /* average pooling [p][h fh][w fw] -> [p][h][w], and its VJP */
+        {
+            size_t H = h * fh, W = w * fw;
+            pair x = pair_random(&r, big, 1.0f), y = pair_new(NULL, small);
+            for (int k = 0; k < 2; k++)
+                b[k].ops->avg_pool(b[k].be, p, H, W, fh, fw, k ? x.g : x.c, k ? y.g : y.c);
+            snprintf(what, sizeof what, "avg_pool %zu x %zux%zu by %zux%zu", p, H, W, fh, fw);
+            pair_check(y, OP_TOL, what);
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = (float)bi;
+                pair dy = pair_random(&r, small, 1.0f), dx = pair_dx(&r, big, beta);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->avg_pool_backward(b[k].be, p, H, W, fh, fw, k ? dy.g : dy.c, beta,
+                                                k ? dx.g : dx.c);
+                snprintf(what, sizeof what, "avg_pool_backward beta %d %zu x %zux%zu by %zux%zu",
+                         bi, p, H, W, fh, fw);
+                pair_check(dx, OP_TOL, what);
+                pair_free(dy);
+                pair_free(dx);
+            }
+            pair_free(x);
+            pair_free(y);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_nn_copy_transpose)
+{
+    NN_NEED(copy_rows);
+    NN_NEED(transpose);
+    tu_rng r = { 55 };
+    backend b[2] = { C(), G() };
+    for (size_t sh = 0; sh < NSHAPES; sh++) {
+        size_t rows = shapes[sh][0], cols = shapes[sh][1];
+        char what[160];
+        /* copy_rows: beta 0 into a dense NaN dst; beta 1 into a strided dst (its gaps must
+         * stay); a strided source and a broadcast row (lds = 0) */
+        for (int bi = 0; bi < 2; bi++)
+            for (int bc = 0; bc < 2; bc++) {
+                float beta = (float)bi;
+                size_t lds = bc ? 0 : cols + 1, ldd = bi ? cols + 2 : cols;
+                pair src = pair_random(&r, bc ? cols : rows * lds, 1.0f);
+                pair dst = bi ? pair_random(&r, rows * ldd, 1.0f) : pair_dx(&r, rows * ldd, 0.0f);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->copy_rows(b[k].be, rows, cols, k ? src.g : src.c, lds, beta,
+                                        k ? dst.g : dst.c, ldd);
+                snprintf(what, sizeof what, "copy_rows beta %d lds %zu ldd %zu (%zu x %zu)", bi,
+                         lds, ldd, rows, cols);
+                pair_check(dst, OP_TOL, what);
+                pair_free(src);
+                pair_free(dst);
+            }
+        /* transpose, batch 1 and 3, beta 0 (NaN) and 1 */
+        for (size_t batch = 1; batch <= 3; batch += 2)
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = (float)bi;
+                size_t n = batch * rows * cols;
+                pair x = pair_random(&r, n, 1.0f), y = pair_dx(&r, n, beta);
+                for (int k = 0; k < 2; k++)
+                    b[k].ops->transpose(b[k].be, batch, rows, cols, k ? x.g : x.c, beta,
+                                        k ? y.g : y.c);
+                snprintf(what, sizeof what, "transpose beta %d (%zu x %zu x %zu)", bi, batch,
+                         rows, cols);
+                pair_check(y, OP_TOL, what);
+                pair_free(x);
+                pair_free(y);
+            }
+    }
+}
+END_TEST
+
 /* ---- main ---- */
 
 /* Loads the module directly to get its own explanation (the context's message is
@@ -1403,6 +1985,17 @@ static Suite *cuda_suite(void)
     tcase_add_test(ops, test_mc);
     tcase_add_test(ops, test_losses);
     suite_add_tcase(s, ops);
+    TCase *nn = tcase_create("nn");
+    tcase_set_timeout(nn, 600);
+    tcase_add_test(nn, test_nn_gemm_batched);
+    tcase_add_test(nn, test_nn_conv);
+    tcase_add_test(nn, test_nn_conv_steady);
+    tcase_add_test(nn, test_nn_channel_ops);
+    tcase_add_test(nn, test_nn_activation);
+    tcase_add_test(nn, test_nn_group_norm);
+    tcase_add_test(nn, test_nn_resample);
+    tcase_add_test(nn, test_nn_copy_transpose);
+    suite_add_tcase(s, nn);
     TCase *e2e = tcase_create("end_to_end");
     tcase_set_timeout(e2e, 600);
     tcase_add_loop_test(e2e, test_end_to_end, 0, 16);

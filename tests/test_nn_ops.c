@@ -1,0 +1,1173 @@
+/*
+ * test_nn_ops.c - the 'nn_ops' suite: the CPU backend's network-layer primitives
+ * (the "network layers (ABI 2)" block of lgd_backend_ops).
+ *
+ * Every forward op is compared with a straightforward double-precision reference
+ * written here (direct convolution loops, two-pass group statistics, ...), with
+ * tolerances relative to the magnitude of the result. Every *_backward is
+ * compared with central finite differences of the double reference forward:
+ * the VJP dotted with random directions against the directional derivative of
+ * <dy, f(x)>, and element by element on small cases; the linear ops also satisfy
+ * the adjoint identity <f(x), dy> = <x, f^T(dy)> with the backend's own float
+ * forward. The beta convention (dx = result + beta dx; beta = 0 ignores NaN
+ * garbage in dx) is checked for every backward op, and results must be bitwise
+ * identical with 1 and 2 threads.
+ *
+ * LGD_TEST_QUICK=1 (the valgrind pass) uses smaller sizes for the thread checks.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "internal.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+#define PI_D 3.14159265358979323846
+
+static int quick_mode(void)
+{
+    const char *q = getenv("LGD_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0;
+}
+
+typedef struct cpu_be {
+    lgd_backend *be;
+    const lgd_backend_ops *ops;
+} cpu_be;
+
+static cpu_be cpu_open(int threads)
+{
+    cpu_be c = { NULL, NULL };
+    ck_assert_int_eq(lgd_cpu_backend_open(threads, &c.be, &c.ops), 0);
+    ck_assert_ptr_nonnull(c.be);
+    ck_assert_ptr_nonnull(c.ops);
+    ck_assert_uint_eq(c.ops->abi_version, LGD_BACKEND_ABI_VERSION);
+    return c;
+}
+
+static void cpu_close(cpu_be *c)
+{
+    c->ops->destroy(c->be);
+    c->be = NULL;
+}
+
+static float *fvec(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static double *dvec(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static float *randn(tu_rng *r, size_t n, float scale)
+{
+    float *p = fvec(n);
+    tu_fill_normal(r, p, n, scale);
+    return p;
+}
+
+static float *fcopy(const float *x, size_t n)
+{
+    float *p = fvec(n);
+    memcpy(p, x, n * sizeof *p);
+    return p;
+}
+
+static double *to_double(const float *x, size_t n)
+{
+    double *d = dvec(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+static void fill_const(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+static double rms(const double *x, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return n ? sqrt(s / (double)n) : 0.0;
+}
+
+/* Fails unless |got - ref| <= tol (|ref| + rms(ref)) everywhere: an error relative to
+ * the element, or to the typical magnitude of the result where the element is small.
+ * NaN fails. */
+static void check_rel(const char *what, const float *got, const double *ref, size_t n, double tol)
+{
+    /* one assertion per call: Check records every passing assertion (slow in loops) */
+    double m = rms(ref, n);
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (!(fabs((double)got[i] - ref[i]) <= tol * (fabs(ref[i]) + m)))
+            bad = i;
+    ck_assert_msg(bad == n, "%s[%zu]: got %.9g, want %.9g (err %.3g, rms %.3g)", what, bad,
+                  bad < n ? (double)got[bad] : 0.0, bad < n ? ref[bad] : 0.0,
+                  bad < n ? fabs((double)got[bad] - ref[bad]) : 0.0, m);
+}
+
+static void check_bytes_eq(const char *what, const void *a, const void *b, size_t bytes)
+{
+    ck_assert_msg(memcmp(a, b, bytes) == 0, "%s: results differ bitwise", what);
+}
+
+static void check_finite(const char *what, const float *x, size_t n)
+{
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (!isfinite(x[i]))
+            bad = i;
+    ck_assert_msg(bad == n, "%s[%zu] = %g is not finite", what, bad, bad < n ? (double)x[bad] : 0.0);
+}
+
+/* ------------------------------------------------- finite differences of a reference */
+
+/* A double-precision reference forward y = f(x). */
+typedef void (*ref_fn)(const void *ctx, const double *x, double *y);
+
+static double objective(ref_fn f, const void *ctx, const double *x, const double *dy, double *y,
+                        size_t ny)
+{
+    f(ctx, x, y);
+    double s = 0.0;
+    for (size_t i = 0; i < ny; i++)
+        s += dy[i] * y[i];
+    return s;
+}
+
+/* Checks the float VJP vjp = d/dx <dy, f(x)> against central differences (step h) of
+ * the double reference: along `dirs` random directions v, <vjp, v> against
+ * (F(x + h v) - F(x - h v)) / 2h within tol (sum_i |vjp_i v_i| + |fd|); with
+ * `elementwise`, every entry within tol (|fd_i| + rms(fd)). */
+static void check_vjp_fd(const char *what, ref_fn f, const void *ctx, const float *xf, size_t nx,
+                         const float *dyf, size_t ny, const float *vjp, int dirs, int elementwise,
+                         double h, double tol, tu_rng *r)
+{
+    double *x = to_double(xf, nx), *dy = to_double(dyf, ny), *xp = dvec(nx), *y = dvec(ny);
+    double *v = dvec(nx);
+    for (int d = 0; d < dirs; d++) {
+        double an = 0.0, mag = 0.0;
+        for (size_t i = 0; i < nx; i++) {
+            v[i] = tu_normal(r);
+            an += (double)vjp[i] * v[i];
+            mag += fabs((double)vjp[i] * v[i]);
+        }
+        for (size_t i = 0; i < nx; i++)
+            xp[i] = x[i] + h * v[i];
+        double fp = objective(f, ctx, xp, dy, y, ny);
+        for (size_t i = 0; i < nx; i++)
+            xp[i] = x[i] - h * v[i];
+        double fm = objective(f, ctx, xp, dy, y, ny);
+        double fd = (fp - fm) / (2.0 * h);
+        ck_assert_msg(fabs(fd - an) <= tol * (mag + fabs(fd)),
+                      "%s: direction %d: <vjp, v> = %.10g, finite difference %.10g", what, d, an,
+                      fd);
+    }
+    if (elementwise) {
+        double *fd = dvec(nx);
+        memcpy(xp, x, nx * sizeof *xp);
+        for (size_t i = 0; i < nx; i++) {
+            xp[i] = x[i] + h;
+            double fp = objective(f, ctx, xp, dy, y, ny);
+            xp[i] = x[i] - h;
+            double fm = objective(f, ctx, xp, dy, y, ny);
+            xp[i] = x[i];
+            fd[i] = (fp - fm) / (2.0 * h);
+        }
+        char buf[192];
+        snprintf(buf, sizeof buf, "%.120s (element-wise finite differences)", what);
+        check_rel(buf, vjp, fd, nx, tol);
+        free(fd);
+    }
+    free(x);
+    free(dy);
+    free(xp);
+    free(y);
+    free(v);
+}
+
+/* The adjoint identity <y, dy> = <x, dx> for y = f(x), dx = f^T(dy), in double from
+ * the float vectors, within tol (sum |y dy| + sum |x dx|). */
+static void check_adjoint(const char *what, const float *x, const float *dx, size_t nx,
+                          const float *y, const float *dy, size_t ny, double tol)
+{
+    double l = 0.0, r = 0.0, mag = 0.0;
+    for (size_t i = 0; i < ny; i++) {
+        l += (double)y[i] * dy[i];
+        mag += fabs((double)y[i] * dy[i]);
+    }
+    for (size_t i = 0; i < nx; i++) {
+        r += (double)x[i] * dx[i];
+        mag += fabs((double)x[i] * dx[i]);
+    }
+    ck_assert_msg(fabs(l - r) <= tol * mag, "%s: <f(x), dy> = %.10g, <x, f^T(dy)> = %.10g", what,
+                  l, r);
+}
+
+/* --------------------------------------------------------- the beta convention */
+
+/* Arguments of the backward ops under test (each uses its own subset). */
+typedef struct bw_ctx {
+    cpu_be *c;
+    const lgd_conv_shape *cs;
+    size_t n, ch, s, groups, planes, h, w, fh, fw, stride, count;
+    lgd_activation act;
+    const float *x, *wt, *dy, *scale, *gamma, *mean, *rstd;
+} bw_ctx;
+
+typedef void (*bw_fn)(const bw_ctx *k, float beta, float *dx);
+
+/* beta = 0 over NaN garbage gives the same (finite) result as over zeros, bitwise;
+ * beta = 1 over old values gives result + old. Returns the beta = 0 result. */
+static float *check_beta(const char *what, bw_fn f, const bw_ctx *k, size_t ndx, tu_rng *r)
+{
+    float *res = fvec(ndx), *z = fvec(ndx), *acc = randn(r, ndx, 1.0f), *old = fcopy(acc, ndx);
+    fill_const(res, ndx, NAN);
+    fill_const(z, ndx, 0.0f);
+    f(k, 0.0f, res);
+    f(k, 0.0f, z);
+    char buf[192];
+    snprintf(buf, sizeof buf, "%.120s: beta = 0 over NaN", what);
+    check_finite(buf, res, ndx);
+    snprintf(buf, sizeof buf, "%.120s: beta = 0 over NaN vs over zeros", what);
+    check_bytes_eq(buf, res, z, ndx * sizeof(float));
+    f(k, 1.0f, acc);
+    double *want = dvec(ndx);
+    for (size_t i = 0; i < ndx; i++)
+        want[i] = (double)res[i] + (double)old[i];
+    snprintf(buf, sizeof buf, "%.120s: beta = 1 accumulates", what);
+    check_rel(buf, acc, want, ndx, 1e-6);
+    free(z);
+    free(acc);
+    free(old);
+    free(want);
+    return res;
+}
+
+/* ------------------------------------------------------------------ convolution */
+
+typedef struct conv_case {
+    int32_t n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw;
+} conv_case;
+
+static lgd_conv_shape conv_shape(conv_case k)
+{
+    lgd_conv_shape s;
+    s.n = k.n;
+    s.c_in = k.c_in;
+    s.h = k.h;
+    s.w = k.w;
+    s.c_out = k.c_out;
+    s.kh = k.kh;
+    s.kw = k.kw;
+    s.stride_h = k.sh;
+    s.stride_w = k.sw;
+    s.pad_h = k.ph;
+    s.pad_w = k.pw;
+    s.h_out = (k.h + 2 * k.ph - k.kh) / k.sh + 1;
+    s.w_out = (k.w + 2 * k.pw - k.kw) / k.sw + 1;
+    return s;
+}
+
+static size_t conv_nx(const lgd_conv_shape *s) { return (size_t)s->n * s->c_in * s->h * s->w; }
+static size_t conv_ny(const lgd_conv_shape *s)
+{
+    return (size_t)s->n * s->c_out * s->h_out * s->w_out;
+}
+static size_t conv_nw(const lgd_conv_shape *s) { return (size_t)s->c_out * s->c_in * s->kh * s->kw; }
+
+/* direct loops: y[i][co][oh][ow] = bias[co] + sum w[co][ci][ki][kj] x[i][ci][ih][iw] */
+static void ref_conv(const lgd_conv_shape *s, const double *x, const double *w, const double *bias,
+                     double *y)
+{
+    for (int i = 0; i < s->n; i++)
+        for (int co = 0; co < s->c_out; co++)
+            for (int oh = 0; oh < s->h_out; oh++)
+                for (int ow = 0; ow < s->w_out; ow++) {
+                    double acc = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int ih = oh * s->stride_h - s->pad_h + ki;
+                                int iw = ow * s->stride_w - s->pad_w + kj;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
+                                    continue;
+                                acc += w[((co * s->c_in + ci) * s->kh + ki) * s->kw + kj] *
+                                       x[((i * s->c_in + ci) * s->h + ih) * s->w + iw];
+                            }
+                    y[((i * s->c_out + co) * s->h_out + oh) * s->w_out + ow] = acc;
+                }
+}
+
+/* the transpose, scattering each output's cotangent back over its window */
+static void ref_conv_t(const lgd_conv_shape *s, const double *dy, const double *w, double *dx)
+{
+    memset(dx, 0, conv_nx(s) * sizeof *dx);
+    for (int i = 0; i < s->n; i++)
+        for (int co = 0; co < s->c_out; co++)
+            for (int oh = 0; oh < s->h_out; oh++)
+                for (int ow = 0; ow < s->w_out; ow++) {
+                    double g = dy[((i * s->c_out + co) * s->h_out + oh) * s->w_out + ow];
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int ih = oh * s->stride_h - s->pad_h + ki;
+                                int iw = ow * s->stride_w - s->pad_w + kj;
+                                if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
+                                    continue;
+                                dx[((i * s->c_in + ci) * s->h + ih) * s->w + iw] +=
+                                    w[((co * s->c_in + ci) * s->kh + ki) * s->kw + kj] * g;
+                            }
+                }
+}
+
+typedef struct conv_ref_ctx {
+    const lgd_conv_shape *s;
+    const double *w;
+} conv_ref_ctx;
+
+static void ref_conv_fn(const void *ctx, const double *x, double *y)
+{
+    const conv_ref_ctx *k = ctx;
+    ref_conv(k->s, x, k->w, NULL, y);
+}
+
+static void bw_conv(const bw_ctx *k, float beta, float *dx)
+{
+    ck_assert_int_eq(k->c->ops->conv2d_backward_data(k->c->be, k->cs, k->dy, k->wt, beta, dx), 0);
+}
+
+/* Shapes: odd sizes, strides 1/2 (and mixed), padding 0/1/2, kernels 1/3/5 (and
+ * rectangular), 1-D (h = kh = 1), c_in != c_out, batch 1 and 3; and every way the
+ * backend cuts a convolution into GEMMs: several images side by side in one block
+ * (small images; also in several blocks), one image per block, several tiles per
+ * image (tile boundaries inside a row), and the direct 1x1 GEMM. */
+static const conv_case conv_cases[] = {
+    { 1, 3, 5, 7, 4, 3, 3, 1, 1, 1, 1 },    /* odd, pad 1 */
+    { 3, 4, 9, 8, 6, 3, 3, 2, 2, 1, 1 },    /* stride 2, batch 3 */
+    { 2, 5, 11, 13, 3, 5, 5, 1, 1, 2, 2 },  /* kernel 5, pad 2 */
+    { 3, 6, 7, 9, 5, 5, 5, 2, 2, 0, 0 },    /* kernel 5, stride 2, no pad */
+    { 3, 8, 6, 6, 5, 1, 1, 1, 1, 0, 0 },    /* 1x1, small images: batched im2col */
+    { 1, 6, 3, 3, 4, 1, 1, 1, 1, 0, 0 },    /* 1x1, one image: direct GEMM */
+    { 2, 5, 1, 70, 4, 1, 1, 1, 1, 0, 0 },   /* 1x1, 1-D, wide enough: direct GEMM */
+    { 2, 4, 7, 7, 6, 1, 1, 2, 2, 0, 0 },    /* 1x1 stride 2 */
+    { 1, 3, 4, 5, 2, 1, 1, 1, 1, 1, 1 },    /* 1x1 pad 1 */
+    { 1, 2, 8, 9, 3, 3, 3, 2, 1, 1, 0 },    /* mixed stride / pad */
+    { 2, 3, 6, 7, 4, 3, 1, 1, 1, 1, 0 },    /* 3x1 kernel */
+    { 1, 2, 3, 3, 2, 3, 3, 2, 2, 2, 2 },    /* padding as large as the kernel reach */
+    { 3, 4, 1, 17, 6, 1, 3, 1, 1, 0, 1 },   /* 1-D k3 pad 1 */
+    { 2, 3, 1, 20, 5, 1, 5, 1, 2, 0, 2 },   /* 1-D k5 stride 2 pad 2 */
+    { 3, 5, 1, 9, 4, 1, 1, 1, 1, 0, 0 },    /* 1-D direct */
+    { 2, 16, 20, 25, 8, 3, 3, 1, 1, 1, 1 }, /* medium */
+    { 1, 40, 9, 11, 6, 5, 5, 1, 1, 2, 2 },  /* large K */
+    { 2, 64, 30, 40, 3, 1, 1, 1, 1, 0, 0 }, /* direct, larger */
+    /* K (h_out w_out) over the 4 MiB im2col tile: several tiles per image, split
+     * inside a row */
+    { 1, 64, 30, 30, 3, 5, 5, 1, 1, 2, 2 },   /* 2 tiles */
+    { 1, 64, 61, 61, 2, 5, 5, 2, 2, 2, 2 },   /* 2 tiles, stride 2 */
+    { 1, 512, 1, 1500, 2, 1, 3, 1, 1, 0, 1 }, /* 1-D, 3 tiles */
+    /* small images batched side by side: 2 blocks of 2 and 1 images */
+    { 3, 64, 15, 20, 2, 5, 5, 1, 1, 2, 2 },
+};
+#define N_CONV_CASES (sizeof conv_cases / sizeof conv_cases[0])
+
+START_TEST(conv2d_forward_reference)
+{
+    tu_rng r = { 501 };
+    cpu_be c = cpu_open(2);
+    for (size_t t = 0; t < N_CONV_CASES; t++) {
+        lgd_conv_shape s = conv_shape(conv_cases[t]);
+        size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
+        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *b = randn(&r, s.c_out, 1.0f);
+        float *y = fvec(ny);
+        double *xd = to_double(x, nx), *wd = to_double(w, nw), *bd = to_double(b, s.c_out);
+        double *yd = dvec(ny);
+        char what[96];
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            fill_const(y, ny, NAN); /* the output is written, never read */
+            ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, with_bias ? b : NULL, y), 0);
+            ref_conv(&s, xd, wd, with_bias ? bd : NULL, yd);
+            snprintf(what, sizeof what, "conv case %zu%s", t, with_bias ? " + bias" : "");
+            check_rel(what, y, yd, ny, 2e-5);
+        }
+        free(x);
+        free(w);
+        free(b);
+        free(y);
+        free(xd);
+        free(wd);
+        free(bd);
+        free(yd);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+START_TEST(conv2d_bad_shape)
+{
+    cpu_be c = cpu_open(1);
+    float x[64] = { 0 }, w[64] = { 0 }, y[64] = { 0 };
+    conv_case k = { 1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1 };
+    lgd_conv_shape s = conv_shape(k);
+    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    s.h_out = 5; /* inconsistent with the formula */
+    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_ne(c.ops->conv2d_backward_data(c.be, &s, y, w, 0.0f, x), 0);
+    s = conv_shape(k);
+    s.stride_w = 0;
+    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    s = conv_shape(k);
+    s.kh = 7; /* kernel larger than the padded input */
+    s.h_out = 0;
+    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    s = conv_shape(k);
+    s.n = 0; /* nothing to do */
+    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    cpu_close(&c);
+}
+END_TEST
+
+START_TEST(conv2d_backward_data_vjp)
+{
+    tu_rng r = { 502 };
+    cpu_be c = cpu_open(2);
+    for (size_t t = 0; t < N_CONV_CASES; t++) {
+        lgd_conv_shape s = conv_shape(conv_cases[t]);
+        size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
+        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *dy = randn(&r, ny, 1.0f);
+        float *y = fvec(ny);
+        double *wd = to_double(w, nw), *dyd = to_double(dy, ny), *dxd = dvec(nx);
+        char what[96];
+        snprintf(what, sizeof what, "conv^T case %zu", t);
+
+        bw_ctx k = { .c = &c, .cs = &s, .wt = w, .dy = dy };
+        float *dx = check_beta(what, bw_conv, &k, nx, &r);
+        ref_conv_t(&s, dyd, wd, dxd);
+        check_rel(what, dx, dxd, nx, 2e-5);
+
+        /* the adjoint of the backend's own forward */
+        ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+        check_adjoint(what, x, dx, nx, y, dy, ny, 1e-5);
+
+        /* finite differences of <dy, conv(x)>; element-wise on the small cases */
+        conv_ref_ctx rc = { &s, wd };
+        check_vjp_fd(what, ref_conv_fn, &rc, x, nx, dy, ny, dx, 3, nx <= 400, 1e-3, 2e-5, &r);
+
+        free(x);
+        free(w);
+        free(dy);
+        free(y);
+        free(wd);
+        free(dyd);
+        free(dxd);
+        free(dx);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ batched GEMM */
+
+/* C[M][N] = alpha op(A) op(B) + beta C in double (row-major) */
+static void ref_gemm(int ta, int tb, size_t M, size_t N, size_t K, double alpha, const float *A,
+                     size_t lda, const float *B, size_t ldb, double beta, const float *C0,
+                     size_t ldc, double *C)
+{
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = 0; n < N; n++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < K; k++)
+                acc += (double)(ta ? A[k * lda + m] : A[m * lda + k]) *
+                       (double)(tb ? B[n * ldb + k] : B[k * ldb + n]);
+            C[m * N + n] = alpha * acc + (beta != 0.0 ? beta * C0[m * ldc + n] : 0.0);
+        }
+}
+
+START_TEST(gemm_batched_vs_gemm)
+{
+    tu_rng r = { 503 };
+    cpu_be c = cpu_open(2);
+    const size_t M = 13, N = 11, K = 7;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int variant = 0; variant < 3; variant++) {
+                /* 0: one item; 1: five items with gaps; 2: A shared (stride 0), beta 1 */
+                size_t count = variant == 0 ? 1 : 5;
+                size_t arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K,
+                       bcols = tb ? K : N;
+                size_t lda = acols + 2, ldb = bcols + 1, ldc = N + 3;
+                size_t sa = variant == 2 ? 0 : arows * lda + 5, sb = brows * ldb + 2,
+                       sc = M * ldc + 4;
+                float alpha = variant == 2 ? 0.5f : 1.0f, beta = variant == 2 ? 1.0f : 0.0f;
+                size_t na = (count - 1) * sa + arows * lda, nb = (count - 1) * sb + brows * ldb,
+                       nc = (count - 1) * sc + M * ldc;
+                float *A = randn(&r, na, 1.0f), *B = randn(&r, nb, 1.0f),
+                      *C = randn(&r, nc, 1.0f);
+                float *C0 = fcopy(C, nc), *Cg = fcopy(C, nc);
+                if (beta == 0.0f)
+                    fill_const(C, nc, NAN); /* beta 0 must not read C */
+                float *Cin = fcopy(C, nc);
+                c.ops->gemm_batched(c.be, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta,
+                                    C, ldc, sc, count);
+                double *ref = dvec(M * N);
+                float *got = fvec(M * N), *per = fvec(M * N);
+                char *inside = calloc(nc, 1);
+                ck_assert_ptr_nonnull(inside);
+                for (size_t i = 0; i < count; i++) {
+                    c.ops->gemm(c.be, ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb,
+                                beta, Cg + i * sc, ldc);
+                    ref_gemm(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta,
+                             C0 + i * sc, ldc, ref);
+                    for (size_t m = 0; m < M; m++)
+                        for (size_t n = 0; n < N; n++) {
+                            got[m * N + n] = C[i * sc + m * ldc + n];
+                            per[m * N + n] = Cg[i * sc + m * ldc + n];
+                            inside[i * sc + m * ldc + n] = 1;
+                        }
+                    char what[96];
+                    snprintf(what, sizeof what, "gemm_batched ta %d tb %d variant %d item %zu",
+                             ta, tb, variant, i);
+                    check_rel(what, got, ref, M * N, 1e-5);
+                    double *perd = to_double(per, M * N);
+                    check_rel(what, got, perd, M * N, 1e-5);
+                    free(perd);
+                }
+                /* the gaps between items and the padding of each row are untouched */
+                for (size_t j = 0; j < nc; j++)
+                    if (!inside[j] && memcmp(&C[j], &Cin[j], sizeof(float)) != 0)
+                        ck_abort_msg("gemm_batched wrote outside its items at %zu", j);
+                free(inside);
+                free(Cin);
+                free(A);
+                free(B);
+                free(C);
+                free(C0);
+                free(Cg);
+                free(ref);
+                free(got);
+                free(per);
+            }
+    cpu_close(&c);
+}
+END_TEST
+
+/* --------------------------------------------------------- per-channel affine ops */
+
+typedef struct ss_ref_ctx {
+    size_t n, c, s, stride;
+    const double *scale, *shift;
+} ss_ref_ctx;
+
+static void ref_scale_shift(const void *ctx, const double *x, double *y)
+{
+    const ss_ref_ctx *k = ctx;
+    for (size_t i = 0; i < k->n; i++)
+        for (size_t ch = 0; ch < k->c; ch++) {
+            size_t j = i * k->stride + ch;
+            for (size_t q = 0; q < k->s; q++) {
+                size_t e = (i * k->c + ch) * k->s + q;
+                y[e] = x[e] * (1.0 + k->scale[j]) + (k->shift ? k->shift[j] : 0.0);
+            }
+        }
+}
+
+static void bw_scale_shift(const bw_ctx *k, float beta, float *dx)
+{
+    k->c->ops->scale_shift_backward(k->c->be, k->n, k->ch, k->s, k->dy, k->scale, k->stride, beta,
+                                    dx);
+}
+
+START_TEST(channel_bias_scale_shift)
+{
+    tu_rng r = { 504 };
+    cpu_be c = cpu_open(2);
+    const size_t n = 3, ch = 5, s = 7, numel = n * ch * s;
+    /* add_channel_bias: shared (b_stride 0), per sample (c), per sample in a wider row */
+    const size_t bstrides[3] = { 0, ch, 2 * ch + 1 };
+    for (int v = 0; v < 3; v++) {
+        float *b = randn(&r, n * bstrides[2] + ch, 1.0f), *y = randn(&r, numel, 1.0f);
+        double *want = dvec(numel);
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; k < ch; k++)
+                for (size_t q = 0; q < s; q++) {
+                    size_t e = (i * ch + k) * s + q;
+                    want[e] = (double)y[e] + b[i * bstrides[v] + k];
+                }
+        c.ops->add_channel_bias(c.be, n, ch, s, b, bstrides[v], y);
+        check_rel("add_channel_bias", y, want, numel, 1e-6);
+        free(b);
+        free(y);
+        free(want);
+    }
+    /* scale_shift: stride 0 (shared), c, 2c (FiLM: scale and shift halves of one row) */
+    const size_t strides[3] = { 0, ch, 2 * ch };
+    for (int v = 0; v < 3; v++) {
+        size_t nemb = n * 2 * ch + 2 * ch;
+        float *emb = randn(&r, nemb, 0.5f), *x = randn(&r, numel, 1.0f), *y = fvec(numel);
+        /* stride 0: one row [scale | shift]; c: scale rows then shift rows; 2c: FiLM rows */
+        const float *scale = emb, *shift = v == 1 ? emb + n * ch : emb + ch;
+        double *embd = to_double(emb, nemb), *xd = to_double(x, numel), *yd = dvec(numel);
+        ss_ref_ctx rc = { n, ch, s, strides[v], embd, embd + (shift - emb) };
+        fill_const(y, numel, NAN);
+        c.ops->scale_shift(c.be, n, ch, s, x, scale, shift, strides[v], y);
+        ref_scale_shift(&rc, xd, yd);
+        check_rel("scale_shift", y, yd, numel, 1e-6);
+        /* in place */
+        float *xi = fcopy(x, numel);
+        c.ops->scale_shift(c.be, n, ch, s, xi, scale, shift, strides[v], xi);
+        check_bytes_eq("scale_shift in place", xi, y, numel * sizeof(float));
+
+        float *dy = randn(&r, numel, 1.0f);
+        bw_ctx k = { .c = &c, .n = n, .ch = ch, .s = s, .stride = strides[v], .dy = dy,
+                     .scale = scale };
+        float *dx = check_beta("scale_shift_backward", bw_scale_shift, &k, numel, &r);
+        check_vjp_fd("scale_shift_backward", ref_scale_shift, &rc, x, numel, dy, numel, dx, 3, 1,
+                     1e-3, 1e-5, &r);
+        free(emb);
+        free(x);
+        free(y);
+        free(embd);
+        free(xd);
+        free(yd);
+        free(xi);
+        free(dy);
+        free(dx);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ activations */
+
+static double ref_act(lgd_activation f, double x)
+{
+    if (f == LGD_ACT_GELU)
+        return 0.5 * x * erfc(-x / sqrt(2.0));
+    return x / (1.0 + exp(-x));
+}
+
+static double ref_act_grad(lgd_activation f, double x, double *mag)
+{
+    if (f == LGD_ACT_GELU) {
+        double P = 0.5 * erfc(-x / sqrt(2.0)), p = exp(-0.5 * x * x) / sqrt(2.0 * PI_D);
+        *mag = fabs(P) + fabs(x * p);
+        return P + x * p;
+    }
+    double s = 1.0 / (1.0 + exp(-x));
+    *mag = s + fabs(x) * s * (1.0 - s);
+    return s * (1.0 + x * (1.0 - s));
+}
+
+typedef struct act_ref_ctx {
+    lgd_activation f;
+    size_t n;
+} act_ref_ctx;
+
+static void ref_act_fn(const void *ctx, const double *x, double *y)
+{
+    const act_ref_ctx *k = ctx;
+    for (size_t i = 0; i < k->n; i++)
+        y[i] = ref_act(k->f, x[i]);
+}
+
+static void bw_act(const bw_ctx *k, float beta, float *dx)
+{
+    k->c->ops->activation_backward(k->c->be, k->act, k->count, k->x, k->dy, beta, dx);
+}
+
+START_TEST(activations)
+{
+    tu_rng r = { 505 };
+    cpu_be c = cpu_open(2);
+    static const float special[] = { 0.0f, -0.0f, 1e-3f, -1e-3f, 0.5f, -0.75f, 3.0f, -3.0f,
+                                     8.0f, -8.0f, 15.0f, -15.0f, 20.0f, -20.0f, 50.0f, -50.0f,
+                                     88.0f, -88.0f, 100.0f, -100.0f, 1e4f, -1e4f, 1e30f, -1e30f };
+    const size_t ns = sizeof special / sizeof special[0], n = ns + 300;
+    float *x = fvec(n), *y = fvec(n), *dy = randn(&r, n, 1.0f);
+    memcpy(x, special, sizeof special);
+    tu_fill_normal(&r, x + ns, n - ns, 3.0f);
+    for (int fi = 0; fi < 2; fi++) {
+        lgd_activation f = fi ? LGD_ACT_GELU : LGD_ACT_SILU;
+        const char *name = fi ? "gelu" : "silu";
+        c.ops->activation(c.be, f, n, x, y);
+        for (size_t i = 0; i < n; i++) {
+            double want = ref_act(f, x[i]);
+            if (!(fabs(y[i] - want) <= 2e-6 * fabs(want) + 1e-37))
+                ck_abort_msg("%s(%.9g) = %.9g, want %.9g", name, (double)x[i], (double)y[i], want);
+        }
+        bw_ctx k = { .c = &c, .act = f, .count = n, .x = x, .dy = dy };
+        float *dx = check_beta(name, bw_act, &k, n, &r);
+        for (size_t i = 0; i < n; i++) {
+            double mag, want = dy[i] * ref_act_grad(f, x[i], &mag);
+            if (!(fabs(dx[i] - want) <= 4e-6 * (fabs(want) + fabs(dy[i]) * mag) + 1e-37))
+                ck_abort_msg("%s'(%.9g) * %.6g = %.9g, want %.9g", name, (double)x[i],
+                             (double)dy[i], (double)dx[i], want);
+        }
+        /* finite differences on the moderate inputs (the random part) */
+        act_ref_ctx rc = { f, n - ns };
+        check_vjp_fd(name, ref_act_fn, &rc, x + ns, n - ns, dy + ns, n - ns, dx + ns, 3, 1, 1e-5,
+                     1e-5, &r);
+        free(dx);
+    }
+    free(x);
+    free(y);
+    free(dy);
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ group norm */
+
+typedef struct gn_ref_ctx {
+    size_t n, c, s, groups;
+    double eps;
+    const double *gamma, *beta;
+    double *mean, *rstd; /* outputs (may be NULL) */
+} gn_ref_ctx;
+
+static void ref_group_norm(const void *ctx, const double *x, double *y)
+{
+    const gn_ref_ctx *k = ctx;
+    size_t cpg = k->c / k->groups, gs = cpg * k->s;
+    for (size_t g = 0; g < k->n * k->groups; g++) {
+        const double *xg = x + g * gs;
+        double m = 0.0, v = 0.0;
+        for (size_t j = 0; j < gs; j++)
+            m += xg[j];
+        m /= (double)gs;
+        for (size_t j = 0; j < gs; j++)
+            v += (xg[j] - m) * (xg[j] - m);
+        v /= (double)gs;
+        double rs = 1.0 / sqrt(v + k->eps);
+        for (size_t j = 0; j < gs; j++) {
+            size_t ch = (g % k->groups) * cpg + j / k->s;
+            y[g * gs + j] = (xg[j] - m) * rs * k->gamma[ch] + k->beta[ch];
+        }
+        if (k->mean)
+            k->mean[g] = m;
+        if (k->rstd)
+            k->rstd[g] = rs;
+    }
+}
+
+static void bw_gn(const bw_ctx *k, float beta, float *dx)
+{
+    k->c->ops->group_norm_backward(k->c->be, k->n, k->ch, k->s, k->groups, k->x, k->gamma,
+                                   k->mean, k->rstd, k->dy, beta, dx);
+}
+
+START_TEST(group_norm)
+{
+    tu_rng r = { 506 };
+    cpu_be c = cpu_open(2);
+    static const struct {
+        size_t n, c, s, groups;
+        float offset; /* added to x: a large mean relative to the spread */
+    } cases[] = {
+        { 2, 4, 3, 2, 0.0f },      /* small: element-wise finite differences */
+        { 1, 6, 1, 1, 0.0f },      /* layer norm of one row */
+        { 5, 32, 1, 1, 0.0f },     /* layer norm over 32 features */
+        { 3, 12, 25, 3, 0.0f },    /* odd spatial size, several groups */
+        { 3, 12, 25, 12, 0.0f },   /* one channel per group */
+        { 2, 8, 49, 4, 1000.0f },  /* large mean */
+        { 1, 16, 130, 2, -300.0f },
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        size_t n = cases[t].n, ch = cases[t].c, s = cases[t].s, G = cases[t].groups;
+        size_t numel = n * ch * s;
+        float eps = 1e-5f;
+        float *x = randn(&r, numel, 1.5f), *gamma = randn(&r, ch, 1.0f),
+              *beta = randn(&r, ch, 1.0f), *dy = randn(&r, numel, 1.0f);
+        for (size_t i = 0; i < numel; i++)
+            x[i] += cases[t].offset;
+        float *y = fvec(numel), *mean = fvec(n * G), *rstd = fvec(n * G);
+        double *xd = to_double(x, numel), *gd = to_double(gamma, ch), *bd = to_double(beta, ch);
+        double *yd = dvec(numel), *md = dvec(n * G), *rd = dvec(n * G);
+        gn_ref_ctx rc = { n, ch, s, G, (double)eps, gd, bd, md, rd };
+        ref_group_norm(&rc, xd, yd);
+        fill_const(y, numel, NAN);
+        c.ops->group_norm(c.be, n, ch, s, G, eps, x, gamma, beta, y, mean, rstd);
+        char what[96];
+        snprintf(what, sizeof what, "group_norm case %zu", t);
+        check_rel(what, y, yd, numel, 2e-6);
+        check_rel(what, mean, md, n * G, 1e-6);
+        check_rel(what, rstd, rd, n * G, 1e-6);
+
+        bw_ctx k = { .c = &c, .n = n, .ch = ch, .s = s, .groups = G, .x = x, .gamma = gamma,
+                     .mean = mean, .rstd = rstd, .dy = dy };
+        snprintf(what, sizeof what, "group_norm_backward case %zu", t);
+        float *dx = check_beta(what, bw_gn, &k, numel, &r);
+        rc.mean = rc.rstd = NULL;
+        check_vjp_fd(what, ref_group_norm, &rc, x, numel, dy, numel, dx, 4, numel <= 200, 1e-4,
+                     5e-5, &r);
+        free(x);
+        free(gamma);
+        free(beta);
+        free(dy);
+        free(y);
+        free(mean);
+        free(rstd);
+        free(xd);
+        free(gd);
+        free(bd);
+        free(yd);
+        free(md);
+        free(rd);
+        free(dx);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ resampling */
+
+typedef struct rs_ref_ctx {
+    size_t planes, h, w, fh, fw; /* h, w: the small side for upsampling, the input for pooling */
+} rs_ref_ctx;
+
+static void ref_upsample(const void *ctx, const double *x, double *y)
+{
+    const rs_ref_ctx *k = ctx;
+    size_t H = k->h * k->fh, W = k->w * k->fw;
+    for (size_t p = 0; p < k->planes; p++)
+        for (size_t i = 0; i < H; i++)
+            for (size_t j = 0; j < W; j++)
+                y[(p * H + i) * W + j] = x[(p * k->h + i / k->fh) * k->w + j / k->fw];
+}
+
+static void ref_avg_pool(const void *ctx, const double *x, double *y)
+{
+    const rs_ref_ctx *k = ctx;
+    size_t ho = k->h / k->fh, wo = k->w / k->fw;
+    for (size_t p = 0; p < k->planes; p++)
+        for (size_t i = 0; i < ho; i++)
+            for (size_t j = 0; j < wo; j++) {
+                double acc = 0.0;
+                for (size_t a = 0; a < k->fh; a++)
+                    for (size_t b = 0; b < k->fw; b++)
+                        acc += x[(p * k->h + i * k->fh + a) * k->w + j * k->fw + b];
+                y[(p * ho + i) * wo + j] = acc / (double)(k->fh * k->fw);
+            }
+}
+
+static void bw_up(const bw_ctx *k, float beta, float *dx)
+{
+    k->c->ops->upsample_nearest_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy,
+                                         beta, dx);
+}
+
+static void bw_pool(const bw_ctx *k, float beta, float *dx)
+{
+    k->c->ops->avg_pool_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy, beta, dx);
+}
+
+START_TEST(upsample_avg_pool)
+{
+    tu_rng r = { 507 };
+    cpu_be c = cpu_open(2);
+    static const size_t cases[][5] = {
+        /* planes, h, w, fh, fw (h, w: the small side) */
+        { 1, 2, 3, 2, 2 }, { 6, 5, 7, 2, 2 }, { 4, 3, 4, 1, 2 }, { 3, 1, 9, 1, 2 },
+        { 2, 4, 3, 3, 3 }, { 5, 6, 6, 2, 1 },
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        rs_ref_ctx rc = { cases[t][0], cases[t][1], cases[t][2], cases[t][3], cases[t][4] };
+        size_t ns = rc.planes * rc.h * rc.w, nb = ns * rc.fh * rc.fw;
+        char what[96];
+
+        /* upsampling small -> big */
+        float *x = randn(&r, ns, 1.0f), *y = fvec(nb), *dy = randn(&r, nb, 1.0f);
+        double *xd = to_double(x, ns), *yd = dvec(nb);
+        fill_const(y, nb, NAN);
+        c.ops->upsample_nearest(c.be, rc.planes, rc.h, rc.w, rc.fh, rc.fw, x, y);
+        ref_upsample(&rc, xd, yd);
+        snprintf(what, sizeof what, "upsample_nearest case %zu", t);
+        check_rel(what, y, yd, nb, 1e-7);
+        bw_ctx k = { .c = &c, .planes = rc.planes, .h = rc.h, .w = rc.w, .fh = rc.fh,
+                     .fw = rc.fw, .dy = dy };
+        float *dx = check_beta(what, bw_up, &k, ns, &r);
+        check_adjoint(what, x, dx, ns, y, dy, nb, 1e-6);
+        check_vjp_fd(what, ref_upsample, &rc, x, ns, dy, nb, dx, 3, 1, 1e-3, 1e-5, &r);
+
+        /* pooling big -> small: the input is h fh x w fw */
+        rs_ref_ctx pc = { rc.planes, rc.h * rc.fh, rc.w * rc.fw, rc.fh, rc.fw };
+        float *xb = randn(&r, nb, 1.0f), *ys = fvec(ns), *dys = randn(&r, ns, 1.0f);
+        double *xbd = to_double(xb, nb), *ysd = dvec(ns);
+        fill_const(ys, ns, NAN);
+        c.ops->avg_pool(c.be, pc.planes, pc.h, pc.w, pc.fh, pc.fw, xb, ys);
+        ref_avg_pool(&pc, xbd, ysd);
+        snprintf(what, sizeof what, "avg_pool case %zu", t);
+        check_rel(what, ys, ysd, ns, 1e-6);
+        bw_ctx kp = { .c = &c, .planes = pc.planes, .h = pc.h, .w = pc.w, .fh = pc.fh,
+                      .fw = pc.fw, .dy = dys };
+        float *dxb = check_beta(what, bw_pool, &kp, nb, &r);
+        check_adjoint(what, xb, dxb, nb, ys, dys, ns, 1e-6);
+        check_vjp_fd(what, ref_avg_pool, &pc, xb, nb, dys, ns, dxb, 3, 1, 1e-3, 1e-5, &r);
+
+        free(x);
+        free(y);
+        free(dy);
+        free(xd);
+        free(yd);
+        free(dx);
+        free(xb);
+        free(ys);
+        free(dys);
+        free(xbd);
+        free(ysd);
+        free(dxb);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ copies */
+
+START_TEST(copy_rows)
+{
+    tu_rng r = { 508 };
+    cpu_be c = cpu_open(2);
+    const size_t rows = 5, cols = 7, ldd = 10;
+    const size_t ldss[2] = { 9, 0 }; /* strided rows; one row broadcast */
+    for (int v = 0; v < 2; v++) {
+        size_t lds = ldss[v];
+        float *src = randn(&r, rows * 9, 1.0f), *dst = fvec(rows * ldd);
+        /* NaN where the copy goes (beta 0 must ignore it), a sentinel in the padding */
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < ldd; j++)
+                dst[i * ldd + j] = j < cols ? NAN : 42.0f + (float)j;
+        c.ops->copy_rows(c.be, rows, cols, src, lds, 0.0f, dst, ldd);
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < ldd; j++) {
+                float want = j < cols ? src[i * lds + j] : 42.0f + (float)j;
+                ck_assert_msg(memcmp(&dst[i * ldd + j], &want, sizeof want) == 0,
+                              "copy_rows lds %zu: [%zu][%zu] = %g, want %g", lds, i, j,
+                              (double)dst[i * ldd + j], (double)want);
+            }
+        float *old = fcopy(dst, rows * ldd);
+        c.ops->copy_rows(c.be, rows, cols, src, lds, 1.0f, dst, ldd);
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < ldd; j++) {
+                float want = j < cols ? src[i * lds + j] + old[i * ldd + j] : old[i * ldd + j];
+                ck_assert_msg(dst[i * ldd + j] == want, "copy_rows beta 1 lds %zu: [%zu][%zu]",
+                              lds, i, j);
+            }
+        free(src);
+        free(dst);
+        free(old);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+START_TEST(transpose)
+{
+    tu_rng r = { 509 };
+    cpu_be c = cpu_open(2);
+    static const size_t cases[][3] = { { 1, 1, 1 }, { 3, 37, 45 }, { 2, 64, 32 }, { 1, 5, 100 } };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        size_t B = cases[t][0], R = cases[t][1], C = cases[t][2], n = B * R * C;
+        float *x = randn(&r, n, 1.0f), *y = fvec(n), *back = fvec(n);
+        fill_const(y, n, NAN);
+        fill_const(back, n, NAN);
+        c.ops->transpose(c.be, B, R, C, x, 0.0f, y);
+        for (size_t b = 0; b < B; b++)
+            for (size_t i = 0; i < R; i++)
+                for (size_t j = 0; j < C; j++)
+                    if (y[(b * C + j) * R + i] != x[(b * R + i) * C + j])
+                        ck_abort_msg("transpose case %zu: [%zu][%zu][%zu]", t, b, j, i);
+        /* round trip is the identity, bitwise */
+        c.ops->transpose(c.be, B, C, R, y, 0.0f, back);
+        check_bytes_eq("transpose round trip", back, x, n * sizeof(float));
+        /* beta 1 accumulates: x + transpose(transpose(x)) = 2 x */
+        c.ops->transpose(c.be, B, C, R, y, 1.0f, back);
+        for (size_t i = 0; i < n; i++)
+            if (back[i] != 2.0f * x[i])
+                ck_abort_msg("transpose beta 1 [%zu]", i);
+        free(x);
+        free(y);
+        free(back);
+    }
+    cpu_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ thread invariance */
+
+/* Every op with 1 and 2 threads, at sizes that take the parallel paths. */
+START_TEST(thread_invariance)
+{
+    tu_rng r = { 510 };
+    const int quick = quick_mode();
+    cpu_be c1 = cpu_open(1), c2 = cpu_open(2);
+    cpu_be *cs[2] = { &c1, &c2 };
+
+    /* convolutions: im2col with several tiles, direct, stride 2, 1-D */
+    const conv_case cc[] = {
+        { 4, 16, 20, 25, 16, 3, 3, 1, 1, 1, 1 },
+        { 4, 32, 16, 16, 32, 1, 1, 1, 1, 0, 0 },
+        { 3, 16, 17, 17, 24, 3, 3, 2, 2, 1, 1 },
+        { 5, 32, 1, 300, 32, 1, 5, 1, 1, 0, 2 },
+        { 1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1 },
+        { 2, 64, 30, 30, 8, 5, 5, 1, 1, 2, 2 }, /* 2 tiles per image */
+    };
+    for (size_t t = 0; t < sizeof cc / sizeof cc[0]; t++) {
+        if (quick && t >= 3 && t + 1 < sizeof cc / sizeof cc[0])
+            continue;
+        lgd_conv_shape s = conv_shape(cc[t]);
+        size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
+        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.2f), *b = randn(&r, s.c_out, 1.0f);
+        float *dy = randn(&r, ny, 1.0f), *old = randn(&r, nx, 1.0f);
+        float *y[2], *dx[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = fvec(ny);
+            dx[k] = fcopy(old, nx);
+            ck_assert_int_eq(cs[k]->ops->conv2d_forward(cs[k]->be, &s, x, w, b, y[k]), 0);
+            ck_assert_int_eq(cs[k]->ops->conv2d_backward_data(cs[k]->be, &s, dy, w, 1.0f, dx[k]), 0);
+        }
+        check_bytes_eq("conv2d_forward threads", y[0], y[1], ny * sizeof(float));
+        check_bytes_eq("conv2d_backward_data threads", dx[0], dx[1], nx * sizeof(float));
+        for (int k = 0; k < 2; k++) {
+            free(y[k]);
+            free(dx[k]);
+        }
+        free(x);
+        free(w);
+        free(b);
+        free(dy);
+        free(old);
+    }
+
+    /* batched GEMM */
+    {
+        const size_t M = 48, N = 40, K = 32, count = 8;
+        float *A = randn(&r, count * M * K, 1.0f), *B = randn(&r, count * K * N, 1.0f);
+        float *C[2];
+        for (int k = 0; k < 2; k++) {
+            C[k] = fvec(count * M * N);
+            cs[k]->ops->gemm_batched(cs[k]->be, 0, 1, M, N, K, 1.0f, A, K, M * K, B, K, K * N,
+                                     0.0f, C[k], N, M * N, count);
+        }
+        check_bytes_eq("gemm_batched threads", C[0], C[1], count * M * N * sizeof(float));
+        free(A);
+        free(B);
+        free(C[0]);
+        free(C[1]);
+    }
+
+    /* the elementwise, normalisation, resampling and copy ops */
+    const size_t n = quick ? 4 : 8, ch = 32, sp = quick ? 256 : 1024, G = 8;
+    const size_t numel = n * ch * sp;
+    float *x = randn(&r, numel, 2.0f), *dy = randn(&r, numel, 1.0f), *old = randn(&r, 4 * numel, 1.0f);
+    float *gamma = randn(&r, ch, 1.0f), *beta = randn(&r, ch, 1.0f), *emb = randn(&r, n * 2 * ch, 0.3f);
+    float *out[2], *out2[2], *mean[2], *rstd[2];
+    for (int k = 0; k < 2; k++) {
+        out[k] = fvec(4 * numel);
+        out2[k] = fvec(4 * numel);
+        mean[k] = fvec(n * G);
+        rstd[k] = fvec(n * G);
+    }
+#define BOTH(call_k, what, buf, count)                                                     \
+    do {                                                                                    \
+        for (int k = 0; k < 2; k++) {                                                       \
+            memcpy(buf[k], old, (count) * sizeof(float));                                   \
+            call_k;                                                                         \
+        }                                                                                   \
+        check_bytes_eq(what, buf[0], buf[1], (count) * sizeof(float));                      \
+    } while (0)
+    BOTH(cs[k]->ops->activation(cs[k]->be, LGD_ACT_SILU, numel, x, out[k]), "silu", out, numel);
+    BOTH(cs[k]->ops->activation(cs[k]->be, LGD_ACT_GELU, numel, x, out[k]), "gelu", out, numel);
+    BOTH(cs[k]->ops->activation_backward(cs[k]->be, LGD_ACT_SILU, numel, x, dy, 1.0f, out[k]),
+         "silu backward", out, numel);
+    BOTH(cs[k]->ops->activation_backward(cs[k]->be, LGD_ACT_GELU, numel, x, dy, 0.0f, out[k]),
+         "gelu backward", out, numel);
+    BOTH(cs[k]->ops->add_channel_bias(cs[k]->be, n, ch, sp, emb, 2 * ch, out[k]), "add_channel_bias",
+         out, numel);
+    BOTH(cs[k]->ops->scale_shift(cs[k]->be, n, ch, sp, x, emb, emb + ch, 2 * ch, out[k]),
+         "scale_shift", out, numel);
+    BOTH(cs[k]->ops->scale_shift_backward(cs[k]->be, n, ch, sp, dy, emb, 2 * ch, 1.0f, out[k]),
+         "scale_shift_backward", out, numel);
+    BOTH(cs[k]->ops->group_norm(cs[k]->be, n, ch, sp, G, 1e-5f, x, gamma, beta, out[k], mean[k],
+                                rstd[k]),
+         "group_norm", out, numel);
+    check_bytes_eq("group_norm mean", mean[0], mean[1], n * G * sizeof(float));
+    check_bytes_eq("group_norm rstd", rstd[0], rstd[1], n * G * sizeof(float));
+    BOTH(cs[k]->ops->group_norm_backward(cs[k]->be, n, ch, sp, G, x, gamma, mean[0], rstd[0], dy,
+                                         1.0f, out[k]),
+         "group_norm_backward", out, numel);
+    /* planes = n ch of sp = 16 x (sp / 16) */
+    const size_t P = n * ch, H = 16, W = sp / 16;
+    BOTH(cs[k]->ops->upsample_nearest(cs[k]->be, P, H, W, 2, 2, x, out[k]), "upsample", out,
+         4 * numel);
+    BOTH(cs[k]->ops->upsample_nearest_backward(cs[k]->be, P, H / 2, W / 2, 2, 2, x, 1.0f, out[k]),
+         "upsample backward", out, numel / 4);
+    BOTH(cs[k]->ops->avg_pool(cs[k]->be, P, H, W, 2, 2, x, out[k]), "avg_pool", out, numel / 4);
+    BOTH(cs[k]->ops->avg_pool_backward(cs[k]->be, P, H, W, 2, 2, dy, 1.0f, out[k]),
+         "avg_pool backward", out, numel);
+    BOTH(cs[k]->ops->copy_rows(cs[k]->be, n * ch, sp, x, sp, 1.0f, out[k], sp + 3), "copy_rows",
+         out, n * ch * (sp + 3));
+    BOTH(cs[k]->ops->transpose(cs[k]->be, n, ch, sp, x, 1.0f, out[k]), "transpose", out, numel);
+    (void)out2;
+#undef BOTH
+    for (int k = 0; k < 2; k++) {
+        free(out[k]);
+        free(out2[k]);
+        free(mean[k]);
+        free(rstd[k]);
+    }
+    free(x);
+    free(dy);
+    free(old);
+    free(gamma);
+    free(beta);
+    free(emb);
+    cpu_close(&c1);
+    cpu_close(&c2);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ suite */
+
+static Suite *nn_ops_suite(void)
+{
+    Suite *s = suite_create("nn_ops");
+    TCase *tc = tcase_create("conv");
+    tcase_add_test(tc, conv2d_forward_reference);
+    tcase_add_test(tc, conv2d_bad_shape);
+    tcase_add_test(tc, conv2d_backward_data_vjp);
+    tcase_add_test(tc, gemm_batched_vs_gemm);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("layers");
+    tcase_add_test(tc, channel_bias_scale_shift);
+    tcase_add_test(tc, activations);
+    tcase_add_test(tc, group_norm);
+    tcase_add_test(tc, upsample_avg_pool);
+    tcase_add_test(tc, copy_rows);
+    tcase_add_test(tc, transpose);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("threads");
+    tcase_add_test(tc, thread_invariance);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run(nn_ops_suite()); }
