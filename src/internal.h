@@ -113,6 +113,13 @@ lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t d
 lgd_model *lgd_model_retain(lgd_model *m);
 void lgd_model_release(lgd_model *m);
 
+/* lgd_model_create_network for the library's own networks: the callbacks return an
+ * lgd_status (0 or negative) whose message is already recorded on the context. */
+lgd_status lgd_model_create_network_internal(lgd_context *ctx,
+                                             const lgd_network_callbacks *network,
+                                             const lgd_adapter_options *options,
+                                             lgd_model **out);
+
 /* ---- losses ---- */
 typedef struct lgd_loss_vtable {
     const char *name;

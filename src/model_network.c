@@ -23,6 +23,7 @@ typedef struct network_model {
     double *log_sigmas; /* [num_timesteps], increasing (discrete time inputs) */
     lgd_staging stage;
     lgd_buffer x_in;    /* [B][D] scaled input */
+    int status_rc;      /* the callbacks return lgd_status with the message recorded */
 } network_model;
 
 void lgd_network_callbacks_init(lgd_network_callbacks *c)
@@ -148,6 +149,8 @@ static lgd_status run_network(lgd_model *m, const coeffs *c, const float *x, con
                        v ? call_vjp : call_forward, &cl, &rc);
     if (st)
         return st;
+    if (rc != 0 && nm->status_rc)
+        return (lgd_status)rc;
     if (rc != 0)
         return lgd_error(ctx, LGD_ERR_CALLBACK,
                          "network %s callback returned %d at sigma-time t = %g",
@@ -217,8 +220,9 @@ lgd_status lgd_model_network_time(const lgd_model *m, float sigma, float *out_t)
     return LGD_OK;
 }
 
-lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
-                                    const lgd_adapter_options *options, lgd_model **out)
+static lgd_status create_network(lgd_context *ctx, const lgd_network_callbacks *network,
+                                 const lgd_adapter_options *options, int status_rc,
+                                 lgd_model **out)
 {
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
@@ -277,10 +281,25 @@ lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callback
     opt.alphas_cumprod = NULL; /* not kept: the log sigmas are */
     nm->net = net;
     nm->opt = opt;
+    nm->status_rc = status_rc;
     lgd_status st = lgd_model_new(ctx, &network_vtable, net.dim, net.cond_dim, nm, out);
     if (st) {
         free(nm->log_sigmas);
         free(nm);
     }
     return st;
+}
+
+lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
+                                    const lgd_adapter_options *options, lgd_model **out)
+{
+    return create_network(ctx, network, options, 0, out);
+}
+
+lgd_status lgd_model_create_network_internal(lgd_context *ctx,
+                                             const lgd_network_callbacks *network,
+                                             const lgd_adapter_options *options,
+                                             lgd_model **out)
+{
+    return create_network(ctx, network, options, 1, out);
 }

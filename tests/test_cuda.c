@@ -26,6 +26,9 @@
  *    context's peak memory, nor call cudaMalloc (counted by interposing
  *    cudaMalloc: the executable exports its own, which forwards to cudart's);
  *  - opening errors (ABI version, device index) and the sticky error state;
+ *  - networks from files (tests/fixtures/nn): forward and VJP of ten fixture networks
+ *    CUDA vs CPU (normalised error < 1e-4), guided DPS / LGD-MC terms with a loaded
+ *    U-Net CUDA vs CPU (< 1e-3) and no cudaMalloc in a warm guided step;
  *  - network layers (ABI 2): every op against the CPU (1e-5, reductions 1e-4),
  *    backward ops with beta 0 over a NaN-filled dx and with beta 1; convolutions
  *    (strides 1/2, padding 0/1/2, kernels 1/3/5, 1-D, batch 1 and 3) through cuDNN
@@ -1969,6 +1972,133 @@ static void explain(char *buf, size_t len)
     dlclose(h);
 }
 
+/* ---- networks from files (issue 6): every fixture network on CUDA vs CPU ---- */
+
+static const char *const net_fixtures[] = { "mlp", "mlp_cond", "unet", "unet_cond_ss",
+                                            "temporal_unet", "attention", "resblock_scale_shift",
+                                            "conv2d_stride2", "downsample_avgpool", "gelu" };
+#define N_NET_FIXTURES ((int)(sizeof net_fixtures / sizeof net_fixtures[0]))
+
+/* F and (dF/dx)^T v of a fixture network on ctx for the given host inputs */
+static void net_run(lgd_context *ctx, const char *path, int64_t batch, const float *x,
+                    const float *cond, const float *v, float t, float **out_f, float **out_g,
+                    int64_t *dims)
+{
+    lgd_network *net;
+    TU_OK(ctx, lgd_network_load(ctx, path, &net));
+    int64_t D = lgd_network_dim(net), O = lgd_network_out_dim(net), K = lgd_network_cond_dim(net);
+    dims[0] = D;
+    dims[1] = O;
+    dims[2] = K;
+    lgd_tensor *tx = tu_tensor(ctx, batch, D, x);
+    lgd_tensor *tc = K ? tu_tensor(ctx, batch, K, cond) : NULL;
+    lgd_tensor *tv = tu_tensor(ctx, batch, O, v);
+    lgd_tensor *tf = tu_tensor(ctx, batch, O, NULL), *tg = tu_tensor(ctx, batch, D, NULL);
+    TU_OK(ctx, lgd_network_vjp(net, tx, t, tc, tv, tg, tf));
+    *out_f = tu_download(tf);
+    *out_g = tu_download(tg);
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(tc);
+    lgd_tensor_destroy(tv);
+    lgd_tensor_destroy(tf);
+    lgd_tensor_destroy(tg);
+    lgd_network_destroy(net);
+}
+
+START_TEST(test_network_parity)
+{
+    const char *name = net_fixtures[_i];
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", LGD_FIXTURE_DIR, name);
+    /* shapes from a CPU load */
+    lgd_network *probe;
+    TU_OK(cpu, lgd_network_load(cpu, path, &probe));
+    int64_t D = lgd_network_dim(probe), O = lgd_network_out_dim(probe);
+    int64_t K = lgd_network_cond_dim(probe), B = 5;
+    lgd_network_destroy(probe);
+    tu_rng r = { 99u + (uint64_t)_i };
+    float *x = malloc((size_t)(B * D) * sizeof *x), *v = malloc((size_t)(B * O) * sizeof *v);
+    float *c = K ? calloc((size_t)(B * K), sizeof *c) : NULL;
+    tu_fill_normal(&r, x, (size_t)(B * D), 1.0f);
+    tu_fill_normal(&r, v, (size_t)(B * O), 1.0f);
+    for (int64_t b = 0; b < B && K; b++)
+        c[b * K + b % K] = 1.0f;
+    float *fc, *gc, *fg, *gg;
+    int64_t dims[3];
+    net_run(cpu, path, B, x, c, v, 37.5f, &fc, &gc, dims);
+    net_run(gpu, path, B, x, c, v, 37.5f, &fg, &gg, dims);
+    double ef = nerr(fg, fc, (size_t)(B * O)), eg = nerr(gg, gc, (size_t)(B * D));
+    printf("network %s: CUDA vs CPU normalised error forward %.2e, VJP %.2e\n", name, ef, eg);
+    ck_assert_msg(ef < 1e-4 && eg < 1e-4, "%s: CUDA vs CPU forward %.3g, VJP %.3g", name, ef, eg);
+    free(x);
+    free(v);
+    free(c);
+    free(fc);
+    free(gc);
+    free(fg);
+    free(gg);
+}
+END_TEST
+
+/* guided steps (DPS and LGD-MC) with a loaded U-Net: CUDA vs CPU, and no cudaMalloc
+ * once warm */
+START_TEST(test_network_guided_steps)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/unet.safetensors", LGD_FIXTURE_DIR);
+    lgd_context *ctxs[2] = { cpu, gpu };
+    float *res[2][2];
+    int64_t B = 4, D = 0;
+    size_t mallocs_before = 0;
+    for (int k = 0; k < 2; k++) {
+        lgd_context *ctx = ctxs[k];
+        lgd_model *m;
+        TU_OK(ctx, lgd_model_load(ctx, path, &m));
+        D = lgd_model_dim(m);
+        float *target = malloc((size_t)D * sizeof *target);
+        for (int64_t j = 0; j < D; j++)
+            target[j] = 0.3f;
+        lgd_loss *loss;
+        TU_OK(ctx, lgd_loss_create_squared_error(ctx, D, target, 1, NULL, &loss));
+        tu_rng r = { 5 };
+        float *hx = malloc((size_t)(B * D) * sizeof *hx);
+        tu_fill_normal(&r, hx, (size_t)(B * D), 2.0f);
+        lgd_tensor *x = tu_tensor(ctx, B, D, hx), *g = tu_tensor(ctx, B, D, NULL);
+        for (int e = 0; e < 2; e++) {
+            lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
+            go.kind = e ? LGD_GUIDANCE_MC : LGD_GUIDANCE_DPS;
+            go.n_samples = 32;
+            lgd_guidance *gd;
+            TU_OK(ctx, lgd_guidance_create(ctx, m, loss, &go, &gd));
+            for (int rep = 0; rep < 3; rep++) {
+                if (k == 1 && e == 1 && rep == 2)
+                    mallocs_before = cuda_malloc_calls;
+                TU_OK(ctx, lgd_guidance_term(gd, x, 2.0f, 0, 0, g, NULL, NULL));
+            }
+            if (k == 1 && e == 1)
+                ck_assert_msg(cuda_malloc_calls == mallocs_before,
+                              "a warm guided step on a network called cudaMalloc");
+            res[k][e] = tu_download(g);
+            lgd_guidance_destroy(gd);
+        }
+        free(target);
+        free(hx);
+        lgd_tensor_destroy(x);
+        lgd_tensor_destroy(g);
+        lgd_loss_destroy(loss);
+        lgd_model_destroy(m);
+    }
+    for (int e = 0; e < 2; e++) {
+        double err = nerr(res[1][e], res[0][e], (size_t)(B * D));
+        printf("network U-Net guided term (%s): CUDA vs CPU normalised error %.2e\n",
+               e ? "LGD-MC n=32" : "DPS", err);
+        ck_assert_msg(err < 1e-3, "guided term %d: CUDA vs CPU %.3g", e, err);
+        free(res[0][e]);
+        free(res[1][e]);
+    }
+}
+END_TEST
+
 static Suite *cuda_suite(void)
 {
     Suite *s = suite_create("cuda");
@@ -1996,6 +2126,11 @@ static Suite *cuda_suite(void)
     tcase_add_test(nn, test_nn_resample);
     tcase_add_test(nn, test_nn_copy_transpose);
     suite_add_tcase(s, nn);
+    TCase *net = tcase_create("network");
+    tcase_set_timeout(net, 600);
+    tcase_add_loop_test(net, test_network_parity, 0, N_NET_FIXTURES);
+    tcase_add_test(net, test_network_guided_steps);
+    suite_add_tcase(s, net);
     TCase *e2e = tcase_create("end_to_end");
     tcase_set_timeout(e2e, 600);
     tcase_add_loop_test(e2e, test_end_to_end, 0, 16);

@@ -30,7 +30,7 @@ extern "C" {
 
 /** Compile-time version of the headers. Compare with lgd_version() at run time. */
 #define LGD_VERSION_MAJOR 0
-#define LGD_VERSION_MINOR 1
+#define LGD_VERSION_MINOR 2
 #define LGD_VERSION_PATCH 0
 /** The version as one integer: major * 10000 + minor * 100 + patch. */
 #define LGD_VERSION_NUMBER \

@@ -27,5 +27,6 @@
 #include "guidance.h"
 #include "schedule.h"
 #include "sampler.h"
+#include "network.h"
 
 #endif

@@ -1,0 +1,118 @@
+/*
+ * nn_graph.h - a network as a static list of layer operations (built once from a
+ * file by nn_build.c) and its executor (nn_graph.c): the forward pass keeps every
+ * activation, the backward pass walks the list in reverse and gives the input VJP.
+ *
+ * Values are activations of per-row shape [c][h][w] (1-D layers: h = 1), either one
+ * per batch row or one shared by the whole batch (the time embedding and what is
+ * computed from it alone). Only values that depend on the network input x carry a
+ * cotangent; shared values never do. Weights are constants: there are no weight
+ * gradients.
+ */
+#ifndef LGD_NN_GRAPH_H
+#define LGD_NN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef enum nn_op_kind {
+    NN_TIME_EMBED, /* out[E] = sinusoidal(t), shared; no inputs */
+    NN_COND,       /* out = the condition rows */
+    NN_LINEAR,     /* out[n][o] = in[n][i] W^T + b (W [o][i]; transposed: W [i][o]) */
+    NN_CONV,       /* 2-D / 1-D convolution */
+    NN_NORM,       /* group norm (layer norm: s = 1, groups = 1) */
+    NN_ACT,        /* SiLU / GELU */
+    NN_ADD,        /* out = a + b (either may be shared) */
+    NN_ADD_CHANNEL,/* out[c][s] = a[c][s] + e[c] (e per row or shared) */
+    NN_SCALE_SHIFT,/* out = a * (1 + e[0:c]) + e[c:2c] */
+    NN_CONCAT,     /* out = [a; b] along channels */
+    NN_UPSAMPLE,   /* nearest, factors fh x fw */
+    NN_AVG_POOL,   /* average pooling fh x fw */
+    NN_ATTENTION,  /* qkv [3C][S] -> [C][S], legacy head order */
+    NN_TRANSPOSE   /* [c][h*w] viewed as [rows][cols] -> [cols][rows] */
+} nn_op_kind;
+
+typedef struct nn_value {
+    int32_t c, h, w;
+    int shared;     /* one row for the whole batch */
+    int needs_grad; /* depends on the input */
+    size_t off;     /* float offset into the activation arena (rows of this value) */
+    size_t goff;    /* float offset into the cotangent arena */
+} nn_value;
+
+#define NN_MAX_IN 2
+
+typedef struct nn_op {
+    nn_op_kind kind;
+    int in[NN_MAX_IN]; /* value indices, -1 unused */
+    int out;
+    /* weights: float offsets into the weight buffer, SIZE_MAX when absent */
+    size_t w, b;
+    int transposed;     /* NN_LINEAR: W stored [in][out] */
+    lgd_conv_shape conv;/* NN_CONV (n filled per call) */
+    int32_t groups;     /* NN_NORM */
+    float eps;          /* NN_NORM */
+    lgd_activation act; /* NN_ACT */
+    int32_t fh, fw;     /* NN_UPSAMPLE / NN_AVG_POOL */
+    int32_t heads;      /* NN_ATTENTION */
+    int32_t rows, cols; /* NN_TRANSPOSE */
+    int32_t embed_dim;  /* NN_TIME_EMBED */
+    size_t scratch;     /* saved per-op floats per row (norm statistics, attention weights) */
+    size_t soff;        /* float offset into the saved-scratch arena */
+} nn_op;
+
+typedef struct nn_graph {
+    nn_value *values;
+    size_t n_values, cap_values;
+    nn_op *ops;
+    size_t n_ops, cap_ops;
+    int input, output; /* value indices */
+    int64_t cond_dim;
+    /* weights: one backend buffer */
+    lgd_buffer weights;
+    size_t n_weights; /* floats */
+
+    /* executor state */
+    size_t batch_cap;      /* batch the arenas are sized for */
+    lgd_buffer arena;      /* activations */
+    lgd_buffer grads;      /* cotangents */
+    lgd_buffer saved;      /* per-op saved scratch */
+    lgd_buffer work;       /* attention backward scratch */
+    size_t arena_per_row, arena_shared, grads_per_row, saved_per_row, work_per_row;
+    float *host_embed;     /* [max embed_dim] staging of sinusoidal embeddings */
+    int32_t max_embed;
+    unsigned char *written;/* per value, backward pass bookkeeping */
+    /* the forward pass the arenas hold (for a VJP right after it) */
+    int tape_valid;
+    const float *tape_x;
+    const float *tape_cond;
+    float tape_t;
+    size_t tape_batch;
+} nn_graph;
+
+/* Builder side */
+int nn_graph_add_value(nn_graph *g, int32_t c, int32_t h, int32_t w, int shared,
+                       int needs_grad);
+nn_op *nn_graph_add_op(nn_graph *g, nn_op_kind kind, int in0, int in1, int out);
+/* Lays out the arenas' per-row and shared sizes (after building). */
+void nn_graph_plan(nn_graph *g);
+void nn_graph_free(lgd_context *ctx, nn_graph *g);
+
+static inline size_t nn_value_numel(const nn_value *v)
+{
+    return (size_t)v->c * (size_t)v->h * (size_t)v->w;
+}
+
+/* Executor: all pointers backend memory. out may be NULL (keeps the result in the arena). */
+lgd_status nn_graph_forward(lgd_context *ctx, nn_graph *g, const float *x, float t,
+                            const float *cond, size_t batch, float *out);
+/* dx = (dF/dx)^T v, using the forward pass just run on the same x, t, cond and batch
+ * when the tape holds it (else runs it first). */
+lgd_status nn_graph_vjp(lgd_context *ctx, nn_graph *g, const float *x, float t,
+                        const float *cond, size_t batch, const float *v, float *dx);
+/* The output of the last forward pass (backend memory, [batch][out_dim]). */
+const float *nn_graph_output(const nn_graph *g);
+
+#endif
