@@ -178,9 +178,12 @@ static nn_op *op(builder *b, nn_op_kind kind, int in0, int in1, int out)
     return o;
 }
 
+/* value i; after a failure (i = -1) a read-only 1x1x1 stand-in, so that the layout code
+ * can run on to its end without checking every step (nothing is built once b->st is set) */
 static const nn_value *val(const builder *b, int i)
 {
-    return &b->g->values[i];
+    static const nn_value failed = { 1, 1, 1, 0, 0, 0, 0 };
+    return i >= 0 ? &b->g->values[i] : &failed;
 }
 
 /* the new value depends on the input if any of its inputs does */

@@ -462,10 +462,19 @@ START_TEST(loader_refuses_bad_files)
     char *path = fixture_path("unet", ".safetensors");
     unsigned char *b = read_all(path, &size), *e;
     lgd_network *net;
+    size_t before, after;
+    lgd_context_memory_usage(ctx, &before, NULL);
     TU_OK(ctx, lgd_network_load_memory(ctx, b, size, &net));
     int64_t params = lgd_network_parameter_count(net);
     ck_assert_int_gt(params, 1000);
+    /* loading holds one backend buffer: the weights, as floats */
+    lgd_context_memory_usage(ctx, &after, NULL);
+    ck_assert_msg(after - before == (size_t)params * sizeof(float),
+                  "loading holds %zu bytes, the weights are %zu", after - before,
+                  (size_t)params * sizeof(float));
     lgd_network_destroy(net);
+    lgd_context_memory_usage(ctx, &after, NULL);
+    ck_assert_msg(after == before, "destroying the network left %zu bytes", after - before);
 
     /* truncated anywhere: a clean format error */
     size_t stride = size / 97 + 1;
