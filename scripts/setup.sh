@@ -9,9 +9,10 @@ set -euo pipefail
 
 # libopenblas-openmp-dev: the OpenMP build of OpenBLAS, which shares our OpenMP threads
 # (meson.build prefers it). gfortran: openblas.pc lists -lgfortran in Libs.private, which the static link
-# of the install test (pkg-config --static lgd) needs.
+# of the install test (pkg-config --static lgd) needs. libdnnl-dev: oneDNN (OpenMP
+# build) for the CPU backend's GEMMs and convolutions (meson option onednn).
 packages=(gcc libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
-          libopenblas-dev libopenblas-openmp-dev gfortran valgrind)
+          libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev)
 
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     missing=()

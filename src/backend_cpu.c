@@ -1,5 +1,6 @@
 /*
- * backend_cpu.c - the CPU tensor backend: host memory, OpenMP loops, CBLAS GEMM.
+ * backend_cpu.c - the CPU tensor backend: host memory, OpenMP loops, CBLAS GEMM
+ * (oneDNN's sgemm when built with it, backend_cpu_dnnl.c).
  *
  * This is the reference implementation of every backend operation. Loops are
  * written so that each output element is computed by one thread in a fixed
@@ -36,6 +37,7 @@ static const char *cpu_name(lgd_backend *be) { return be->name; }
 
 static void cpu_destroy(lgd_backend *be)
 {
+    lgd_cpu_dnnl_release(be);
     lgd_cpu_nn_release(be);
     free(be);
 }
@@ -281,8 +283,12 @@ static void cpu_gemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t
                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                      float beta, float *C, size_t ldc)
 {
-    (void)be;
     if (M == 0 || N == 0)
+        return;
+    /* oneDNN's sgemm when built with it (backend_cpu_dnnl.c); OpenBLAS otherwise, and
+     * for what oneDNN leaves to it (small or K = 0 products, errors) */
+    if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                         beta, C, ldc) == 0)
         return;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha,
@@ -341,17 +347,30 @@ static void normal_stream(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
         uint64_t blk = blk0 + (rg % groups) * PHILOX_LANES;
         uint32_t w[4][PHILOX_LANES];
         philox_x8(blk, (uint32_t)(s->first_row + r), tag, s->seed, w);
-        float *o = out + r * n;
-        const float *mr = mean ? mean + r * cols : NULL;
-        for (int l = 0; l < PHILOX_LANES && blk + (uint64_t)l < blk1; l++) {
-            float z[4];
-            lgd_box_muller(w[0][l], w[1][l], &z[0], &z[1]);
-            lgd_box_muller(w[2][l], w[3][l], &z[2], &z[3]);
-            for (uint64_t e = 0; e < 4; e++) {
-                uint64_t f = (blk + (uint64_t)l) * 4 + e;
-                if (f >= f0 && f < f0 + n)
-                    o[f - f0] = mr ? mr[f % cols] + scale * z[e] : z[e];
+        /* the group's normals, then the part of them inside [f0, f0 + n) */
+        float z[4 * PHILOX_LANES];
+        uint64_t fa = blk * 4, fb = (blk + PHILOX_LANES) * 4;
+        fb = fb < blk1 * 4 ? fb : blk1 * 4;
+        for (uint64_t l = 0; l < (fb - fa) / 4; l++) {
+            lgd_box_muller(w[0][l], w[1][l], &z[4 * l], &z[4 * l + 1]);
+            lgd_box_muller(w[2][l], w[3][l], &z[4 * l + 2], &z[4 * l + 3]);
+        }
+        uint64_t a = fa > f0 ? fa : f0, b = fb < f0 + n ? fb : f0 + n;
+        if (a >= b)
+            continue;
+        float *o = out + r * n + (a - f0);
+        const float *zz = z + (a - fa);
+        size_t cnt = (size_t)(b - a);
+        if (mean) {
+            const float *mr = mean + r * cols;
+            size_t c = (size_t)(a % cols); /* one division per group, not per value */
+            for (size_t i = 0; i < cnt; i++) {
+                o[i] = mr[c] + scale * zz[i];
+                if (++c == cols)
+                    c = 0;
             }
+        } else {
+            memcpy(o, zz, cnt * sizeof *o);
         }
     }
 }
@@ -621,7 +640,9 @@ int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_op
     be->threads = 1;
     (void)threads;
 #endif
-    snprintf(be->name, sizeof be->name, "cpu (openblas, %d threads)", be->threads);
+    lgd_cpu_dnnl_init(be); /* be->onednn, from LGD_CPU_ONEDNN */
+    snprintf(be->name, sizeof be->name, "cpu (openblas%s, %d threads)",
+             be->onednn ? " + onednn" : "", be->threads);
     *out_be = be;
     *out_ops = &cpu_ops;
     return 0;

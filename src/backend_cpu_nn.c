@@ -15,6 +15,9 @@
  *
  * Every *_backward writes dx = result + beta dx; with beta = 0 the old content
  * of dx is never read (it may be NaN).
+ *
+ * Built with oneDNN (and not switched off by LGD_CPU_ONEDNN=0), the GEMMs and the
+ * convolutions go to backend_cpu_dnnl.c first; the paths here are the fallback.
  */
 #include <math.h>
 #include <stdint.h>
@@ -72,12 +75,18 @@ static float *scratch(lgd_backend *be, size_t floats)
     return p;
 }
 
+float *lgd_cpu_nn_scratch(lgd_backend *be, size_t floats) { return scratch(be, floats); }
+
 /* ------------------------------------------------------------------ GEMM */
 
-static void sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
-                  const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
-                  size_t ldc)
+/* oneDNN's sgemm when the backend uses it (backend_cpu_dnnl.c), else OpenBLAS */
+static void sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                  float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                  float beta, float *C, size_t ldc)
 {
+    if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                         beta, C, ldc) == 0)
+        return;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha,
                 A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
@@ -88,11 +97,11 @@ void lgd_cpu_gemm_batched(lgd_backend *be, int trans_a, int trans_b, size_t M, s
                           const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                           size_t ldc, size_t stride_c, size_t count)
 {
-    (void)be; /* one call after another: see the top of the file */
+    /* one call after another: see the top of the file */
     if (M == 0 || N == 0)
         return;
     for (size_t i = 0; i < count; i++)
-        sgemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb,
+        sgemm(be, trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb,
               beta, C + i * stride_c, ldc);
 }
 
@@ -381,6 +390,8 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
         return -1;
     if (p.n == 0)
         return 0;
+    if (be->onednn && lgd_cpu_dnnl_conv2d_forward(be, s, x, w, bias, y) == 0)
+        return 0; /* else im2col below (oneDNN off, or it failed) */
     float *col = NULL, *yt = NULL;
     if (!p.direct) {
         /* the im2col block, and for blocks of several images the GEMM's output */
@@ -394,7 +405,7 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
         for (size_t i0 = 0; i0 < p.n; i0 += p.ipb) {
             const size_t ni = p.n - i0 < p.ipb ? p.n - i0 : p.ipb, nb = ni * p.P;
             im2col(&p, x, i0, ni, 0, p.P, col, nb, nt, par_work(be, p.K * nb));
-            sgemm(0, 0, p.cout, nb, p.K, 1.0f, w, p.K, col, nb, 0.0f, yt, nb);
+            sgemm(be, 0, 0, p.cout, nb, p.K, 1.0f, w, p.K, col, nb, 0.0f, yt, nb);
             /* yt[co][j P + q] -> y[i0 + j][co][q] (+ bias) */
             NN_OMP_FOR(p.cout * nb)
             for (size_t u = 0; u < ni * p.cout; u++) {
@@ -429,10 +440,11 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
                 gbeta = 1.0f;
             }
             if (p.direct) {
-                sgemm(0, 0, p.cout, np, p.K, 1.0f, w, p.K, xi + p0, p.P, gbeta, yi + p0, p.P);
+                sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, xi + p0, p.P, gbeta, yi + p0,
+                      p.P);
             } else {
                 im2col(&p, x, i, 1, p0, p1, col, np, nt, par_work(be, p.K * np));
-                sgemm(0, 0, p.cout, np, p.K, 1.0f, w, p.K, col, np, gbeta, yi + p0, p.P);
+                sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, col, np, gbeta, yi + p0, p.P);
             }
         }
     }
@@ -447,10 +459,12 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
         return -1;
     if (p.n == 0)
         return 0;
+    if (be->onednn && lgd_cpu_dnnl_conv2d_backward_data(be, s, dy, w, beta, dx) == 0)
+        return 0; /* else im2col below (it left dx as it was, or beta = 0) */
     if (p.direct) {
         /* dx_i = W^T dy_i + beta dx_i (BLAS does not read C when beta = 0) */
         for (size_t i = 0; i < p.n; i++)
-            sgemm(1, 0, p.cin, p.P, p.cout, 1.0f, w, p.K, dy + i * p.cout * p.P, p.P, beta,
+            sgemm(be, 1, 0, p.cin, p.P, p.cout, 1.0f, w, p.K, dy + i * p.cout * p.P, p.P, beta,
                   dx + i * p.cin * p.plane, p.plane);
         return 0;
     }
@@ -480,7 +494,7 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
                        p.P * sizeof(float));
             }
             /* dcol[K][nb] = W^T dyt, scattered back onto the images' dx */
-            sgemm(1, 0, p.K, nb, p.cout, 1.0f, w, p.K, dyt, nb, 0.0f, col, nb);
+            sgemm(be, 1, 0, p.K, nb, p.cout, 1.0f, w, p.K, dyt, nb, 0.0f, col, nb);
             col2im(&p, col, nb, i0, ni, 0, p.P, dx, nt, par_work(be, p.K * nb));
         }
         return 0;
@@ -490,7 +504,7 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
         for (size_t t = 0; t < p.tiles; t++) {
             size_t p0 = t * p.pt, p1 = p0 + p.pt < p.P ? p0 + p.pt : p.P, np = p1 - p0;
             /* dcol[K][np] = W^T dy_i[:, p0:p1], scattered back onto dx_i */
-            sgemm(1, 0, p.K, np, p.cout, 1.0f, w, p.K, dyi + p0, p.P, 0.0f, col, np);
+            sgemm(be, 1, 0, p.K, np, p.cout, 1.0f, w, p.K, dyi + p0, p.P, 0.0f, col, np);
             col2im(&p, col, np, i, 1, p0, p1, dx, nt, par_work(be, p.K * np));
         }
     }
@@ -502,6 +516,17 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
 void lgd_cpu_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, const float *b,
                               size_t b_stride, float *y)
 {
+    if (s == 1) {
+        /* a linear layer's bias: rows of c */
+        NN_OMP_FOR(n * c)
+        for (size_t i = 0; i < n; i++) {
+            const float *bi = b + i * b_stride;
+            float *yr = y + i * c;
+            for (size_t k = 0; k < c; k++)
+                yr[k] += bi[k];
+        }
+        return;
+    }
     NN_OMP_FOR(n * c * s)
     for (size_t ic = 0; ic < n * c; ic++) {
         float bv = b[(ic / c) * b_stride + ic % c], *yr = y + ic * s;
@@ -547,18 +572,46 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
 #define NN_SQRT1_2 0.70710678118654752440f
 #define NN_INV_SQRT_2PI 0.39894228040143267794f
 
-/* sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow */
+/* exp(-a) for a in [0, 104], branch-free so that the loops using it vectorise (libm's
+ * expf is an opaque call): -a = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its
+ * Taylor polynomial of degree 7 (truncation 1.5e-8 relative), times 2^n built from the
+ * exponent bits in two factors so that results down to the subnormals come out right.
+ * Accurate to a few ulp. */
+static inline float exp_neg(float a)
+{
+    float x = -a;
+    float t = x * 1.44269504088896341f;
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest (|t| < 2^22) */
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f + r * (4.16666679e-2f +
+              r * (8.33333377e-3f + r * (1.38888892e-3f + r * 1.98412701e-4f))))));
+    int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float f1, f2;
+    memcpy(&f1, &b1, sizeof f1);
+    memcpy(&f2, &b2, sizeof f2);
+    return p * f1 * f2;
+}
+
+/* sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow. Branch-free
+ * (selections on bits; with -ftrapping-math the compiler may not if-convert float
+ * selects), so the activation loops vectorise. |x| is clamped at 104, where exp(-|x|)
+ * has underflowed; a NaN x gives finite s, but x s and the derivative stay NaN. */
 static inline void sigmoid2(float x, float *s, float *sm)
 {
-    if (x >= 0.0f) {
-        float e = expf(-x), v = 1.0f / (1.0f + e);
-        *s = v;
-        *sm = e * v;
-    } else {
-        float e = expf(x), v = 1.0f / (1.0f + e);
-        *s = e * v;
-        *sm = v;
-    }
+    uint32_t xb, ab, vb, evb;
+    memcpy(&xb, &x, sizeof xb);
+    ab = xb & 0x7fffffffu;
+    ab = ab > 0x42d00000u ? 0x42d00000u : ab; /* 104.0f */
+    float a;
+    memcpy(&a, &ab, sizeof a);
+    float e = exp_neg(a), v = 1.0f / (1.0f + e), ev = e * v;
+    memcpy(&vb, &v, sizeof vb);
+    memcpy(&evb, &ev, sizeof evb);
+    uint32_t neg = 0u - (xb >> 31); /* all ones when the sign bit is set */
+    uint32_t sb = (vb & ~neg) | (evb & neg), smb = (evb & ~neg) | (vb & neg);
+    memcpy(s, &sb, sizeof sb);
+    memcpy(sm, &smb, sizeof smb);
 }
 
 /* GELU x Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) (no cancellation for x << 0), and its
@@ -582,6 +635,44 @@ static inline float gelu_grad(float x)
     return 0.5f * erfcf(-x * NN_SQRT1_2) + x * NN_INV_SQRT_2PI * expf(-0.5f * x * x);
 }
 
+/* SiLU kernels on a range, compiled for AVX-512 and AVX2 beside the baseline and chosen
+ * at load time (GCC/clang function multiversioning). ISO C mode contracts no FMAs, so
+ * every version computes bit-identical results. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
+NN_CLONES static void silu_range(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s, sm;
+        sigmoid2(x[i], &s, &sm);
+        y[i] = x[i] * s;
+    }
+}
+
+NN_CLONES static void silu_grad_range(size_t n, const float *x, const float *dy, float beta,
+                                      float *dx)
+{
+    if (beta == 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            float s, sm, v = x[i];
+            sigmoid2(v, &s, &sm);
+            dx[i] = dy[i] * (s * (1.0f + v * sm));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float s, sm, v = x[i];
+            sigmoid2(v, &s, &sm);
+            dx[i] = dy[i] * (s * (1.0f + v * sm)) + beta * dx[i];
+        }
+    }
+}
+
+#define NN_ACT_BLOCK 4096
+
 void lgd_cpu_activation(lgd_backend *be, lgd_activation f, size_t count, const float *x,
                         float *y)
 {
@@ -590,11 +681,11 @@ void lgd_cpu_activation(lgd_backend *be, lgd_activation f, size_t count, const f
         for (size_t i = 0; i < count; i++)
             y[i] = gelu(x[i]);
     } else {
+        size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
         NN_OMP_FOR(count * 4)
-        for (size_t i = 0; i < count; i++) {
-            float s, sm;
-            sigmoid2(x[i], &s, &sm);
-            y[i] = x[i] * s;
+        for (size_t k = 0; k < blocks; k++) {
+            size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
+            silu_range(n, x + i0, y + i0);
         }
     }
 }
@@ -609,12 +700,11 @@ void lgd_cpu_activation_backward(lgd_backend *be, lgd_activation f, size_t count
             dx[i] = beta == 0.0f ? g : g + beta * dx[i];
         }
     } else {
+        size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
         NN_OMP_FOR(count * 4)
-        for (size_t i = 0; i < count; i++) {
-            float s, sm, v = x[i];
-            sigmoid2(v, &s, &sm);
-            float g = dy[i] * (s * (1.0f + v * sm));
-            dx[i] = beta == 0.0f ? g : g + beta * dx[i];
+        for (size_t k = 0; k < blocks; k++) {
+            size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
+            silu_grad_range(n, x + i0, dy + i0, beta, dx + i0);
         }
     }
 }

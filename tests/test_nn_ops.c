@@ -13,6 +13,9 @@
  * garbage in dx) is checked for every backward op, and results must be bitwise
  * identical with 1 and 2 threads.
  *
+ * Built with oneDNN (LGD_HAVE_DNNL), the oneDNN GEMMs and convolutions are also
+ * compared with a second backend opened with LGD_CPU_ONEDNN=0 (OpenBLAS, im2col).
+ *
  * LGD_TEST_QUICK=1 (the valgrind pass) uses smaller sizes for the thread checks.
  */
 #include "testutil.h"
@@ -24,7 +27,9 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_nn.h" /* struct lgd_backend: onednn, dnnl_conv_calls */
 #include "internal.h"
+#include "lgd_config.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -567,6 +572,206 @@ START_TEST(gemm_batched_vs_gemm)
     cpu_close(&c);
 }
 END_TEST
+
+/* ------------------------------------------------- oneDNN vs OpenBLAS / im2col */
+
+#if LGD_HAVE_DNNL
+/* A backend opened with LGD_CPU_ONEDNN set to `value` (the environment restored). */
+static cpu_be cpu_open_onednn(int threads, const char *value)
+{
+    const char *env = getenv("LGD_CPU_ONEDNN");
+    char *saved = env ? strdup(env) : NULL;
+    ck_assert_int_eq(setenv("LGD_CPU_ONEDNN", value, 1), 0);
+    cpu_be c = cpu_open(threads);
+    if (saved) {
+        setenv("LGD_CPU_ONEDNN", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("LGD_CPU_ONEDNN");
+    }
+    return c;
+}
+
+/* got against a float result of another path (as a double reference) */
+static void check_rel_f(const char *what, const float *got, const float *want, size_t n,
+                        double tol)
+{
+    double *wd = to_double(want, n);
+    check_rel(what, got, wd, n, tol);
+    free(wd);
+}
+
+/* Every convolution case through oneDNN and through im2col: forward with and without
+ * bias (over NaN in y), backward data with beta = 0 over NaN and beta = 1 over old
+ * values; the oneDNN backend must have done each of them itself. */
+START_TEST(conv2d_onednn_vs_im2col)
+{
+    tu_rng r = { 511 };
+    cpu_be d = cpu_open_onednn(2, "1"), c = cpu_open_onednn(2, "0");
+    ck_assert_int_eq(d.be->onednn, 1);
+    ck_assert_int_eq(c.be->onednn, 0);
+    for (size_t t = 0; t < N_CONV_CASES; t++) {
+        lgd_conv_shape s = conv_shape(conv_cases[t]);
+        size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
+        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *b = randn(&r, s.c_out, 1.0f);
+        float *dy = randn(&r, ny, 1.0f), *old = randn(&r, nx, 1.0f);
+        float *yd = fvec(ny), *yc = fvec(ny), *dxd = fvec(nx), *dxc = fvec(nx);
+        char what[96];
+        for (int pass = 0; pass < 2; pass++) { /* the second pass: cached primitives */
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                const float *bias = with_bias ? b : NULL;
+                uint64_t calls = d.be->dnnl_conv_calls;
+                fill_const(yd, ny, NAN);
+                ck_assert_int_eq(d.ops->conv2d_forward(d.be, &s, x, w, bias, yd), 0);
+                ck_assert_msg(d.be->dnnl_conv_calls == calls + 1,
+                              "conv case %zu: the forward did not run on oneDNN", t);
+                ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, bias, yc), 0);
+                snprintf(what, sizeof what, "oneDNN conv case %zu%s", t,
+                         with_bias ? " + bias" : "");
+                check_finite(what, yd, ny);
+                check_rel_f(what, yd, yc, ny, 2e-5);
+            }
+            for (int beta = 0; beta < 2; beta++) {
+                if (beta) {
+                    memcpy(dxd, old, nx * sizeof(float));
+                    memcpy(dxc, old, nx * sizeof(float));
+                } else {
+                    fill_const(dxd, nx, NAN);
+                    fill_const(dxc, nx, NAN);
+                }
+                uint64_t calls = d.be->dnnl_conv_calls;
+                ck_assert_int_eq(d.ops->conv2d_backward_data(d.be, &s, dy, w, (float)beta, dxd), 0);
+                ck_assert_msg(d.be->dnnl_conv_calls == calls + 1,
+                              "conv case %zu: the backward did not run on oneDNN", t);
+                ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, dy, w, (float)beta, dxc), 0);
+                snprintf(what, sizeof what, "oneDNN conv^T case %zu beta %d", t, beta);
+                check_finite(what, dxd, nx);
+                check_rel_f(what, dxd, dxc, nx, 2e-5);
+            }
+        }
+        free(x);
+        free(w);
+        free(b);
+        free(dy);
+        free(old);
+        free(yd);
+        free(yc);
+        free(dxd);
+        free(dxc);
+    }
+    cpu_close(&d);
+    cpu_close(&c);
+}
+END_TEST
+
+/* More shapes than the backend caches primitives for, twice: evicted shapes are set
+ * up again and give the same bytes. */
+START_TEST(conv2d_onednn_cache)
+{
+    tu_rng r = { 512 };
+    cpu_be d = cpu_open_onednn(1, "1");
+    /* 8 -> 4 channels, 3x3 (oneDNN's blocked layouts), widths 3, 4, ... */
+    const size_t shapes = LGD_DNNL_CONV_CACHE + 8;
+    const conv_case widest = { 1, 8, 3, 3 + (int32_t)shapes, 4, 3, 3, 1, 1, 1, 1 };
+    lgd_conv_shape sw = conv_shape(widest);
+    const size_t ny_max = conv_ny(&sw);
+    float *x = randn(&r, conv_nx(&sw), 1.0f), *w = randn(&r, conv_nw(&sw), 0.5f);
+    float *first = fvec(shapes * ny_max), *y = fvec(ny_max);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < shapes; i++) {
+            conv_case k = widest;
+            k.w = 3 + (int32_t)i;
+            lgd_conv_shape s = conv_shape(k);
+            float *out = pass ? y : first + i * ny_max;
+            ck_assert_int_eq(d.ops->conv2d_forward(d.be, &s, x, w, NULL, out), 0);
+            if (pass)
+                check_bytes_eq("conv after eviction", y, first + i * ny_max,
+                               conv_ny(&s) * sizeof(float));
+        }
+    ck_assert_uint_eq(d.be->dnnl_conv_calls, 2 * shapes);
+    free(x);
+    free(w);
+    free(first);
+    free(y);
+    cpu_close(&d);
+}
+END_TEST
+
+/* gemm and gemm_batched through oneDNN's sgemm (products large enough for it) against
+ * OpenBLAS and the double reference: every transposition, padded leading dimensions,
+ * beta = 0 over NaN (must not be read) and beta = 1. */
+START_TEST(gemm_onednn_vs_openblas)
+{
+    tu_rng r = { 513 };
+    cpu_be d = cpu_open_onednn(2, "1"), c = cpu_open_onednn(2, "0");
+    const size_t M = 45, N = 37, K = 29, count = 3;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int beta = 0; beta < 2; beta++) {
+                size_t arows = ta ? K : M, acols = ta ? M : K, brows = tb ? N : K,
+                       bcols = tb ? K : N;
+                size_t lda = acols + 3, ldb = bcols + 1, ldc = N + 2;
+                size_t sa = arows * lda, sb = brows * ldb, sc = M * ldc;
+                float *A = randn(&r, count * sa, 1.0f), *B = randn(&r, count * sb, 1.0f);
+                float *C0 = randn(&r, count * sc, 1.0f);
+                float *Cd = fcopy(C0, count * sc), *Cc = fcopy(C0, count * sc);
+                float *Cb = fcopy(C0, count * sc);
+                if (!beta) {
+                    fill_const(Cd, count * sc, NAN);
+                    fill_const(Cb, count * sc, NAN);
+                }
+                float *Cin = fcopy(Cb, count * sc);
+                d.ops->gemm(d.be, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, (float)beta, Cd, ldc);
+                c.ops->gemm(c.be, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, (float)beta, Cc, ldc);
+                d.ops->gemm_batched(d.be, ta, tb, M, N, K, 0.5f, A, lda, sa, B, ldb, sb,
+                                    (float)beta, Cb, ldc, sc, count);
+                double *ref = dvec(M * N);
+                float *got = fvec(M * N), *gotc = fvec(M * N), *gotb = fvec(M * N);
+                for (size_t i = 0; i < count; i++) {
+                    ref_gemm(ta, tb, M, N, K, 0.5, A + i * sa, lda, B + i * sb, ldb, beta,
+                             C0 + i * sc, ldc, ref);
+                    for (size_t m = 0; m < M; m++)
+                        for (size_t n = 0; n < N; n++) {
+                            gotb[m * N + n] = Cb[i * sc + m * ldc + n];
+                            if (i == 0) {
+                                got[m * N + n] = Cd[m * ldc + n];
+                                gotc[m * N + n] = Cc[m * ldc + n];
+                            }
+                        }
+                    char what[96];
+                    snprintf(what, sizeof what, "oneDNN gemm_batched ta %d tb %d beta %d item %zu",
+                             ta, tb, beta, i);
+                    check_rel(what, gotb, ref, M * N, 1e-5);
+                    if (i == 0) {
+                        snprintf(what, sizeof what, "oneDNN gemm ta %d tb %d beta %d", ta, tb,
+                                 beta);
+                        check_rel(what, got, ref, M * N, 1e-5);
+                        check_rel_f(what, got, gotc, M * N, 2e-5);
+                        /* gemm and an item of gemm_batched: the same path, the same bytes */
+                        check_bytes_eq(what, got, gotb, M * N * sizeof(float));
+                    }
+                }
+                /* the padding of the rows of C is untouched */
+                for (size_t j = 0; j < count * sc; j++)
+                    if (j % ldc >= N && memcmp(&Cb[j], &Cin[j], sizeof(float)) != 0)
+                        ck_abort_msg("oneDNN gemm_batched wrote into the padding at %zu", j);
+                free(A);
+                free(B);
+                free(C0);
+                free(Cd);
+                free(Cc);
+                free(Cb);
+                free(Cin);
+                free(ref);
+                free(got);
+                free(gotc);
+                free(gotb);
+            }
+    cpu_close(&d);
+    cpu_close(&c);
+}
+END_TEST
+#endif
 
 /* --------------------------------------------------------- per-channel affine ops */
 
@@ -1154,6 +1359,14 @@ static Suite *nn_ops_suite(void)
     tcase_add_test(tc, conv2d_backward_data_vjp);
     tcase_add_test(tc, gemm_batched_vs_gemm);
     suite_add_tcase(s, tc);
+
+#if LGD_HAVE_DNNL
+    tc = tcase_create("onednn");
+    tcase_add_test(tc, conv2d_onednn_vs_im2col);
+    tcase_add_test(tc, conv2d_onednn_cache);
+    tcase_add_test(tc, gemm_onednn_vs_openblas);
+    suite_add_tcase(s, tc);
+#endif
 
     tc = tcase_create("layers");
     tcase_add_test(tc, channel_bias_scale_shift);
