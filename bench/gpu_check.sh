@@ -11,6 +11,9 @@
 #   deps.log           dependency checks (and apt-get output when something was missing)
 #   setup.log build.log test.log testlog.txt   meson configure / ninja / meson test
 #   bench_gpu.md bench_gpu.log                 the benchmark table and its stderr
+#   network_test.log                           the network suite (issue 6) on this machine's CPU
+#   bench_network_NAME.md                      one guided step on bench/networks/NAME.safetensors
+#                                              (made beforehand with tools/lgd_convert.py) on CUDA
 #
 # Needs: the CUDA toolkit (nvcc; /usr/local/cuda/bin is added to PATH), meson, ninja,
 # pkg-config, a C compiler, Check and OpenBLAS. Missing Debian packages are installed
@@ -137,6 +140,13 @@ write_report() {
             echo '```'
             echo
         fi
+        for f in "$out"/bench_network_*.md; do
+            [ -s "$f" ] || continue
+            echo "## Network benchmark ($(basename "$f"))"
+            echo
+            sed 's/^## /### /' "$f"
+            echo
+        done
         if [ -s "$out/bench_gpu.md" ]; then
             echo "## Benchmark"
             echo
@@ -304,4 +314,22 @@ if [ -x "$build/bench/bench-gpu" ]; then
 else
     record "bench-gpu" "FAILED (not built)" 0 build.log
 fi
+# ---- networks from files (issue 6) ----
+# the network suite (CPU backend on this machine), then one guided step on networks
+# made here by tools/lgd_convert.py (bench/networks/NAME.safetensors, not committed)
+if [ -x "$build/tests/test_network" ]; then
+    run_step "meson test network (CPU)" network_test.log 180 \
+        meson test -C "$build" network --print-errorlogs --num-processes 1 || true
+fi
+for spec in "mlp 4096" "unet 64"; do
+    set -- $spec
+    f=$repo/bench/networks/$1.safetensors
+    [ -f "$f" ] && [ -x "$build/bench/bench-network" ] || continue
+    # shellcheck disable=SC2016 # $1.. expand in the inner shell
+    run_step "bench-network $1 (cuda, batch $2)" "bench_network_$1.log" 150 \
+        bash -c '"$1" --backend cuda --module "$2" --file "$3" --batch "$4" --reps 20 \
+            --label "$5 (bench/networks/$5.json)" > "$6"' _ "$build/bench/bench-network" \
+        "$module" "$f" "$2" "$1" "$out/bench_network_$1.md" || true
+    [ -s "$out/bench_network_$1.md" ] && cat "$out/bench_network_$1.md"
+done
 exit "$overall"
