@@ -22,7 +22,7 @@ bench=$build/bench/bench-network
 work=$(mktemp -d "${TMPDIR:-/tmp}/lgd-netbench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for net in mlp unet unet_large; do
-    "$python" "$root/tools/lgd_convert.py" export --arch "$net" \
+    "$python" "$root/tools/lgd_convert.py" export --arch "${net%_large}" \
         --config "$root/bench/networks/$net.json" --random-init --seed 1 \
         --out "$work/$net.safetensors" >/dev/null
 done
