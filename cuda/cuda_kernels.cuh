@@ -117,4 +117,16 @@ static inline unsigned lgd_row_blocks(const lgd_backend *be, size_t rows, int G)
         LGD_CUDA_LAUNCHED((be), #KERNEL);                                               \
     } while (0)
 
+/* Launches KERNEL<uint32_t> or KERNEL<size_t> over n elements on the backend's stream
+ * (32-bit indices, with cheaper divisions, whenever the count allows). */
+#define LGD_LAUNCH_FLAT(be, n, KERNEL, ...)                                             \
+    do {                                                                                \
+        unsigned blocks_ = lgd_cuda_blocks((be), (n), LGD_THREADS);                     \
+        if ((n) <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)blocks_)             \
+            KERNEL<uint32_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);   \
+        else                                                                            \
+            KERNEL<size_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);     \
+        LGD_CUDA_LAUNCHED((be), #KERNEL);                                               \
+    } while (0)
+
 #endif

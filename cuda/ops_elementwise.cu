@@ -8,16 +8,6 @@
  */
 #include "cuda_kernels.cuh"
 
-/* Launches KERNEL<uint32_t> or KERNEL<size_t> over n elements. */
-#define LGD_LAUNCH_FLAT(be, n, KERNEL, ...)                                             \
-    do {                                                                                \
-        unsigned blocks_ = lgd_cuda_blocks((be), (n), LGD_THREADS);                     \
-        if ((n) <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)blocks_)             \
-            KERNEL<uint32_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);   \
-        else                                                                            \
-            KERNEL<size_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);     \
-        LGD_CUDA_LAUNCHED((be), #KERNEL);                                               \
-    } while (0)
 
 template <typename I> __global__ void fill_kernel(float *x, size_t n, float value)
 {

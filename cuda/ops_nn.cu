@@ -12,17 +12,6 @@
  */
 #include "cuda_kernels.cuh"
 
-/* Launches KERNEL<uint32_t> or KERNEL<size_t> over n elements (32-bit indices,
- * with cheaper divisions, whenever the count allows). */
-#define LGD_NN_LAUNCH(be, n, KERNEL, ...)                                               \
-    do {                                                                                \
-        unsigned blocks_ = lgd_cuda_blocks((be), (n), LGD_THREADS);                     \
-        if ((n) <= (size_t)UINT32_MAX - 2u * LGD_THREADS * (size_t)blocks_)             \
-            KERNEL<uint32_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);   \
-        else                                                                            \
-            KERNEL<size_t><<<blocks_, LGD_THREADS, 0, (be)->stream>>>(__VA_ARGS__);     \
-        LGD_CUDA_LAUNCHED((be), #KERNEL);                                               \
-    } while (0)
 
 /* result + beta * old, never reading old when beta is 0 */
 __device__ __forceinline__ float lgd_acc(float result, float beta, const float *old)
@@ -50,7 +39,7 @@ extern "C" void lgd_cuda_add_channel_bias(lgd_backend *be, size_t n, size_t c, s
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, add_channel_bias_kernel, total, c, s, b, b_stride, y);
+    LGD_LAUNCH_FLAT(be, total, add_channel_bias_kernel, total, c, s, b, b_stride, y);
 }
 
 template <typename I>
@@ -75,7 +64,7 @@ extern "C" void lgd_cuda_scale_shift(lgd_backend *be, size_t n, size_t c, size_t
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, scale_shift_kernel, total, c, s, x, scale, shift, stride, y);
+    LGD_LAUNCH_FLAT(be, total, scale_shift_kernel, total, c, s, x, scale, shift, stride, y);
 }
 
 template <typename I>
@@ -99,7 +88,7 @@ extern "C" void lgd_cuda_scale_shift_backward(lgd_backend *be, size_t n, size_t 
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, scale_shift_backward_kernel, total, c, s, dy, scale, stride, beta,
+    LGD_LAUNCH_FLAT(be, total, scale_shift_backward_kernel, total, c, s, dy, scale, stride, beta,
                   dx);
 }
 
@@ -152,7 +141,7 @@ extern "C" void lgd_cuda_activation(lgd_backend *be, lgd_activation f, size_t co
     if (count == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, count, activation_kernel, (int)f, count, x, y);
+    LGD_LAUNCH_FLAT(be, count, activation_kernel, (int)f, count, x, y);
 }
 
 template <typename I>
@@ -183,7 +172,7 @@ extern "C" void lgd_cuda_activation_backward(lgd_backend *be, lgd_activation f, 
     if (count == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, count, activation_backward_kernel, (int)f, count, x, dy, beta, dx);
+    LGD_LAUNCH_FLAT(be, count, activation_backward_kernel, (int)f, count, x, dy, beta, dx);
 }
 
 /* ---- group norm ----
@@ -321,7 +310,7 @@ extern "C" void lgd_cuda_upsample_nearest(lgd_backend *be, size_t planes, size_t
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, upsample_nearest_kernel, total, h, w, fh, fw, x, y);
+    LGD_LAUNCH_FLAT(be, total, upsample_nearest_kernel, total, h, w, fh, fw, x, y);
 }
 
 /* dx[p][i][j] = sum over the fh x fw block of dy at (i, j) + beta dx */
@@ -351,7 +340,7 @@ extern "C" void lgd_cuda_upsample_nearest_backward(lgd_backend *be, size_t plane
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, upsample_nearest_backward_kernel, total, h, w, fh, fw, dy, beta,
+    LGD_LAUNCH_FLAT(be, total, upsample_nearest_backward_kernel, total, h, w, fh, fw, dy, beta,
                   dx);
 }
 
@@ -383,7 +372,7 @@ extern "C" void lgd_cuda_avg_pool(lgd_backend *be, size_t planes, size_t h, size
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, avg_pool_kernel, total, h, w, fh, fw, x, y);
+    LGD_LAUNCH_FLAT(be, total, avg_pool_kernel, total, h, w, fh, fw, x, y);
 }
 
 /* dx[p][i][j] = dy[p][i / fh][j / fw] / (fh fw) + beta dx, dx of h x w */
@@ -409,7 +398,7 @@ extern "C" void lgd_cuda_avg_pool_backward(lgd_backend *be, size_t planes, size_
     if (total == 0 || fh == 0 || fw == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, avg_pool_backward_kernel, total, h, w, fh, fw, dy, beta, dx);
+    LGD_LAUNCH_FLAT(be, total, avg_pool_backward_kernel, total, h, w, fh, fw, dy, beta, dx);
 }
 
 /* ---- row copies, transposes ---- */
@@ -432,7 +421,7 @@ extern "C" void lgd_cuda_copy_rows(lgd_backend *be, size_t rows, size_t cols, co
     if (total == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_NN_LAUNCH(be, total, copy_rows_kernel, total, cols, src, lds, beta, dst, ldd);
+    LGD_LAUNCH_FLAT(be, total, copy_rows_kernel, total, cols, src, lds, beta, dst, ldd);
 }
 
 /* y[b][j][i] = x[b][i][j] + beta y[b][j][i] through 32 x 32 shared-memory tiles
@@ -515,7 +504,7 @@ extern "C" int lgd_cuda_im2col(lgd_backend *be, const lgd_conv_shape *s, size_t 
                    (size_t)s->w_out;
     if (total == 0)
         return 0;
-    LGD_NN_LAUNCH(be, total, im2col_kernel, total, *s, x, col);
+    LGD_LAUNCH_FLAT(be, total, im2col_kernel, total, *s, x, col);
     return be->failed ? -1 : 0;
 }
 
@@ -562,6 +551,6 @@ extern "C" int lgd_cuda_col2im(lgd_backend *be, const lgd_conv_shape *s, size_t 
     size_t total = nb * (size_t)s->c_in * (size_t)s->h * (size_t)s->w;
     if (total == 0)
         return 0;
-    LGD_NN_LAUNCH(be, total, col2im_kernel, total, *s, dcol, beta, dx);
+    LGD_LAUNCH_FLAT(be, total, col2im_kernel, total, *s, dcol, beta, dx);
     return be->failed ? -1 : 0;
 }
