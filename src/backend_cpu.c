@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -277,22 +276,6 @@ static void cpu_finite_flag(lgd_backend *be, const float *x, size_t n, float *fl
 {
     if (!cpu_all_finite(be, x, n))
         *flag = 1.0f;
-}
-
-static void cpu_gemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                     float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                     float beta, float *C, size_t ldc)
-{
-    if (M == 0 || N == 0)
-        return;
-    /* oneDNN's sgemm when built with it (backend_cpu_dnnl.c); OpenBLAS otherwise, and
-     * for what oneDNN leaves to it (small or K = 0 products, errors) */
-    if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
-                                         beta, C, ldc) == 0)
-        return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha,
-                A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
 }
 
 /* Eight Philox4x32-10 blocks at consecutive 64-bit block indices blk..blk+7 (split
@@ -597,7 +580,7 @@ static const lgd_backend_ops cpu_ops = {
     .logsumexp_rows = cpu_logsumexp_rows,
     .all_finite = cpu_all_finite,
     .finite_flag = cpu_finite_flag,
-    .gemm = cpu_gemm,
+    .gemm = lgd_cpu_sgemm,
     .normal = cpu_normal,
     .mc_draws = cpu_mc_draws,
     .uniform = cpu_uniform,

@@ -79,11 +79,14 @@ float *lgd_cpu_nn_scratch(lgd_backend *be, size_t floats) { return scratch(be, f
 
 /* ------------------------------------------------------------------ GEMM */
 
-/* oneDNN's sgemm when the backend uses it (backend_cpu_dnnl.c), else OpenBLAS */
-static void sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
-                  float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                  float beta, float *C, size_t ldc)
+void lgd_cpu_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                   float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                   float beta, float *C, size_t ldc)
 {
+    if (M == 0 || N == 0)
+        return;
+    /* oneDNN's sgemm when built with it (backend_cpu_dnnl.c); OpenBLAS otherwise, and
+     * for what oneDNN leaves to it (small or K = 0 products, errors) */
     if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
                                          beta, C, ldc) == 0)
         return;
@@ -98,11 +101,9 @@ void lgd_cpu_gemm_batched(lgd_backend *be, int trans_a, int trans_b, size_t M, s
                           size_t ldc, size_t stride_c, size_t count)
 {
     /* one call after another: see the top of the file */
-    if (M == 0 || N == 0)
-        return;
     for (size_t i = 0; i < count; i++)
-        sgemm(be, trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb,
-              beta, C + i * stride_c, ldc);
+        lgd_cpu_sgemm(be, trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda,
+                      B + i * stride_b, ldb, beta, C + i * stride_c, ldc);
 }
 
 /* ------------------------------------------------------------------ convolution */
@@ -405,7 +406,7 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
         for (size_t i0 = 0; i0 < p.n; i0 += p.ipb) {
             const size_t ni = p.n - i0 < p.ipb ? p.n - i0 : p.ipb, nb = ni * p.P;
             im2col(&p, x, i0, ni, 0, p.P, col, nb, nt, par_work(be, p.K * nb));
-            sgemm(be, 0, 0, p.cout, nb, p.K, 1.0f, w, p.K, col, nb, 0.0f, yt, nb);
+            lgd_cpu_sgemm(be, 0, 0, p.cout, nb, p.K, 1.0f, w, p.K, col, nb, 0.0f, yt, nb);
             /* yt[co][j P + q] -> y[i0 + j][co][q] (+ bias) */
             NN_OMP_FOR(p.cout * nb)
             for (size_t u = 0; u < ni * p.cout; u++) {
@@ -440,11 +441,12 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
                 gbeta = 1.0f;
             }
             if (p.direct) {
-                sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, xi + p0, p.P, gbeta, yi + p0,
-                      p.P);
+                lgd_cpu_sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, xi + p0, p.P, gbeta,
+                              yi + p0, p.P);
             } else {
                 im2col(&p, x, i, 1, p0, p1, col, np, nt, par_work(be, p.K * np));
-                sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, col, np, gbeta, yi + p0, p.P);
+                lgd_cpu_sgemm(be, 0, 0, p.cout, np, p.K, 1.0f, w, p.K, col, np, gbeta, yi + p0,
+                              p.P);
             }
         }
     }
@@ -464,8 +466,8 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
     if (p.direct) {
         /* dx_i = W^T dy_i + beta dx_i (BLAS does not read C when beta = 0) */
         for (size_t i = 0; i < p.n; i++)
-            sgemm(be, 1, 0, p.cin, p.P, p.cout, 1.0f, w, p.K, dy + i * p.cout * p.P, p.P, beta,
-                  dx + i * p.cin * p.plane, p.plane);
+            lgd_cpu_sgemm(be, 1, 0, p.cin, p.P, p.cout, 1.0f, w, p.K, dy + i * p.cout * p.P,
+                          p.P, beta, dx + i * p.cin * p.plane, p.plane);
         return 0;
     }
     /* the column block, and for blocks of several images dy gathered side by side */
@@ -494,7 +496,7 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
                        p.P * sizeof(float));
             }
             /* dcol[K][nb] = W^T dyt, scattered back onto the images' dx */
-            sgemm(be, 1, 0, p.K, nb, p.cout, 1.0f, w, p.K, dyt, nb, 0.0f, col, nb);
+            lgd_cpu_sgemm(be, 1, 0, p.K, nb, p.cout, 1.0f, w, p.K, dyt, nb, 0.0f, col, nb);
             col2im(&p, col, nb, i0, ni, 0, p.P, dx, nt, par_work(be, p.K * nb));
         }
         return 0;
@@ -504,7 +506,7 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
         for (size_t t = 0; t < p.tiles; t++) {
             size_t p0 = t * p.pt, p1 = p0 + p.pt < p.P ? p0 + p.pt : p.P, np = p1 - p0;
             /* dcol[K][np] = W^T dy_i[:, p0:p1], scattered back onto dx_i */
-            sgemm(be, 1, 0, p.K, np, p.cout, 1.0f, w, p.K, dyi + p0, p.P, 0.0f, col, np);
+            lgd_cpu_sgemm(be, 1, 0, p.K, np, p.cout, 1.0f, w, p.K, dyi + p0, p.P, 0.0f, col, np);
             col2im(&p, col, np, i, 1, p0, p1, dx, nt, par_work(be, p.K * np));
         }
     }

@@ -64,6 +64,11 @@ int lgd_cpu_dnnl_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const 
 int lgd_cpu_dnnl_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s,
                                       const float *dy, const float *w, float beta, float *dx);
 
+/* C = alpha op(A) op(B) + beta C, row-major: oneDNN's sgemm when the backend has it,
+ * OpenBLAS otherwise (the backend's gemm op, and every GEMM of the layers) */
+void lgd_cpu_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                   float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                   float beta, float *C, size_t ldc);
 void lgd_cpu_gemm_batched(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N,
                           size_t K, float alpha, const float *A, size_t lda, size_t stride_a,
                           const float *B, size_t ldb, size_t stride_b, float beta, float *C,

@@ -61,6 +61,15 @@ static char *dup_str(const char *s)
     return d;
 }
 
+/* index of s among names[n], or -1 */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
 /* the adapter named by the metadata; LGD_ERR_FORMAT on unknown names */
 static lgd_status read_adapter(lgd_context *ctx, const lgd_st_file *f, lgd_network *net)
 {
@@ -69,10 +78,7 @@ static lgd_status read_adapter(lgd_context *ctx, const lgd_st_file *f, lgd_netwo
     lgd_adapter_options o = LGD_ADAPTER_OPTIONS_INIT;
     const char *p = lgd_st_meta_get(f, "lgd.prediction");
     if (p) {
-        int k = -1;
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(p, predictions[i]))
-                k = i;
+        int k = name_index(predictions, 4, p);
         if (k < 0)
             return lgd_error(ctx, LGD_ERR_FORMAT,
                              "network file: unknown lgd.prediction \"%.40s\" (eps, x0, v, edm)", p);
@@ -80,10 +86,7 @@ static lgd_status read_adapter(lgd_context *ctx, const lgd_st_file *f, lgd_netwo
     }
     const char *t = lgd_st_meta_get(f, "lgd.time_input");
     if (t) {
-        int k = -1;
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(t, times[i]))
-                k = i;
+        int k = name_index(times, 4, t);
         if (k < 0)
             return lgd_error(ctx, LGD_ERR_FORMAT,
                              "network file: unknown lgd.time_input \"%.40s\" (discrete, "

@@ -379,22 +379,15 @@ static int add(builder *b, int x, int y)
     return op(b, NN_ADD, x, y, z) ? z : -1;
 }
 
-static int add_channel(builder *b, int x, int e)
+/* NN_ADD_CHANNEL or NN_SCALE_SHIFT: x modulated by a per-channel embedding e (which
+ * carries no cotangent) */
+static int modulate(builder *b, nn_op_kind kind, int x, int e)
 {
     if (b->st)
         return -1;
     const nn_value *vx = val(b, x);
     int z = value(b, vx->c, vx->h, vx->w, shared_of(b, x, e), grad_of(b, x, -1));
-    return op(b, NN_ADD_CHANNEL, x, e, z) ? z : -1;
-}
-
-static int scale_shift(builder *b, int x, int e)
-{
-    if (b->st)
-        return -1;
-    const nn_value *vx = val(b, x);
-    int z = value(b, vx->c, vx->h, vx->w, shared_of(b, x, e), grad_of(b, x, -1));
-    return op(b, NN_SCALE_SHIFT, x, e, z) ? z : -1;
+    return op(b, kind, x, e, z) ? z : -1;
 }
 
 static int concat(builder *b, int x, int y)
@@ -497,9 +490,9 @@ static int resblock(builder *b, const unet_cfg *u, int x, int emb_act, int32_t c
     join(name, sizeof name, prefix, "out_layers.0");
     if (u->scale_shift) {
         h = norm(b, h, u->groups, 1e-5f, name);
-        h = scale_shift(b, h, e);
+        h = modulate(b, NN_SCALE_SHIFT, h, e);
     } else {
-        h = add_channel(b, h, e);
+        h = modulate(b, NN_ADD_CHANNEL, h, e);
         h = norm(b, h, u->groups, 1e-5f, name);
     }
     h = activation(b, h);

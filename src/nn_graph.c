@@ -289,8 +289,7 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
     }
     case NN_ADD_CHANNEL: {
         const nn_value *ve = &g->values[op->in[1]];
-        if (y != a)
-            o->copy_rows(be, n, numel, a, va->shared ? 0 : numel, 0.0f, y, numel);
+        o->copy_rows(be, n, numel, a, va->shared ? 0 : numel, 0.0f, y, numel);
         o->add_channel_bias(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, b,
                             ve->shared ? 0 : (size_t)vo->c, y);
         break;
