@@ -328,6 +328,7 @@ static const lgd_backend_ops cuda_ops = {
     .avg_pool_backward = lgd_cuda_avg_pool_backward,
     .copy_rows = lgd_cuda_copy_rows,
     .transpose = lgd_cuda_transpose,
+    .time_embedding = lgd_cuda_time_embedding,
 };
 
 /* ---- opening ---- */

@@ -156,6 +156,7 @@ void lgd_cuda_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *
                         size_t lds, float beta, float *dst, size_t ldd);
 void lgd_cuda_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols,
                         const float *x, float beta, float *y);
+void lgd_cuda_time_embedding(lgd_backend *be, float t, size_t dim, float *out);
 /* the im2col fallback of the convolutions: col[b][c_in kh kw][h_out w_out] for nb
  * images of x; dx[b] = col2im(dcol[b]) + beta dx[b]. Non-zero on a failed launch. */
 int lgd_cuda_im2col(lgd_backend *be, const lgd_conv_shape *s, size_t nb, const float *x,

@@ -473,6 +473,29 @@ extern "C" void lgd_cuda_transpose(lgd_backend *be, size_t batch, size_t rows, s
     LGD_CUDA_LAUNCHED(be, "transpose_kernel");
 }
 
+/* ---- sinusoidal time embedding (the CPU's formula, in float) ---- */
+
+__global__ void time_embedding_kernel(float t, unsigned half, float *out)
+{
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < half;
+         i += gridDim.x * blockDim.x) {
+        float a = t * expf(-logf(10000.0f) * (float)i / (float)half);
+        out[i] = cosf(a);
+        out[half + i] = sinf(a);
+    }
+}
+
+extern "C" void lgd_cuda_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
+{
+    if (dim < 2)
+        return;
+    lgd_cuda_enter(be);
+    unsigned half = (unsigned)(dim / 2);
+    unsigned blocks = (half + LGD_THREADS - 1) / LGD_THREADS;
+    time_embedding_kernel<<<blocks, LGD_THREADS, 0, be->stream>>>(t, half, out);
+    LGD_CUDA_LAUNCHED(be, "time_embedding_kernel");
+}
+
 /* ---- convolution by im2col / col2im (the fallback of conv_cudnn.c) ---- */
 
 /* col[b][k][p] for b < nb, k = (ci kh + ky) kw + kx < K, p = oy w_out + ox < P:

@@ -259,6 +259,10 @@ typedef struct lgd_backend_ops {
     /* y[b][j][i] = x[b][i][j] + beta y[b][j][i] for x [batch][rows][cols] */
     void (*transpose)(lgd_backend *be, size_t batch, size_t rows, size_t cols, const float *x,
                       float beta, float *y);
+    /* ADM's sinusoidal time embedding of a scalar t, computed on the backend (no copy from
+     * the host per network call): with half = dim / 2 and f_i = exp(-ln(10000) i / half),
+     * out[i] = cos(t f_i), out[half + i] = sin(t f_i) for i < half; dim is even */
+    void (*time_embedding)(lgd_backend *be, float t, size_t dim, float *out);
 } lgd_backend_ops;
 
 /* The CPU backend (always built). threads = 0: OpenMP default. */

@@ -610,6 +610,7 @@ static const lgd_backend_ops cpu_ops = {
     .avg_pool_backward = lgd_cpu_avg_pool_backward,
     .copy_rows = lgd_cpu_copy_rows,
     .transpose = lgd_cpu_transpose,
+    .time_embedding = lgd_cpu_time_embedding,
 };
 
 int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)

@@ -1033,3 +1033,16 @@ void lgd_cpu_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols, 
         }
     }
 }
+
+/* ------------------------------------------------------------------ time embedding */
+
+void lgd_cpu_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
+{
+    (void)be;
+    size_t half = dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        float a = t * expf(-logf(10000.0f) * (float)i / (float)half);
+        out[i] = cosf(a);
+        out[half + i] = sinf(a);
+    }
+}

@@ -107,5 +107,6 @@ void lgd_cpu_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *s
                        float beta, float *dst, size_t ldd);
 void lgd_cpu_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols, const float *x,
                        float beta, float *y);
+void lgd_cpu_time_embedding(lgd_backend *be, float t, size_t dim, float *out);
 
 #endif

@@ -60,7 +60,6 @@ nn_op *nn_graph_add_op(nn_graph *g, nn_op_kind kind, int in0, int in1, int out)
 void nn_graph_plan(nn_graph *g)
 {
     size_t per_row = 0, shared = 0, grads = 0, saved = 0, work = 0;
-    int32_t max_embed = 0;
     for (size_t i = 0; i < g->n_values; i++) {
         nn_value *v = &g->values[i];
         size_t n = nn_value_numel(v);
@@ -82,15 +81,12 @@ void nn_graph_plan(nn_graph *g)
         saved += op->scratch;
         if (op->kind == NN_ATTENTION && 2 * op->scratch > work)
             work = 2 * op->scratch;
-        if (op->kind == NN_TIME_EMBED && op->embed_dim > max_embed)
-            max_embed = op->embed_dim;
     }
     g->arena_per_row = per_row;
     g->arena_shared = shared;
     g->grads_per_row = grads;
     g->saved_per_row = saved;
     g->work_per_row = work;
-    g->max_embed = max_embed;
 }
 
 void nn_graph_free(lgd_context *ctx, nn_graph *g)
@@ -104,7 +100,6 @@ void nn_graph_free(lgd_context *ctx, nn_graph *g)
     lgd_buffer_release(ctx, &g->work);
     free(g->values);
     free(g->ops);
-    free(g->host_embed);
     free(g->written);
     memset(g, 0, sizeof *g);
 }
@@ -152,27 +147,10 @@ static lgd_status reserve(lgd_context *ctx, nn_graph *g, size_t batch)
         if (!g->written)
             st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "network: out of memory");
     }
-    if (!st && g->max_embed > 0 && !g->host_embed) {
-        g->host_embed = malloc((size_t)g->max_embed * sizeof *g->host_embed);
-        if (!g->host_embed)
-            st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "network: out of memory");
-    }
     if (st)
         return st;
     g->batch_cap = cap;
     return LGD_OK;
-}
-
-/* ADM's sinusoidal embedding: [cos(t f_i), sin(t f_i)], f_i = exp(-ln(1e4) i / half) */
-static void sinusoidal(float t, int32_t dim, float *out)
-{
-    int32_t half = dim / 2;
-    for (int32_t i = 0; i < half; i++) {
-        float f = expf(-logf(10000.0f) * (float)i / (float)half);
-        float a = t * f;
-        out[i] = cosf(a);
-        out[half + i] = sinf(a);
-    }
 }
 
 static size_t rows_of(const nn_value *v, size_t batch)
@@ -244,9 +222,7 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
     const float *b = op->in[1] >= 0 ? value_ptr(g, op->in[1]) : NULL;
     switch (op->kind) {
     case NN_TIME_EMBED:
-        sinusoidal(t, op->embed_dim, g->host_embed);
-        if (o->upload(be, y, g->host_embed, (size_t)op->embed_dim * sizeof(float)))
-            return lgd_error(ctx, LGD_ERR_INTERNAL, "network: uploading the time embedding failed");
+        o->time_embedding(be, t, (size_t)op->embed_dim, y);
         break;
     case NN_COND:
         if (o->copy(be, y, cond, n * numel * sizeof(float)))

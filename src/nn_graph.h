@@ -81,8 +81,6 @@ typedef struct nn_graph {
     lgd_buffer saved;      /* per-op saved scratch */
     lgd_buffer work;       /* attention backward scratch */
     size_t arena_per_row, arena_shared, grads_per_row, saved_per_row, work_per_row;
-    float *host_embed;     /* [max embed_dim] staging of sinusoidal embeddings */
-    int32_t max_embed;
     unsigned char *written;/* per value, backward pass bookkeeping */
     /* the forward pass the arenas hold (for a VJP right after it) */
     int tape_valid;

@@ -1901,6 +1901,25 @@ START_TEST(test_nn_resample)
 }
 END_TEST
 
+/* the sinusoidal time embedding, CUDA vs CPU: both round t f_i in float, but expf and
+ * cosf / sinf differ by a few ulp between libdevice and libm, so the arguments (up to
+ * t = 999) may differ by a few ulp of t: tolerance 2e-6 + 1e-6 t */
+START_TEST(test_nn_time_embedding)
+{
+    NN_NEED(time_embedding);
+    static const float ts[] = { 0.0f, 0.7f, 37.5f, 999.0f };
+    for (int a = 0; a < 4; a++) {
+        pair p = pair_new(NULL, 320);
+        C().ops->time_embedding(C().be, ts[a], 320, p.c);
+        G().ops->time_embedding(G().be, ts[a], 320, p.g);
+        char what[64];
+        snprintf(what, sizeof what, "time_embedding t = %g", (double)ts[a]);
+        pair_check(p, 2e-6 + 1e-6 * (double)ts[a], what);
+        pair_free(p);
+    }
+}
+END_TEST
+
 START_TEST(test_nn_copy_transpose)
 {
     NN_NEED(copy_rows);
@@ -2125,6 +2144,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(nn, test_nn_group_norm);
     tcase_add_test(nn, test_nn_resample);
     tcase_add_test(nn, test_nn_copy_transpose);
+    tcase_add_test(nn, test_nn_time_embedding);
     suite_add_tcase(s, nn);
     TCase *net = tcase_create("network");
     tcase_set_timeout(net, 600);

@@ -1182,6 +1182,32 @@ START_TEST(copy_rows)
 }
 END_TEST
 
+/* The sinusoidal time embedding against a double-precision evaluation of the formula
+ * (t up to 1000, as discrete timesteps go: float rounding of t f_i dominates). */
+START_TEST(time_embedding)
+{
+    cpu_be c = cpu_open(1);
+    static const float ts[] = { 0.0f, 0.7f, 37.5f, 999.0f };
+    static const size_t dims[] = { 2, 16, 64, 320 };
+    for (size_t a = 0; a < 4; a++)
+        for (size_t d = 0; d < 4; d++) {
+            size_t dim = dims[d], half = dim / 2;
+            float *out = fvec(dim);
+            c.ops->time_embedding(c.be, ts[a], dim, out);
+            for (size_t i = 0; i < half; i++) {
+                double f = exp(-log(10000.0) * (double)i / (double)half), arg = ts[a] * f;
+                /* |d arg| <= |arg| 2^-22 from the float product and frequency */
+                double tol = 1e-6 + fabs(arg) * 5e-7;
+                ck_assert_msg(fabs(out[i] - cos(arg)) <= tol && fabs(out[half + i] - sin(arg)) <= tol,
+                              "t %g dim %zu i %zu: (%g, %g) vs (%g, %g)", (double)ts[a], dim, i,
+                              (double)out[i], (double)out[half + i], cos(arg), sin(arg));
+            }
+            free(out);
+        }
+    cpu_close(&c);
+}
+END_TEST
+
 START_TEST(transpose)
 {
     tu_rng r = { 509 };
@@ -1375,6 +1401,7 @@ static Suite *nn_ops_suite(void)
     tcase_add_test(tc, upsample_avg_pool);
     tcase_add_test(tc, copy_rows);
     tcase_add_test(tc, transpose);
+    tcase_add_test(tc, time_embedding);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");
