@@ -24,7 +24,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 #ifndef LGD_HAVE_CUDNN
 #define LGD_HAVE_CUDNN 0

@@ -9,7 +9,7 @@
  * last-ulp differences of logf/cosf/sinf in Box-Muller.
  */
 #include "cuda_kernels.cuh"
-#include "philox.h"
+#include "core/philox.h"
 
 /* One thread per Philox block: 4 consecutive normals of row r's flat stream
  * f = (first_draw + j) * cols + e (see backend.h). */

@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "internal.h"
+#include "backend/backend.h"
+#include "core/internal.h"
 #include "lgd_config.h"
-#include "philox.h"
+#include "core/philox.h"
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -47,7 +47,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "testutil.h"
 
 static const char *module_path; /* $LGD_CUDA_MODULE or NULL (default search) */

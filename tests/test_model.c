@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "internal.h"
+#include "core/internal.h"
 
 /* ---------- a double-precision reference Gaussian mixture ---------- */
 

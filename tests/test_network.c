@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "internal.h"
-#include "safetensors.h"
+#include "core/internal.h"
+#include "nn/safetensors.h"
 
 #ifndef LGD_FIXTURE_DIR
 #error "LGD_FIXTURE_DIR must name tests/fixtures/nn"

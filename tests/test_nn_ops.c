@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "backend_cpu_nn.h" /* struct lgd_backend: onednn, dnnl_conv_calls */
-#include "internal.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h" /* struct lgd_backend: onednn, dnnl_conv_calls */
+#include "core/internal.h"
 #include "lgd_config.h"
 
 /* ------------------------------------------------------------------ helpers */

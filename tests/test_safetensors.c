@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "nn/safetensors.h"
 
 #define ERRCAP 512
 

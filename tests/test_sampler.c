@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "philox.h"
-#include "backend.h"
+#include "core/philox.h"
+#include "backend/backend.h"
 #include "testutil.h"
 
 static int env_flag(const char *name)

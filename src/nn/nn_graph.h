@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef enum nn_op_kind {
     NN_TIME_EMBED, /* out[E] = sinusoidal(t), shared; no inputs */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 lgd_status lgd_tensor_create(lgd_context *ctx, int ndim, const int64_t *shape, lgd_tensor **out)
 {

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trajectory_loss.h"
+#include "losses/trajectory_loss.h"
 
 #define LGD_BACKEND_ABI_VERSION 2u
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_build.h"
+#include "nn/nn_build.h"
 
 #define MAX_LEVELS 8
 

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "lgd/network.h"
-#include "nn_build.h"
+#include "nn/nn_build.h"
 
 struct lgd_network {
     int refs;

@@ -35,7 +35,7 @@
 
 #include "lgd_config.h"
 
-#include "backend_cpu_nn.h"
+#include "backend/cpu/cpu_backend.h"
 
 void lgd_cpu_dnnl_init(lgd_backend *be)
 {

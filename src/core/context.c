@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "lgd_config.h"
 
 uint32_t lgd_version(void) { return LGD_VERSION_NUMBER; }

@@ -26,7 +26,7 @@
 
 #include <cblas.h>
 
-#include "backend_cpu_nn.h"
+#include "backend/cpu/cpu_backend.h"
 
 /* Parallelise elementwise loops only with enough work to pay for waking the threads. */
 #define NN_PAR_MIN_WORK 32768

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn_graph.h"
+#include "nn/nn_graph.h"
 
 int nn_graph_add_value(nn_graph *g, int32_t c, int32_t h, int32_t w, int shared, int needs_grad)
 {

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Nichol & Dhariwal (2021) cosine schedule offset and beta clip. */
 #define LGD_COSINE_S 0.008

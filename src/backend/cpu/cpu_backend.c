@@ -16,9 +16,9 @@
 #include <omp.h>
 #endif
 
-#include "backend.h"
-#include "backend_cpu_nn.h" /* struct lgd_backend, the network layers */
-#include "philox.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h" /* struct lgd_backend, the network layers */
+#include "core/philox.h"
 
 /* Parallelise only loops with enough work to pay for waking the threads. */
 #define PAR_MIN_WORK 32768

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "lgd/lgd.h"
-#include "backend.h"
+#include "backend/backend.h"
 
 #define LGD_ERROR_CAP 512
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 
 /* Convolution primitives that one backend keeps (oneDNN, backend_cpu_dnnl.c). */
 #define LGD_DNNL_CONV_CACHE 96

@@ -5,8 +5,8 @@
 #ifndef LGD_NN_BUILD_H
 #define LGD_NN_BUILD_H
 
-#include "nn_graph.h"
-#include "safetensors.h"
+#include "nn/nn_graph.h"
+#include "nn/safetensors.h"
 
 /* Builds g (zeroed first) from the file: architecture, hyperparameters, weight
  * shapes; loads the weights into one backend buffer. *out_dim / *out_out_dim receive

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 void lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options)
 {

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Step counters share 24 bits of the Philox counter with nothing else, and Heun
  * uses two keys per step (i and num_steps + i). */

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "lgd_config.h"
 
 #if LGD_HAVE_LAPACK

@@ -8,7 +8,7 @@
  * and its NUL are never longer than its quoted form, so an arena of N + 1 bytes holds
  * every string of the header. Nothing here reads outside [data, data + size).
  */
-#include "safetensors.h"
+#include "nn/safetensors.h"
 
 #include <errno.h>
 #include <inttypes.h>

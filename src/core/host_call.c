@@ -6,7 +6,7 @@
  * device backend the inputs are downloaded into a staging area owned by the
  * calling object, and the output is uploaded back after the callback.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory, int n_in,
                          const float *const *in, const size_t *in_count, float *out,

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef struct trajectory_loss {
     lgd_traj_params p;  /* pointers into the buffers below */
