@@ -18,6 +18,10 @@
 #include "core/internal.h"
 #include "lgd_config.h"
 #include "core/philox.h"
+#include "core/rng.h"
+#include "losses/loss_kernels.h"
+#include "models/gmm_kernels.h"
+#include "sampling/mc_kernels.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -314,9 +318,9 @@ START_TEST(backend_mc_draws)
     lgd_rng_stream s = stream(77, LGD_RNG_MC_DRAW, 4, 100, 6);
     c.ops->normal(c.be, &s, rows, draws, cols, z);
     c.ops->broadcast_axpy(c.be, rows * draws, draws, cols, mean, 0.37f, z, want);
-    c.ops->mc_draws(c.be, &s, rows, draws, cols, mean, 0.37f, got);
+    c.ops->normal_around(c.be, &s, rows, draws, cols, mean, 0.37f, got);
     check_bytes_eq("mc_draws vs normal + broadcast_axpy", want, got, n * sizeof(float));
-    c.ops->mc_draws(c.be, &s, rows, draws, cols, mean, 0.0f, got);
+    c.ops->normal_around(c.be, &s, rows, draws, cols, mean, 0.0f, got);
     for (size_t rj = 0; rj < rows * draws; rj++)
         check_bytes_eq("mc_draws scale 0", mean + (rj / draws) * cols, got + rj * cols,
                        cols * sizeof(float));
@@ -585,7 +589,7 @@ START_TEST(backend_diag_filter)
                     g = sqrt(l * s2 / (l + s2));
                 ref[i * cols + j] = g * in[i * cols + j];
             }
-        c.ops->diag_filter(c.be, filters[f], rows, cols, lam, s2, in, out);
+        lgd_gmm_kernels_cpu.diag_filter(c.be, filters[f], rows, cols, lam, s2, in, out);
         check_close("diag_filter", out, ref, n, 1e-6, 1e-5);
     }
     free(in);
@@ -607,7 +611,7 @@ START_TEST(backend_row_reductions)
         for (size_t j = 0; j < cols; j++)
             ref[i] += (double)x[i * cols + j] * y[i * cols + j];
     }
-    c.ops->row_dot(c.be, rows, cols, x, y, out);
+    c.ops->row_dot(c.be, rows, cols, x, y, out, 1);
     check_close("row_dot", out, ref, rows, 1e-5, 1e-5);
 
     /* gaussian_logp with an output stride: the gaps stay untouched */
@@ -616,7 +620,7 @@ START_TEST(backend_row_reductions)
         lam[j] = (float)(0.1 + tu_uniform(&r));
     const float s2 = 0.3f, cst = -2.5f;
     fill_const(out, 15, 1234.0f);
-    c.ops->gaussian_logp(c.be, rows, cols, x, lam, s2, cst, out, 3);
+    lgd_gmm_kernels_cpu.gaussian_logp(c.be, rows, cols, x, lam, s2, cst, out, 3);
     for (size_t i = 0; i < rows; i++) {
         double acc = 0.0;
         for (size_t j = 0; j < cols; j++)
@@ -640,7 +644,7 @@ START_TEST(backend_row_dot_strided_mix)
     float *x = randn(&r, rows * cols, 1.0f), *y = randn(&r, rows * cols, 1.0f);
     float out[4 * 3];
     fill_const(out, 12, 1234.0f);
-    c.ops->row_dot_strided(c.be, rows, cols, x, y, out, 3);
+    c.ops->row_dot(c.be, rows, cols, x, y, out, 3);
     for (size_t i = 0; i < rows; i++) {
         double want = 0.0;
         for (size_t j = 0; j < cols; j++)
@@ -666,7 +670,7 @@ START_TEST(backend_row_dot_strided_mix)
         for (size_t k = 0; k < K; k++)
             ref[i * K + k] = -1.5 * p[i * K + k] * ((double)d[i * K + k] - mean);
     }
-    c.ops->mix_coeffs(c.be, rows, K, p, d, -1.5f, mo);
+    c.ops->softmax_rows_backward(c.be, rows, K, p, d, -1.5f, mo);
     check_close("mix_coeffs", mo, ref, rows * K, 1e-6, 1e-5);
     for (size_t i = 0; i < rows; i++) { /* centred: the coefficients sum to 0 */
         double s = 0.0;
@@ -684,7 +688,7 @@ START_TEST(backend_row_dot_strided_mix)
         iref[i] = w / sqrt(fmax((double)in[i], (double)floor_));
     c.ops->inv_sqrt_scale(c.be, 8, w, in, floor_, io);
     check_close("inv_sqrt_scale", io, iref, 8, 0.0, 1e-6);
-    ck_assert_ptr_null(c.ops->native_stream(c.be));
+    ck_assert_ptr_null(c.ops->native_stream); /* optional slot: no stream on the CPU */
     free(x);
     free(y);
     free(d);
@@ -907,7 +911,7 @@ static void mc_buf_free(mc_buf *b)
 static void mc_run(cpu_be *c, size_t rows, size_t draws, size_t cols, const float *loss,
                    const float *vec, const size_t *bounds, int nb, mc_buf *b)
 {
-    c->ops->mc_reset(c->be, rows, cols, &b->st);
+    lgd_mc_kernels_cpu.reset(c->be, rows, cols, &b->st);
     for (int k = 0; k < nb; k++) {
         size_t d0 = bounds[k], dn = bounds[k + 1] - bounds[k];
         float *lc = fvec(rows * dn), *vc = fvec(rows * dn * cols);
@@ -915,11 +919,11 @@ static void mc_run(cpu_be *c, size_t rows, size_t draws, size_t cols, const floa
             memcpy(lc + r * dn, loss + r * draws + d0, dn * sizeof(float));
             memcpy(vc + r * dn * cols, vec + (r * draws + d0) * cols, dn * cols * sizeof(float));
         }
-        c->ops->mc_accumulate(c->be, rows, dn, cols, lc, vc, &b->st);
+        lgd_mc_kernels_cpu.accumulate(c->be, rows, dn, cols, lc, vc, &b->st);
         free(lc);
         free(vc);
     }
-    c->ops->mc_finish(c->be, rows, cols, &b->st, b->out, b->ess);
+    lgd_mc_kernels_cpu.finish(c->be, rows, cols, &b->st, b->out, b->ess);
 }
 
 START_TEST(backend_mc_reduction)
@@ -1091,10 +1095,10 @@ START_TEST(backend_loss_sqerr)
                 }
             }
             const float *wp = weighted ? w : NULL;
-            c.ops->loss_sqerr(c.be, rows, cols, x, tg, trows, per[p], wp, loss, grad);
+            lgd_loss_kernels_cpu.sqerr(c.be, rows, cols, x, tg, trows, per[p], wp, loss, grad);
             check_close("loss_sqerr", loss, lref, rows, 1e-5, 1e-5);
             check_close("loss_sqerr grad", grad, gref, rows * cols, 1e-5, 1e-5);
-            c.ops->loss_sqerr(c.be, rows, cols, x, tg, trows, per[p], wp, loss2, NULL);
+            lgd_loss_kernels_cpu.sqerr(c.be, rows, cols, x, tg, trows, per[p], wp, loss2, NULL);
             check_bytes_eq("loss_sqerr without grad", loss, loss2, sizeof loss);
         }
     free(x);
@@ -1128,11 +1132,11 @@ START_TEST(backend_loss_logistic)
         for (size_t j = 0; j < cols; j++)
             gref[i * cols + j] = -sg * a[j];
     }
-    c.ops->loss_logistic(c.be, rows, cols, x, a, b, loss, grad);
+    lgd_loss_kernels_cpu.logistic(c.be, rows, cols, x, a, b, loss, grad);
     /* z is rounded to float in the op: allow its rounding at |z| ~ 200 */
     check_close("loss_logistic", loss, lref, rows, 1e-6, 1e-4);
     check_close("loss_logistic grad", grad, gref, rows * cols, 1e-6, 1e-4);
-    c.ops->loss_logistic(c.be, rows, cols, x, a, b, loss2, NULL);
+    lgd_loss_kernels_cpu.logistic(c.be, rows, cols, x, a, b, loss2, NULL);
     check_bytes_eq("loss_logistic without grad", loss, loss2, sizeof loss);
     free(x);
     free(a);
@@ -1159,7 +1163,7 @@ START_TEST(backend_loss_residual)
         }
         lref[i] = 0.5 * acc * inv_s2;
     }
-    c.ops->loss_residual(c.be, rows, m, y, trows, per, inv_s2, hx, loss);
+    lgd_loss_kernels_cpu.residual(c.be, rows, m, y, trows, per, inv_s2, hx, loss);
     check_close("loss_residual", loss, lref, rows, 1e-5, 1e-5);
     check_close("loss_residual res", hx, rref, rows * m, 1e-5, 1e-5);
     free(hx);
@@ -1180,22 +1184,22 @@ START_TEST(backend_thread_invariance)
     for (size_t j = 0; j < cols; j++)
         lam[j] = (float)(0.1 + tu_uniform(&r));
 
-    c1.ops->row_dot(c1.be, rows, cols, x, y, o1);
-    c3.ops->row_dot(c3.be, rows, cols, x, y, o3);
+    c1.ops->row_dot(c1.be, rows, cols, x, y, o1, 1);
+    c3.ops->row_dot(c3.be, rows, cols, x, y, o3, 1);
     check_bytes_eq("row_dot", o1, o3, rows * sizeof(float));
     fill_const(o1, 2 * rows, 0.0f);
     fill_const(o3, 2 * rows, 0.0f);
-    c1.ops->row_dot_strided(c1.be, rows, cols, x, y, o1, 2);
-    c3.ops->row_dot_strided(c3.be, rows, cols, x, y, o3, 2);
+    c1.ops->row_dot(c1.be, rows, cols, x, y, o1, 2);
+    c3.ops->row_dot(c3.be, rows, cols, x, y, o3, 2);
     check_bytes_eq("row_dot_strided", o1, o3, 2 * rows * sizeof(float));
-    c1.ops->mix_coeffs(c1.be, rows, cols, x, y, 0.5f, o1);
-    c3.ops->mix_coeffs(c3.be, rows, cols, x, y, 0.5f, o3);
+    c1.ops->softmax_rows_backward(c1.be, rows, cols, x, y, 0.5f, o1);
+    c3.ops->softmax_rows_backward(c3.be, rows, cols, x, y, 0.5f, o3);
     check_bytes_eq("mix_coeffs", o1, o3, n * sizeof(float));
     c1.ops->inv_sqrt_scale(c1.be, n, 2.0f, x, 1e-3f, o1);
     c3.ops->inv_sqrt_scale(c3.be, n, 2.0f, x, 1e-3f, o3);
     check_bytes_eq("inv_sqrt_scale", o1, o3, n * sizeof(float));
-    c1.ops->gaussian_logp(c1.be, rows, cols, x, lam, 0.2f, 1.0f, o1, 1);
-    c3.ops->gaussian_logp(c3.be, rows, cols, x, lam, 0.2f, 1.0f, o3, 1);
+    lgd_gmm_kernels_cpu.gaussian_logp(c1.be, rows, cols, x, lam, 0.2f, 1.0f, o1, 1);
+    lgd_gmm_kernels_cpu.gaussian_logp(c3.be, rows, cols, x, lam, 0.2f, 1.0f, o3, 1);
     check_bytes_eq("gaussian_logp", o1, o3, rows * sizeof(float));
     c1.ops->logsumexp_rows(c1.be, rows, cols, x, o1);
     c3.ops->logsumexp_rows(c3.be, rows, cols, x, o3);
@@ -1205,15 +1209,15 @@ START_TEST(backend_thread_invariance)
     c1.ops->softmax_rows(c1.be, rows, cols, o1);
     c3.ops->softmax_rows(c3.be, rows, cols, o3);
     check_bytes_eq("softmax_rows", o1, o3, n * sizeof(float));
-    c1.ops->diag_filter(c1.be, LGD_FILTER_POST_STD, rows, cols, lam, 0.4f, x, o1);
-    c3.ops->diag_filter(c3.be, LGD_FILTER_POST_STD, rows, cols, lam, 0.4f, x, o3);
+    lgd_gmm_kernels_cpu.diag_filter(c1.be, LGD_FILTER_POST_STD, rows, cols, lam, 0.4f, x, o1);
+    lgd_gmm_kernels_cpu.diag_filter(c3.be, LGD_FILTER_POST_STD, rows, cols, lam, 0.4f, x, o3);
     check_bytes_eq("diag_filter", o1, o3, n * sizeof(float));
-    c1.ops->loss_sqerr(c1.be, rows, cols, x, tg, 3, 2, lam, o1, g1);
-    c3.ops->loss_sqerr(c3.be, rows, cols, x, tg, 3, 2, lam, o3, g3);
+    lgd_loss_kernels_cpu.sqerr(c1.be, rows, cols, x, tg, 3, 2, lam, o1, g1);
+    lgd_loss_kernels_cpu.sqerr(c3.be, rows, cols, x, tg, 3, 2, lam, o3, g3);
     check_bytes_eq("loss_sqerr", o1, o3, rows * sizeof(float));
     check_bytes_eq("loss_sqerr grad", g1, g3, n * sizeof(float));
-    c1.ops->loss_logistic(c1.be, rows, cols, x, lam, 0.1f, o1, g1);
-    c3.ops->loss_logistic(c3.be, rows, cols, x, lam, 0.1f, o3, g3);
+    lgd_loss_kernels_cpu.logistic(c1.be, rows, cols, x, lam, 0.1f, o1, g1);
+    lgd_loss_kernels_cpu.logistic(c3.be, rows, cols, x, lam, 0.1f, o3, g3);
     check_bytes_eq("loss_logistic", o1, o3, rows * sizeof(float));
     check_bytes_eq("loss_logistic grad", g1, g3, n * sizeof(float));
 

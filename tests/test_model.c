@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 #include "core/internal.h"
+#include "core/linalg.h"
 
 /* ---------- a double-precision reference Gaussian mixture ---------- */
 

@@ -30,6 +30,7 @@
 #include "backend/cpu/cpu_backend.h" /* struct lgd_backend: onednn, dnnl_conv_calls */
 #include "core/internal.h"
 #include "lgd_config.h"
+#include "nn/nn_kernels.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -356,7 +357,7 @@ static void ref_conv_fn(const void *ctx, const double *x, double *y)
 
 static void bw_conv(const bw_ctx *k, float beta, float *dx)
 {
-    ck_assert_int_eq(k->c->ops->conv2d_backward_data(k->c->be, k->cs, k->dy, k->wt, beta, dx), 0);
+    ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_backward_data(k->c->be, k->cs, k->dy, k->wt, beta, dx), 0);
 }
 
 /* Shapes: odd sizes, strides 1/2 (and mixed), padding 0/1/2, kernels 1/3/5 (and
@@ -407,7 +408,7 @@ START_TEST(conv2d_forward_reference)
         char what[96];
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             fill_const(y, ny, NAN); /* the output is written, never read */
-            ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, with_bias ? b : NULL, y), 0);
+            ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, with_bias ? b : NULL, y), 0);
             ref_conv(&s, xd, wd, with_bias ? bd : NULL, yd);
             snprintf(what, sizeof what, "conv case %zu%s", t, with_bias ? " + bias" : "");
             check_rel(what, y, yd, ny, 2e-5);
@@ -431,20 +432,20 @@ START_TEST(conv2d_bad_shape)
     float x[64] = { 0 }, w[64] = { 0 }, y[64] = { 0 };
     conv_case k = { 1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1 };
     lgd_conv_shape s = conv_shape(k);
-    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
     s.h_out = 5; /* inconsistent with the formula */
-    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
-    ck_assert_int_ne(c.ops->conv2d_backward_data(c.be, &s, y, w, 0.0f, x), 0);
+    ck_assert_int_ne(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_ne(lgd_nn_kernels_cpu.conv2d_backward_data(c.be, &s, y, w, 0.0f, x), 0);
     s = conv_shape(k);
     s.stride_w = 0;
-    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_ne(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
     s = conv_shape(k);
     s.kh = 7; /* kernel larger than the padded input */
     s.h_out = 0;
-    ck_assert_int_ne(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_ne(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
     s = conv_shape(k);
     s.n = 0; /* nothing to do */
-    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+    ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
     cpu_close(&c);
 }
 END_TEST
@@ -468,7 +469,7 @@ START_TEST(conv2d_backward_data_vjp)
         check_rel(what, dx, dxd, nx, 2e-5);
 
         /* the adjoint of the backend's own forward */
-        ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, NULL, y), 0);
+        ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, NULL, y), 0);
         check_adjoint(what, x, dx, nx, y, dy, ny, 1e-5);
 
         /* finite differences of <dy, conv(x)>; element-wise on the small cases */
@@ -622,10 +623,10 @@ START_TEST(conv2d_onednn_vs_im2col)
                 const float *bias = with_bias ? b : NULL;
                 uint64_t calls = d.be->dnnl_conv_calls;
                 fill_const(yd, ny, NAN);
-                ck_assert_int_eq(d.ops->conv2d_forward(d.be, &s, x, w, bias, yd), 0);
+                ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(d.be, &s, x, w, bias, yd), 0);
                 ck_assert_msg(d.be->dnnl_conv_calls == calls + 1,
                               "conv case %zu: the forward did not run on oneDNN", t);
-                ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, x, w, bias, yc), 0);
+                ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(c.be, &s, x, w, bias, yc), 0);
                 snprintf(what, sizeof what, "oneDNN conv case %zu%s", t,
                          with_bias ? " + bias" : "");
                 check_finite(what, yd, ny);
@@ -640,10 +641,10 @@ START_TEST(conv2d_onednn_vs_im2col)
                     fill_const(dxc, nx, NAN);
                 }
                 uint64_t calls = d.be->dnnl_conv_calls;
-                ck_assert_int_eq(d.ops->conv2d_backward_data(d.be, &s, dy, w, (float)beta, dxd), 0);
+                ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_backward_data(d.be, &s, dy, w, (float)beta, dxd), 0);
                 ck_assert_msg(d.be->dnnl_conv_calls == calls + 1,
                               "conv case %zu: the backward did not run on oneDNN", t);
-                ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, dy, w, (float)beta, dxc), 0);
+                ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_backward_data(c.be, &s, dy, w, (float)beta, dxc), 0);
                 snprintf(what, sizeof what, "oneDNN conv^T case %zu beta %d", t, beta);
                 check_finite(what, dxd, nx);
                 check_rel_f(what, dxd, dxc, nx, 2e-5);
@@ -683,7 +684,7 @@ START_TEST(conv2d_onednn_cache)
             k.w = 3 + (int32_t)i;
             lgd_conv_shape s = conv_shape(k);
             float *out = pass ? y : first + i * ny_max;
-            ck_assert_int_eq(d.ops->conv2d_forward(d.be, &s, x, w, NULL, out), 0);
+            ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(d.be, &s, x, w, NULL, out), 0);
             if (pass)
                 check_bytes_eq("conv after eviction", y, first + i * ny_max,
                                conv_ny(&s) * sizeof(float));
@@ -795,7 +796,7 @@ static void ref_scale_shift(const void *ctx, const double *x, double *y)
 
 static void bw_scale_shift(const bw_ctx *k, float beta, float *dx)
 {
-    k->c->ops->scale_shift_backward(k->c->be, k->n, k->ch, k->s, k->dy, k->scale, k->stride, beta,
+    lgd_nn_kernels_cpu.scale_shift_backward(k->c->be, k->n, k->ch, k->s, k->dy, k->scale, k->stride, beta,
                                     dx);
 }
 
@@ -815,7 +816,7 @@ START_TEST(channel_bias_scale_shift)
                     size_t e = (i * ch + k) * s + q;
                     want[e] = (double)y[e] + b[i * bstrides[v] + k];
                 }
-        c.ops->add_channel_bias(c.be, n, ch, s, b, bstrides[v], y);
+        lgd_nn_kernels_cpu.add_channel_bias(c.be, n, ch, s, b, bstrides[v], y);
         check_rel("add_channel_bias", y, want, numel, 1e-6);
         free(b);
         free(y);
@@ -831,12 +832,12 @@ START_TEST(channel_bias_scale_shift)
         double *embd = to_double(emb, nemb), *xd = to_double(x, numel), *yd = dvec(numel);
         ss_ref_ctx rc = { n, ch, s, strides[v], embd, embd + (shift - emb) };
         fill_const(y, numel, NAN);
-        c.ops->scale_shift(c.be, n, ch, s, x, scale, shift, strides[v], y);
+        lgd_nn_kernels_cpu.scale_shift(c.be, n, ch, s, x, scale, shift, strides[v], y);
         ref_scale_shift(&rc, xd, yd);
         check_rel("scale_shift", y, yd, numel, 1e-6);
         /* in place */
         float *xi = fcopy(x, numel);
-        c.ops->scale_shift(c.be, n, ch, s, xi, scale, shift, strides[v], xi);
+        lgd_nn_kernels_cpu.scale_shift(c.be, n, ch, s, xi, scale, shift, strides[v], xi);
         check_bytes_eq("scale_shift in place", xi, y, numel * sizeof(float));
 
         float *dy = randn(&r, numel, 1.0f);
@@ -894,7 +895,7 @@ static void ref_act_fn(const void *ctx, const double *x, double *y)
 
 static void bw_act(const bw_ctx *k, float beta, float *dx)
 {
-    k->c->ops->activation_backward(k->c->be, k->act, k->count, k->x, k->dy, beta, dx);
+    lgd_nn_kernels_cpu.activation_backward(k->c->be, k->act, k->count, k->x, k->dy, beta, dx);
 }
 
 START_TEST(activations)
@@ -911,7 +912,7 @@ START_TEST(activations)
     for (int fi = 0; fi < 2; fi++) {
         lgd_activation f = fi ? LGD_ACT_GELU : LGD_ACT_SILU;
         const char *name = fi ? "gelu" : "silu";
-        c.ops->activation(c.be, f, n, x, y);
+        lgd_nn_kernels_cpu.activation(c.be, f, n, x, y);
         for (size_t i = 0; i < n; i++) {
             double want = ref_act(f, x[i]);
             if (!(fabs(y[i] - want) <= 2e-6 * fabs(want) + 1e-37))
@@ -974,7 +975,7 @@ static void ref_group_norm(const void *ctx, const double *x, double *y)
 
 static void bw_gn(const bw_ctx *k, float beta, float *dx)
 {
-    k->c->ops->group_norm_backward(k->c->be, k->n, k->ch, k->s, k->groups, k->x, k->gamma,
+    lgd_nn_kernels_cpu.group_norm_backward(k->c->be, k->n, k->ch, k->s, k->groups, k->x, k->gamma,
                                    k->mean, k->rstd, k->dy, beta, dx);
 }
 
@@ -1008,7 +1009,7 @@ START_TEST(group_norm)
         gn_ref_ctx rc = { n, ch, s, G, (double)eps, gd, bd, md, rd };
         ref_group_norm(&rc, xd, yd);
         fill_const(y, numel, NAN);
-        c.ops->group_norm(c.be, n, ch, s, G, eps, x, gamma, beta, y, mean, rstd);
+        lgd_nn_kernels_cpu.group_norm(c.be, n, ch, s, G, eps, x, gamma, beta, y, mean, rstd);
         char what[96];
         snprintf(what, sizeof what, "group_norm case %zu", t);
         check_rel(what, y, yd, numel, 2e-6);
@@ -1074,13 +1075,13 @@ static void ref_avg_pool(const void *ctx, const double *x, double *y)
 
 static void bw_up(const bw_ctx *k, float beta, float *dx)
 {
-    k->c->ops->upsample_nearest_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy,
+    lgd_nn_kernels_cpu.upsample_nearest_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy,
                                          beta, dx);
 }
 
 static void bw_pool(const bw_ctx *k, float beta, float *dx)
 {
-    k->c->ops->avg_pool_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy, beta, dx);
+    lgd_nn_kernels_cpu.avg_pool_backward(k->c->be, k->planes, k->h, k->w, k->fh, k->fw, k->dy, beta, dx);
 }
 
 START_TEST(upsample_avg_pool)
@@ -1101,7 +1102,7 @@ START_TEST(upsample_avg_pool)
         float *x = randn(&r, ns, 1.0f), *y = fvec(nb), *dy = randn(&r, nb, 1.0f);
         double *xd = to_double(x, ns), *yd = dvec(nb);
         fill_const(y, nb, NAN);
-        c.ops->upsample_nearest(c.be, rc.planes, rc.h, rc.w, rc.fh, rc.fw, x, y);
+        lgd_nn_kernels_cpu.upsample_nearest(c.be, rc.planes, rc.h, rc.w, rc.fh, rc.fw, x, y);
         ref_upsample(&rc, xd, yd);
         snprintf(what, sizeof what, "upsample_nearest case %zu", t);
         check_rel(what, y, yd, nb, 1e-7);
@@ -1116,7 +1117,7 @@ START_TEST(upsample_avg_pool)
         float *xb = randn(&r, nb, 1.0f), *ys = fvec(ns), *dys = randn(&r, ns, 1.0f);
         double *xbd = to_double(xb, nb), *ysd = dvec(ns);
         fill_const(ys, ns, NAN);
-        c.ops->avg_pool(c.be, pc.planes, pc.h, pc.w, pc.fh, pc.fw, xb, ys);
+        lgd_nn_kernels_cpu.avg_pool(c.be, pc.planes, pc.h, pc.w, pc.fh, pc.fw, xb, ys);
         ref_avg_pool(&pc, xbd, ysd);
         snprintf(what, sizeof what, "avg_pool case %zu", t);
         check_rel(what, ys, ysd, ns, 1e-6);
@@ -1193,7 +1194,7 @@ START_TEST(time_embedding)
         for (size_t d = 0; d < 4; d++) {
             size_t dim = dims[d], half = dim / 2;
             float *out = fvec(dim);
-            c.ops->time_embedding(c.be, ts[a], dim, out);
+            lgd_nn_kernels_cpu.time_embedding(c.be, ts[a], dim, out);
             for (size_t i = 0; i < half; i++) {
                 double f = exp(-log(10000.0) * (double)i / (double)half), arg = ts[a] * f;
                 /* |d arg| <= |arg| 2^-22 from the float product and frequency */
@@ -1270,8 +1271,8 @@ START_TEST(thread_invariance)
         for (int k = 0; k < 2; k++) {
             y[k] = fvec(ny);
             dx[k] = fcopy(old, nx);
-            ck_assert_int_eq(cs[k]->ops->conv2d_forward(cs[k]->be, &s, x, w, b, y[k]), 0);
-            ck_assert_int_eq(cs[k]->ops->conv2d_backward_data(cs[k]->be, &s, dy, w, 1.0f, dx[k]), 0);
+            ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(cs[k]->be, &s, x, w, b, y[k]), 0);
+            ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_backward_data(cs[k]->be, &s, dy, w, 1.0f, dx[k]), 0);
         }
         check_bytes_eq("conv2d_forward threads", y[0], y[1], ny * sizeof(float));
         check_bytes_eq("conv2d_backward_data threads", dx[0], dx[1], nx * sizeof(float));
@@ -1323,34 +1324,34 @@ START_TEST(thread_invariance)
         }                                                                                   \
         check_bytes_eq(what, buf[0], buf[1], (count) * sizeof(float));                      \
     } while (0)
-    BOTH(cs[k]->ops->activation(cs[k]->be, LGD_ACT_SILU, numel, x, out[k]), "silu", out, numel);
-    BOTH(cs[k]->ops->activation(cs[k]->be, LGD_ACT_GELU, numel, x, out[k]), "gelu", out, numel);
-    BOTH(cs[k]->ops->activation_backward(cs[k]->be, LGD_ACT_SILU, numel, x, dy, 1.0f, out[k]),
+    BOTH(lgd_nn_kernels_cpu.activation(cs[k]->be, LGD_ACT_SILU, numel, x, out[k]), "silu", out, numel);
+    BOTH(lgd_nn_kernels_cpu.activation(cs[k]->be, LGD_ACT_GELU, numel, x, out[k]), "gelu", out, numel);
+    BOTH(lgd_nn_kernels_cpu.activation_backward(cs[k]->be, LGD_ACT_SILU, numel, x, dy, 1.0f, out[k]),
          "silu backward", out, numel);
-    BOTH(cs[k]->ops->activation_backward(cs[k]->be, LGD_ACT_GELU, numel, x, dy, 0.0f, out[k]),
+    BOTH(lgd_nn_kernels_cpu.activation_backward(cs[k]->be, LGD_ACT_GELU, numel, x, dy, 0.0f, out[k]),
          "gelu backward", out, numel);
-    BOTH(cs[k]->ops->add_channel_bias(cs[k]->be, n, ch, sp, emb, 2 * ch, out[k]), "add_channel_bias",
+    BOTH(lgd_nn_kernels_cpu.add_channel_bias(cs[k]->be, n, ch, sp, emb, 2 * ch, out[k]), "add_channel_bias",
          out, numel);
-    BOTH(cs[k]->ops->scale_shift(cs[k]->be, n, ch, sp, x, emb, emb + ch, 2 * ch, out[k]),
+    BOTH(lgd_nn_kernels_cpu.scale_shift(cs[k]->be, n, ch, sp, x, emb, emb + ch, 2 * ch, out[k]),
          "scale_shift", out, numel);
-    BOTH(cs[k]->ops->scale_shift_backward(cs[k]->be, n, ch, sp, dy, emb, 2 * ch, 1.0f, out[k]),
+    BOTH(lgd_nn_kernels_cpu.scale_shift_backward(cs[k]->be, n, ch, sp, dy, emb, 2 * ch, 1.0f, out[k]),
          "scale_shift_backward", out, numel);
-    BOTH(cs[k]->ops->group_norm(cs[k]->be, n, ch, sp, G, 1e-5f, x, gamma, beta, out[k], mean[k],
+    BOTH(lgd_nn_kernels_cpu.group_norm(cs[k]->be, n, ch, sp, G, 1e-5f, x, gamma, beta, out[k], mean[k],
                                 rstd[k]),
          "group_norm", out, numel);
     check_bytes_eq("group_norm mean", mean[0], mean[1], n * G * sizeof(float));
     check_bytes_eq("group_norm rstd", rstd[0], rstd[1], n * G * sizeof(float));
-    BOTH(cs[k]->ops->group_norm_backward(cs[k]->be, n, ch, sp, G, x, gamma, mean[0], rstd[0], dy,
+    BOTH(lgd_nn_kernels_cpu.group_norm_backward(cs[k]->be, n, ch, sp, G, x, gamma, mean[0], rstd[0], dy,
                                          1.0f, out[k]),
          "group_norm_backward", out, numel);
     /* planes = n ch of sp = 16 x (sp / 16) */
     const size_t P = n * ch, H = 16, W = sp / 16;
-    BOTH(cs[k]->ops->upsample_nearest(cs[k]->be, P, H, W, 2, 2, x, out[k]), "upsample", out,
+    BOTH(lgd_nn_kernels_cpu.upsample_nearest(cs[k]->be, P, H, W, 2, 2, x, out[k]), "upsample", out,
          4 * numel);
-    BOTH(cs[k]->ops->upsample_nearest_backward(cs[k]->be, P, H / 2, W / 2, 2, 2, x, 1.0f, out[k]),
+    BOTH(lgd_nn_kernels_cpu.upsample_nearest_backward(cs[k]->be, P, H / 2, W / 2, 2, 2, x, 1.0f, out[k]),
          "upsample backward", out, numel / 4);
-    BOTH(cs[k]->ops->avg_pool(cs[k]->be, P, H, W, 2, 2, x, out[k]), "avg_pool", out, numel / 4);
-    BOTH(cs[k]->ops->avg_pool_backward(cs[k]->be, P, H, W, 2, 2, dy, 1.0f, out[k]),
+    BOTH(lgd_nn_kernels_cpu.avg_pool(cs[k]->be, P, H, W, 2, 2, x, out[k]), "avg_pool", out, numel / 4);
+    BOTH(lgd_nn_kernels_cpu.avg_pool_backward(cs[k]->be, P, H, W, 2, 2, dy, 1.0f, out[k]),
          "avg_pool backward", out, numel);
     BOTH(cs[k]->ops->copy_rows(cs[k]->be, n * ch, sp, x, sp, 1.0f, out[k], sp + 3), "copy_rows",
          out, n * ch * (sp + 3));

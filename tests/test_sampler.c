@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/philox.h"
+#include "core/rng.h"
 #include "backend/backend.h"
 #include "testutil.h"
 

@@ -68,6 +68,21 @@ lgd_status lgd_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
     return status;
 }
 
+lgd_status lgd_backend_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
+{
+    if (!ctx)
+        return status;
+    char msg[LGD_ERROR_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *why = ctx->ops->last_error ? ctx->ops->last_error(ctx->be) : NULL;
+    if (why && why[0])
+        return lgd_error(ctx, status, "%s: %s", msg, why);
+    return lgd_error(ctx, status, "%s", msg);
+}
+
 int lgd_read_options(void *dst, size_t dst_size, const void *src, const void *defaults)
 {
     memcpy(dst, defaults, dst_size);
@@ -93,6 +108,12 @@ void lgd_context_options_init(lgd_context_options *o)
     }
 }
 
+/* The reason the CUDA backend could not be opened, for lgd_context_create's
+ * *out_error: the module's own precise message when it gave one. The buffer is the
+ * calling thread's (like dlerror()'s), so the message stays valid after the failed
+ * context is freed and until this thread's next lgd_context_create. */
+static _Thread_local char cuda_open_error[LGD_ERROR_CAP];
+
 static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
 {
     const char *names[] = { o->cuda_module_path ? o->cuda_module_path : "",
@@ -100,11 +121,16 @@ static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
                             o->cuda_module_path ? "" : "liblgd-cuda.so." LGD_SOVERSION_STR,
                             o->cuda_module_path ? "" : "liblgd-cuda.so" };
     void *h = NULL;
+    const char *why_not = NULL;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
-        if (names[i][0])
-            h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return "the CUDA backend module liblgd-cuda.so is not installed or cannot be loaded";
+        if (names[i][0] && !(h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)) && !why_not)
+            why_not = dlerror(); /* the first candidate's reason: the most specific one */
+    if (!h) {
+        snprintf(cuda_open_error, sizeof cuda_open_error,
+                 "the CUDA backend module liblgd-cuda.so is not installed or cannot be loaded"
+                 "%s%s", why_not ? ": " : "", why_not ? why_not : "");
+        return cuda_open_error;
+    }
     lgd_backend_open_fn open_fn;
     void *sym = dlsym(h, "lgd_cuda_backend_open");
     memcpy(&open_fn, &sym, sizeof open_fn);
@@ -112,10 +138,22 @@ static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
         dlclose(h);
         return "liblgd-cuda.so has no entry point lgd_cuda_backend_open";
     }
-    if (open_fn(LGD_BACKEND_ABI_VERSION, o->device_index, &ctx->be, &ctx->ops, ctx->error,
-                sizeof ctx->error) != 0) {
+    char reason[LGD_ERROR_CAP] = "";
+    if (open_fn(LGD_BACKEND_ABI_VERSION, o->device_index, &ctx->be, &ctx->ops, reason,
+                sizeof reason) != 0) {
         dlclose(h);
-        return "no usable CUDA device (no driver, no device, or a driver too old)";
+        snprintf(cuda_open_error, sizeof cuda_open_error, "no usable CUDA device: %s",
+                 reason[0] ? reason : "the module gave no reason");
+        return cuda_open_error;
+    }
+    const char *bad = lgd_backend_ops_check(ctx->ops);
+    if (bad) {
+        ctx->ops->destroy(ctx->be);
+        ctx->be = NULL;
+        ctx->ops = NULL;
+        dlclose(h);
+        snprintf(cuda_open_error, sizeof cuda_open_error, "liblgd-cuda.so is unusable: %s", bad);
+        return cuda_open_error;
     }
     ctx->module = h;
     ctx->kind = LGD_BACKEND_CUDA;
@@ -173,6 +211,13 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
             *out_error = "out of memory opening the CPU backend";
             return LGD_ERR_OUT_OF_MEMORY;
         }
+        const char *bad = lgd_backend_ops_check(ctx->ops);
+        if (bad) { /* a build error: the CPU table is ours */
+            ctx->ops->destroy(ctx->be);
+            free(ctx);
+            *out_error = bad;
+            return LGD_ERR_INTERNAL;
+        }
         ctx->kind = LGD_BACKEND_CPU;
     }
     ctx->error[0] = '\0';
@@ -222,7 +267,7 @@ const char *lgd_context_backend_name(const lgd_context *ctx)
 
 void *lgd_context_native_stream(const lgd_context *ctx)
 {
-    return ctx ? ctx->ops->native_stream(ctx->be) : NULL;
+    return ctx && ctx->ops->native_stream ? ctx->ops->native_stream(ctx->be) : NULL;
 }
 
 lgd_status lgd_context_synchronize(lgd_context *ctx)
@@ -230,7 +275,8 @@ lgd_status lgd_context_synchronize(lgd_context *ctx)
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
     if (ctx->ops->synchronize(ctx->be) != 0)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "backend synchronize failed");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "lgd_context_synchronize: the backend "
+                                 "failed");
     return LGD_OK;
 }
 
@@ -300,7 +346,7 @@ lgd_status lgd_buffer_from_host(lgd_context *ctx, lgd_buffer *buf, const float *
     if (st)
         return st;
     if (ctx->ops->upload(ctx->be, buf->data, host, count * sizeof(float)) != 0)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "%s: upload failed", what);
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "%s: upload failed", what);
     return LGD_OK;
 }
 

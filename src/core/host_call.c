@@ -29,12 +29,12 @@ lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory
         if (!in[i])
             continue;
         if (ctx->ops->download(ctx->be, p, in[i], in_count[i] * sizeof(float)) != 0)
-            return lgd_error(ctx, LGD_ERR_INTERNAL, "staging a callback input failed");
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "staging a callback input failed");
         host_in[i] = p;
         p += in_count[i];
     }
     *rc = fn(closure, host_in, p);
     if (*rc == 0 && ctx->ops->upload(ctx->be, out, p, out_count * sizeof(float)) != 0)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "staging a callback output failed");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "staging a callback output failed");
     return LGD_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "lgd/lgd.h"
 #include "backend/backend.h"
+#include "core/kernels.h"
 
 #define LGD_ERROR_CAP 512
 
@@ -35,6 +36,10 @@ struct lgd_context {
 
 /* Records `status` with a formatted message on ctx (and logs it); returns status. */
 lgd_status lgd_error(lgd_context *ctx, lgd_status status, const char *fmt, ...) LGD_PRINTF(3, 4);
+/* lgd_error for a failed backend operation: the message, then the backend's own
+ * precise reason (its last_error, e.g. the CUDA error and the operation) when it has one. */
+lgd_status lgd_backend_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
+    LGD_PRINTF(3, 4);
 void lgd_log(lgd_context *ctx, lgd_log_level level, const char *fmt, ...) LGD_PRINTF(3, 4);
 
 lgd_context *lgd_context_retain(lgd_context *ctx);
@@ -154,13 +159,6 @@ int64_t lgd_guidance_dim(const lgd_guidance *g);
 lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma, size_t batch,
                                     int32_t step, uint64_t first_row, float *out,
                                     lgd_guidance_report *report);
-
-/* ---- linear algebra (model_gmm.c) ---- */
-/* Eigendecomposition of a symmetric n x n matrix a (row-major, destroyed): eigenvalues
- * into w[n], eigenvectors into the columns of v[n][n]. LAPACK dsyevd when available,
- * else cyclic Jacobi (lgd_jacobi_eigen). Returns 0 on success. */
-int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v);
-void lgd_jacobi_eigen(double *a, size_t n, double *w, double *v);
 
 /* ---- helpers ---- */
 /* Reads an options struct from a caller that may know fewer fields: copies

@@ -11,11 +11,7 @@
 #include <stdint.h>
 #include <math.h>
 
-#if defined(__CUDACC__)
-#  define LGD_HD __host__ __device__ __forceinline__
-#else
-#  define LGD_HD static inline
-#endif
+#include "core/hd_math.h" /* LGD_HD */
 
 typedef struct lgd_philox_block {
     uint32_t v[4];

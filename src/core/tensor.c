@@ -82,7 +82,7 @@ lgd_status lgd_tensor_upload(lgd_tensor *t, const float *host, size_t count)
                          "lgd_tensor_upload: count %zu != tensor size %lld", count,
                          (long long)t->numel);
     if (t->ctx->ops->upload(t->ctx->be, t->buf.data, host, count * sizeof(float)) != 0)
-        return lgd_error(t->ctx, LGD_ERR_INTERNAL, "lgd_tensor_upload: copy failed");
+        return lgd_backend_error(t->ctx, LGD_ERR_INTERNAL, "lgd_tensor_upload: copy failed");
     return LGD_OK;
 }
 
@@ -97,7 +97,7 @@ lgd_status lgd_tensor_download(const lgd_tensor *t, float *host, size_t count)
                          "lgd_tensor_download: count %zu != tensor size %lld", count,
                          (long long)t->numel);
     if (t->ctx->ops->download(t->ctx->be, host, t->buf.data, count * sizeof(float)) != 0)
-        return lgd_error(t->ctx, LGD_ERR_INTERNAL, "lgd_tensor_download: copy failed");
+        return lgd_backend_error(t->ctx, LGD_ERR_INTERNAL, "lgd_tensor_download: copy failed");
     return LGD_OK;
 }
 
@@ -115,7 +115,7 @@ lgd_status lgd_tensor_copy(lgd_tensor *dst, const lgd_tensor *src)
                          (long long)src->numel);
     if (dst->ctx->ops->copy(dst->ctx->be, dst->buf.data, src->buf.data,
                             (size_t)src->numel * sizeof(float)) != 0)
-        return lgd_error(dst->ctx, LGD_ERR_INTERNAL, "lgd_tensor_copy: copy failed");
+        return lgd_backend_error(dst->ctx, LGD_ERR_INTERNAL, "lgd_tensor_copy: copy failed");
     return LGD_OK;
 }
 

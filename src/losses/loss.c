@@ -17,7 +17,7 @@ lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim
 {
     /* On failure nothing is taken over: the caller still owns impl. */
     if (!ctx || !vt || !vt->eval || !out || dim <= 0)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "lgd_loss_new: invalid arguments");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "lgd_loss_new: invalid arguments");
     *out = NULL;
     lgd_loss *l = calloc(1, sizeof *l);
     if (!l)
@@ -63,7 +63,7 @@ lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n
         return LGD_ERR_INVALID_ARGUMENT;
     lgd_context *ctx = l->ctx;
     if (!x || !loss)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "%s loss: NULL buffer", l->vt->name);
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "%s loss: NULL buffer", l->vt->name);
     size_t rows = batch * n;
     if (rows == 0)
         return LGD_OK;
@@ -157,7 +157,7 @@ static lgd_status callback_eval(lgd_loss *l, const float *x, size_t batch, size_
             (grad && (st = lgd_staging_reserve(ctx, &c->sg, rows * dim))))
             return st;
         if (ctx->ops->download(ctx->be, c->sx.host, x, rows * dim * sizeof(float)) != 0)
-            return lgd_error(ctx, LGD_ERR_INTERNAL, "callback loss: copying x to the host failed");
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "callback loss: copying x to the host failed");
         cx = c->sx.host;
         closs = c->sl.host;
         cgrad = grad ? c->sg.host : NULL;
@@ -170,8 +170,8 @@ static lgd_status callback_eval(lgd_loss *l, const float *x, size_t batch, size_
     if (stage) {
         if (ctx->ops->upload(ctx->be, loss, closs, rows * sizeof(float)) != 0 ||
             (grad && ctx->ops->upload(ctx->be, grad, cgrad, rows * dim * sizeof(float)) != 0))
-            return lgd_error(ctx, LGD_ERR_INTERNAL,
-                             "callback loss: copying the results to the backend failed");
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL,
+                                     "callback loss: copying the results to the backend failed");
     }
     return LGD_OK;
 }

@@ -3,8 +3,8 @@
  * problem, logistic, and weighted sums of losses.
  *
  * Parameters live in backend buffers and every computation goes through the
- * backend vtable (ctx->ops), so a device backend that implements the same
- * operations runs these losses unchanged. Scratch buffers are kept in the loss
+ * backend table (ctx->ops) and the losses' kernel table (loss_kernels.h), so a
+ * device backend that implements both runs these losses unchanged. Scratch buffers are kept in the loss
  * and grow only when the batch does.
  */
 #include <math.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "losses/loss_kernels.h"
 
 /* ---- shared checks ---- */
 
@@ -49,6 +50,7 @@ static lgd_status check_target_rows(lgd_loss *l, size_t target_rows, size_t batc
 /* ---- squared error ---- */
 
 typedef struct sqerr_loss {
+    const lgd_loss_kernels *kern;
     lgd_buffer target;  /* [target_rows][dim] */
     lgd_buffer weights; /* [dim], or empty for all ones */
     size_t target_rows;
@@ -62,7 +64,7 @@ static lgd_status sqerr_eval(lgd_loss *l, const float *x, size_t batch, size_t n
     if (st)
         return st;
     lgd_context *ctx = l->ctx;
-    ctx->ops->loss_sqerr(ctx->be, batch * n, (size_t)l->dim, x, s->target.data, s->target_rows,
+    s->kern->sqerr(ctx->be, batch * n, (size_t)l->dim, x, s->target.data, s->target_rows,
                          n, s->weights.data, loss, grad);
     return LGD_OK;
 }
@@ -116,9 +118,13 @@ lgd_status lgd_loss_create_squared_error(lgd_context *ctx, int64_t dim, const fl
                                  "%s: weights[%lld] = %g is negative", fn, (long long)j,
                                  (double)weights[j]);
     }
+    const void *kern = NULL;
+    if ((st = lgd_kernels_find(ctx, &lgd_loss_kernel_table, fn, &kern)))
+        return st;
     sqerr_loss *s = calloc(1, sizeof *s);
     if (!s)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    s->kern = kern;
     s->target_rows = (size_t)target_rows;
     if ((st = lgd_buffer_from_host(ctx, &s->target, target, tcount, "squared error target")) ||
         (weights &&
@@ -134,6 +140,7 @@ lgd_status lgd_loss_create_squared_error(lgd_context *ctx, int64_t dim, const fl
 /* ---- linear inverse problem ---- */
 
 typedef struct linear_loss {
+    const lgd_loss_kernels *kern;
     lgd_buffer H;  /* [m][dim] */
     lgd_buffer y;  /* [target_rows][m] */
     lgd_buffer hx; /* scratch [rows][m]: H x, then the scaled residual */
@@ -159,7 +166,7 @@ static lgd_status linear_eval(lgd_loss *l, const float *x, size_t batch, size_t 
     ctx->ops->gemm(ctx->be, 0, 1, rows, m, dim, 1.0f, x, dim, s->H.data, dim, 0.0f, s->hx.data,
                    m);
     /* hx <- (H x - y) / s^2, loss = |H x - y|^2 / (2 s^2) */
-    ctx->ops->loss_residual(ctx->be, rows, m, s->y.data, s->target_rows, n, s->inv_s2,
+    s->kern->residual(ctx->be, rows, m, s->y.data, s->target_rows, n, s->inv_s2,
                             s->hx.data, loss);
     /* grad[rows][dim] = res H */
     if (grad)
@@ -224,9 +231,13 @@ lgd_status lgd_loss_create_linear(lgd_context *ctx, int64_t dim, int64_t m, cons
         (st = check_finite_array(ctx, fn, "H", H, hcount)) ||
         (st = check_finite_array(ctx, fn, "y", y, ycount)))
         return st;
+    const void *kern = NULL;
+    if ((st = lgd_kernels_find(ctx, &lgd_loss_kernel_table, fn, &kern)))
+        return st;
     linear_loss *s = calloc(1, sizeof *s);
     if (!s)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    s->kern = kern;
     s->m = (size_t)m;
     s->target_rows = (size_t)target_rows;
     s->inv_s2 = (float)inv_s2;
@@ -242,6 +253,7 @@ lgd_status lgd_loss_create_linear(lgd_context *ctx, int64_t dim, int64_t m, cons
 /* ---- logistic ---- */
 
 typedef struct logistic_loss {
+    const lgd_loss_kernels *kern;
     lgd_buffer a; /* [dim] */
     float b;
 } logistic_loss;
@@ -251,7 +263,7 @@ static lgd_status logistic_eval(lgd_loss *l, const float *x, size_t batch, size_
 {
     logistic_loss *s = l->impl;
     lgd_context *ctx = l->ctx;
-    ctx->ops->loss_logistic(ctx->be, batch * n, (size_t)l->dim, x, s->a.data, s->b, loss, grad);
+    s->kern->logistic(ctx->be, batch * n, (size_t)l->dim, x, s->a.data, s->b, loss, grad);
     return LGD_OK;
 }
 
@@ -291,9 +303,13 @@ lgd_status lgd_loss_create_logistic(lgd_context *ctx, int64_t dim, const float *
     if (!lgd_is_finite(b))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: b = %g is not finite", fn,
                          (double)b);
+    const void *kern = NULL;
+    if ((st = lgd_kernels_find(ctx, &lgd_loss_kernel_table, fn, &kern)))
+        return st;
     logistic_loss *s = calloc(1, sizeof *s);
     if (!s)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    s->kern = kern;
     s->b = b;
     if ((st = lgd_buffer_from_host(ctx, &s->a, a, acount, "logistic loss a")) ||
         (st = lgd_loss_new(ctx, &logistic_vtable, dim, s, out))) {

@@ -2,14 +2,16 @@
  * loss_trajectory.c - built-in losses on a root trajectory: path following and
  * obstacle avoidance (the paper's Eq. 14, 15, 20). The per-row math is in
  * trajectory_loss.h, shared with the CUDA backend; this file validates, copies the
- * parameters to the backend and evaluates through ctx->ops->loss_trajectory.
+ * parameters to the backend and evaluates through the trajectory kernel table (trajectory_kernels.h).
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "losses/trajectory_kernels.h"
 
 typedef struct trajectory_loss {
+    const lgd_trajectory_kernels *kern;
     lgd_traj_params p;  /* pointers into the buffers below */
     lgd_buffer path, goal, obstacles;
 } trajectory_loss;
@@ -40,7 +42,7 @@ static lgd_status trajectory_eval(lgd_loss *l, const float *x, size_t batch, siz
                          l->vt->name, t->p.target_rows, batch);
     lgd_traj_params p = t->p;
     p.per_target = n;
-    l->ctx->ops->loss_trajectory(l->ctx->be, batch * n, (size_t)l->dim, x, &p, loss, grad);
+    t->kern->loss(l->ctx->be, batch * n, (size_t)l->dim, x, &p, loss, grad);
     return LGD_OK;
 }
 
@@ -145,9 +147,13 @@ lgd_status lgd_loss_create_path(lgd_context *ctx, int64_t dim, const lgd_traject
     size_t count = p.target_rows * p.frames * 2;
     if ((st = check_finite(ctx, fn, "path", path, count)))
         return st;
+    const void *kern = NULL;
+    if ((st = lgd_kernels_find(ctx, &lgd_trajectory_kernel_table, fn, &kern)))
+        return st;
     trajectory_loss *t = calloc(1, sizeof *t);
     if (!t)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    t->kern = kern;
     p.path_weight = 1.0f;
     t->p = p;
     st = lgd_buffer_from_host(ctx, &t->path, path, count, fn);
@@ -195,9 +201,13 @@ lgd_status lgd_loss_create_obstacle_avoidance(lgd_context *ctx, int64_t dim,
             return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                              "%s: obstacle %lld has radius %g; it must be > 0", fn, (long long)i,
                              (double)obstacles[3 * i + 2]);
+    const void *kern = NULL;
+    if ((st = lgd_kernels_find(ctx, &lgd_trajectory_kernel_table, fn, &kern)))
+        return st;
     trajectory_loss *t = calloc(1, sizeof *t);
     if (!t)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    t->kern = kern;
     p.goal_weight = goal ? o.goal_weight : 0.0f;
     p.n_obstacles = (size_t)count;
     p.sharpness = o.sharpness;

@@ -19,11 +19,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#if defined(__CUDACC__)
-#  define LGD_TRAJ_HD __host__ __device__ __forceinline__
-#else
-#  define LGD_TRAJ_HD static inline
-#endif
+#include "core/hd_math.h" /* LGD_HD */
 
 typedef struct lgd_traj_params {
     size_t frames, stride, offset;
@@ -40,7 +36,7 @@ typedef struct lgd_traj_params {
 } lgd_traj_params;
 
 /* d loss / d p_t (into gx, gy) and the loss terms of frame t, at position (px, py) */
-LGD_TRAJ_HD double lgd_traj_frame(const lgd_traj_params *p, const float *path, const float *goal,
+LGD_HD double lgd_traj_frame(const lgd_traj_params *p, const float *path, const float *goal,
                                   size_t t, double px, double py, double *gx, double *gy)
 {
     double loss = 0.0, dx = 0.0, dy = 0.0;
@@ -73,7 +69,7 @@ LGD_TRAJ_HD double lgd_traj_frame(const lgd_traj_params *p, const float *path, c
 }
 
 /* Loss of row r into *loss; gradient row (all cols, zeros off the root) into grad. */
-LGD_TRAJ_HD void lgd_traj_row(const lgd_traj_params *p, size_t cols, const float *xr, size_t r,
+LGD_HD void lgd_traj_row(const lgd_traj_params *p, size_t cols, const float *xr, size_t r,
                               float *loss, float *gr)
 {
     size_t tr = (r / p->per_target) % p->target_rows;

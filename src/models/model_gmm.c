@@ -15,24 +15,22 @@
  *   (from m_k = x + s2 g_k, g_k = -(Sigma_k + s2)^-1 (x - mu_k), dr_k/dx = r_k (g_k - sum r_j g_j)).
  *   p(x0 | x) = sum_k r_k N(m_k, U_k diag(lam s2/(lam+s2)) U_k^T).
  * Diagonal and isotropic covariances skip the rotations (U_k = I).
- * All math runs through the backend vtable, so the model runs on any backend.
+ * All math runs through the backend table and the mixture's own kernel table
+ * (gmm_kernels.h), so the model runs on any backend that has them.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
-#include "lgd_config.h"
+#include "core/linalg.h"
+#include "core/rng.h"
+#include "models/gmm_kernels.h"
 
-#if LGD_HAVE_LAPACK
-/* LAPACK (Fortran ABI, as OpenBLAS exports it): symmetric eigendecomposition */
-extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
-                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
-                    int *info);
-#endif
 
 typedef struct gmm {
     size_t D, K;
+    const lgd_gmm_kernels *kern; /* the backend's mixture kernels */
     int rotated;        /* full covariances: U_k are used */
     lgd_buffer mu;      /* [K][D] */
     lgd_buffer U;       /* [K][D][D], eigenvectors in columns (full only) */
@@ -112,7 +110,7 @@ static void project_and_logp(lgd_context *ctx, gmm *g, const float *x, float s2,
         } else {
             ops->sub_row(ctx->be, batch, g->D, x, mu_k(g, k), zk);
         }
-        ops->gaussian_logp(ctx->be, batch, g->D, zk, lam_k(g, k), s2, g->const_host[k],
+        g->kern->gaussian_logp(ctx->be, batch, g->D, zk, lam_k(g, k), s2, g->const_host[k],
                            g->resp.data + k, g->K);
     }
 }
@@ -132,7 +130,7 @@ static void back_project(lgd_context *ctx, gmm *g, size_t k, size_t rows, const 
 static void component_mean(lgd_context *ctx, gmm *g, size_t k, size_t batch, float s2)
 {
     const lgd_backend_ops *ops = ctx->ops;
-    ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, z_k(g, k, batch),
+    g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, z_k(g, k, batch),
                      g->t1.data);
     back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
     ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data, g->t2.data);
@@ -197,20 +195,20 @@ static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float
                       vu, g->D);
         else
             ops->copy(ctx->be, vu, v, BD * sizeof(float));
-        ops->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+        g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
                          z_k(g, k, batch), g->t1.data);
-        ops->row_dot_strided(ctx->be, batch, g->D, g->t1.data, vu, g->coef.data + k, g->K);
+        ops->row_dot(ctx->be, batch, g->D, g->t1.data, vu, g->coef.data + k, g->K);
     }
     /* coef[:, k] = s2 r_k (e_k - sum_j r_j e_j), in place is safe row by row */
-    ops->mix_coeffs(ctx->be, batch, g->K, g->resp.data, g->coef.data, s2, g->coef.data);
+    ops->softmax_rows_backward(ctx->be, batch, g->K, g->resp.data, g->coef.data, s2, g->coef.data);
     /* pass 2: out = sum_k U_k [ r_k shrink(vu_k) + coef_k prec(z_k) ] */
     for (size_t k = 0; k < g->K; k++) {
         float *vu = g->vu.data + k * BD;
-        ops->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, vu,
+        g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, vu,
                          g->t1.data);
         ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t1.data, 0.0f,
                         g->t1.data);
-        ops->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+        g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
                          z_k(g, k, batch), g->t2.data);
         ops->axpby_rows(ctx->be, batch, g->D, g->coef.data + k, g->K, g->t2.data, 1.0f,
                         g->t1.data);
@@ -284,7 +282,7 @@ static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma
     for (size_t k = 0; k < g->K; k++) {
         component_mean(ctx, g, k, batch, s2);
         /* cand = m_k + U_k (post_std * eps) */
-        ops->diag_filter(ctx->be, LGD_FILTER_POST_STD, rows, g->D, lam_k(g, k), s2, eps,
+        g->kern->diag_filter(ctx->be, LGD_FILTER_POST_STD, rows, g->D, lam_k(g, k), s2, eps,
                          scaled);
         back_project(ctx, g, k, rows, scaled, 0.0f, cand);
         ops->broadcast_axpy(ctx->be, rows, draws, g->D, g->t2.data, 1.0f, cand, cand);
@@ -319,91 +317,6 @@ static const lgd_model_vtable gmm_vtable = {
     .sample_posterior = gmm_sample_posterior,
     .destroy = gmm_destroy,
 };
-
-/* Cyclic Jacobi eigendecomposition of the symmetric n x n matrix a (destroyed):
- * eigenvalues into w[n], eigenvectors into the columns of v[n][n]. */
-void lgd_jacobi_eigen(double *a, size_t n, double *w, double *v)
-{
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++)
-            v[i * n + j] = (i == j);
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0.0, diag = 0.0;
-        for (size_t i = 0; i < n; i++) {
-            diag += a[i * n + i] * a[i * n + i];
-            for (size_t j = i + 1; j < n; j++)
-                off += a[i * n + j] * a[i * n + j];
-        }
-        if (off <= 1e-30 * diag || off == 0.0)
-            break;
-        for (size_t p = 0; p < n; p++) {
-            for (size_t q = p + 1; q < n; q++) {
-                double apq = a[p * n + q];
-                if (apq == 0.0)
-                    continue;
-                double theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
-                double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
-                for (size_t k = 0; k < n; k++) { /* columns p, q */
-                    double akp = a[k * n + p], akq = a[k * n + q];
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                for (size_t k = 0; k < n; k++) { /* rows p, q */
-                    double apk = a[p * n + k], aqk = a[q * n + k];
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for (size_t k = 0; k < n; k++) {
-                    double vkp = v[k * n + p], vkq = v[k * n + q];
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        w[i] = a[i * n + i];
-}
-
-/* Eigendecomposition of the symmetric n x n matrix a (destroyed): eigenvalues into
- * w[n], eigenvectors into the columns of v[n][n]. LAPACK's divide-and-conquer solver
- * when the BLAS provides it (O(n^3) with a small constant), else cyclic Jacobi. */
-int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v)
-{
-#if LGD_HAVE_LAPACK
-    if (n <= 46340) { /* n * n fits LAPACK's int */
-        int N = (int)n, lwork = -1, liwork = -1, info = 0, iq = 0;
-        double wq = 0.0;
-        dsyevd_("V", "U", &N, a, &N, w, &wq, &lwork, &iq, &liwork, &info); /* sizes */
-        if (info == 0) {
-            lwork = (int)wq;
-            liwork = iq;
-            double *work = malloc((size_t)lwork * sizeof *work);
-            int *iwork = malloc((size_t)liwork * sizeof *iwork);
-            if (!work || !iwork) {
-                free(work);
-                free(iwork);
-                return -1;
-            }
-            /* a is symmetric, so its row-major layout is its column-major one; on exit the
-             * columns of the Fortran matrix (rows of ours) are the eigenvectors */
-            dsyevd_("V", "U", &N, a, &N, w, work, &lwork, iwork, &liwork, &info);
-            free(work);
-            free(iwork);
-            if (info == 0) {
-                for (size_t i = 0; i < n; i++)
-                    for (size_t j = 0; j < n; j++)
-                        v[i * n + j] = a[j * n + i];
-                return 0;
-            }
-        }
-        return -1;
-    }
-#endif
-    lgd_jacobi_eigen(a, n, w, v);
-    return 0;
-}
 
 /* Validates and decomposes the covariances into g (host arrays + uploads). */
 static lgd_status load_covariances(lgd_context *ctx, gmm *g, const float *cov,
@@ -516,9 +429,14 @@ lgd_status lgd_model_create_gmm(lgd_context *ctx, int64_t dim, int64_t component
         if (!isfinite(means[i]))
             return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: means[%zu] is not finite", fn, i);
 
+    const void *kern = NULL;
+    lgd_status kst = lgd_kernels_find(ctx, &lgd_gmm_kernel_table, fn, &kern);
+    if (kst)
+        return kst;
     gmm *g = calloc(1, sizeof *g);
     if (!g)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    g->kern = kern;
     g->D = D;
     g->K = K;
     g->lam_host = malloc(K * D * sizeof *g->lam_host);

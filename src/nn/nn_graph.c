@@ -201,7 +201,7 @@ static void attention_backward(lgd_context *ctx, const nn_graph *g, const nn_op 
     o->gemm_batched(ctx->be, 0, 0, ch, S, S, 1.0f, da, S, ch * S, W, S, S * S, beta,
                     dqkv + 2 * ch * S, S, s3, count);
     /* softmax VJP with the scale: dS = alpha W (dW - rowsum(W dW)) */
-    o->mix_coeffs(ctx->be, count * S, S, W, dW, alpha, dS);
+    o->softmax_rows_backward(ctx->be, count * S, S, W, dW, alpha, dS);
     /* dq[c][t] = sum_s k[c][s] dS[t][s];  dk[c][s] = sum_t q[c][t] dS[t][s] */
     o->gemm_batched(ctx->be, 0, 1, ch, S, S, 1.0f, qkv + ch * S, S, s3, dS, S, S * S, beta, dqkv,
                     S, s3, count);
@@ -222,11 +222,11 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
     const float *b = op->in[1] >= 0 ? value_ptr(g, op->in[1]) : NULL;
     switch (op->kind) {
     case NN_TIME_EMBED:
-        o->time_embedding(be, t, (size_t)op->embed_dim, y);
+        g->kern->time_embedding(be, t, (size_t)op->embed_dim, y);
         break;
     case NN_COND:
         if (o->copy(be, y, cond, n * numel * sizeof(float)))
-            return lgd_error(ctx, LGD_ERR_INTERNAL, "network: copying the condition failed");
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the condition failed");
         break;
     case NN_LINEAR: {
         size_t in = nn_value_numel(va), out = numel;
@@ -235,27 +235,27 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
         else
             o->gemm(be, 0, 1, n, out, in, 1.0f, a, in, weight_ptr(g, op->w), in, 0.0f, y, out);
         if (op->b != SIZE_MAX)
-            o->add_channel_bias(be, n, out, 1, weight_ptr(g, op->b), 0, y);
+            g->kern->add_channel_bias(be, n, out, 1, weight_ptr(g, op->b), 0, y);
         break;
     }
     case NN_CONV: {
         lgd_conv_shape s = op->conv;
         s.n = (int32_t)n;
-        if (o->conv2d_forward(be, &s, a, weight_ptr(g, op->w), weight_ptr(g, op->b), y))
-            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY,
-                             "network: convolution failed on the %s backend",
-                             ctx->backend_name);
+        if (g->kern->conv2d_forward(be, &s, a, weight_ptr(g, op->w), weight_ptr(g, op->b), y))
+            return lgd_backend_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                                     "network: convolution failed on the %s backend",
+                                     ctx->backend_name);
         break;
     }
     case NN_NORM: {
         float *mean = g->saved.data + g->batch_cap * op->soff;
         float *rstd = mean + n * (size_t)op->groups;
-        o->group_norm(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, (size_t)op->groups,
+        g->kern->group_norm(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, (size_t)op->groups,
                       op->eps, a, weight_ptr(g, op->w), weight_ptr(g, op->b), y, mean, rstd);
         break;
     }
     case NN_ACT:
-        o->activation(be, op->act, n * numel, a, y);
+        g->kern->activation(be, op->act, n * numel, a, y);
         break;
     case NN_ADD: {
         const nn_value *vb = &g->values[op->in[1]];
@@ -266,14 +266,14 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
     case NN_ADD_CHANNEL: {
         const nn_value *ve = &g->values[op->in[1]];
         o->copy_rows(be, n, numel, a, va->shared ? 0 : numel, 0.0f, y, numel);
-        o->add_channel_bias(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, b,
+        g->kern->add_channel_bias(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, b,
                             ve->shared ? 0 : (size_t)vo->c, y);
         break;
     }
     case NN_SCALE_SHIFT: {
         const nn_value *ve = &g->values[op->in[1]];
         size_t c = (size_t)vo->c;
-        o->scale_shift(be, n, c, (size_t)vo->h * (size_t)vo->w, a, b, b + c,
+        g->kern->scale_shift(be, n, c, (size_t)vo->h * (size_t)vo->w, a, b, b + c,
                        ve->shared ? 0 : 2 * c, y);
         break;
     }
@@ -285,11 +285,11 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
         break;
     }
     case NN_UPSAMPLE:
-        o->upsample_nearest(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
+        g->kern->upsample_nearest(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
                             (size_t)op->fh, (size_t)op->fw, a, y);
         break;
     case NN_AVG_POOL:
-        o->avg_pool(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w, (size_t)op->fh,
+        g->kern->avg_pool(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w, (size_t)op->fh,
                     (size_t)op->fw, a, y);
         break;
     case NN_ATTENTION:
@@ -305,21 +305,28 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
 lgd_status nn_graph_forward(lgd_context *ctx, nn_graph *g, const float *x, float t,
                             const float *cond, size_t batch, float *out)
 {
-    lgd_status st = reserve(ctx, g, batch);
+    lgd_status st;
+    if (!g->kern) {
+        const void *kern = NULL;
+        if ((st = lgd_kernels_find(ctx, &lgd_nn_kernel_table, "network", &kern)))
+            return st;
+        g->kern = kern;
+    }
+    st = reserve(ctx, g, batch);
     if (st)
         return st;
     const lgd_backend_ops *o = ctx->ops;
     g->tape_valid = 0;
     size_t in_numel = nn_value_numel(&g->values[g->input]);
     if (o->copy(ctx->be, value_ptr(g, g->input), x, batch * in_numel * sizeof(float)))
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "network: copying the input failed");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the input failed");
     for (size_t i = 0; i < g->n_ops; i++)
         if ((st = run_forward_op(ctx, g, &g->ops[i], t, cond, batch)))
             return st;
     if (out) {
         size_t out_numel = nn_value_numel(&g->values[g->output]);
         if (o->copy(ctx->be, out, value_ptr(g, g->output), batch * out_numel * sizeof(float)))
-            return lgd_error(ctx, LGD_ERR_INTERNAL, "network: copying the output failed");
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the output failed");
     }
     g->tape_valid = 1;
     g->tape_x = x;
@@ -377,10 +384,11 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
             lgd_conv_shape s = op->conv;
             s.n = (int32_t)n;
             float beta = take(g, a_i);
-            if (o->conv2d_backward_data(be, &s, dy, weight_ptr(g, op->w), beta, grad_ptr(g, a_i)))
-                return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY,
-                                 "network: convolution VJP failed on the %s backend",
-                                 ctx->backend_name);
+            if (g->kern->conv2d_backward_data(be, &s, dy, weight_ptr(g, op->w), beta,
+                                              grad_ptr(g, a_i)))
+                return lgd_backend_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                                         "network: convolution VJP failed on the %s backend",
+                                         ctx->backend_name);
         }
         break;
     case NN_NORM:
@@ -388,7 +396,7 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
             const float *mean = g->saved.data + g->batch_cap * op->soff;
             const float *rstd = mean + n * (size_t)op->groups;
             float beta = take(g, a_i);
-            o->group_norm_backward(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w,
+            g->kern->group_norm_backward(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w,
                                    (size_t)op->groups, value_ptr(g, a_i), weight_ptr(g, op->w),
                                    mean, rstd, dy, beta, grad_ptr(g, a_i));
         }
@@ -396,7 +404,7 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
     case NN_ACT:
         if (wants(g, a_i)) {
             float beta = take(g, a_i);
-            o->activation_backward(be, op->act, n * numel, value_ptr(g, a_i), dy, beta,
+            g->kern->activation_backward(be, op->act, n * numel, value_ptr(g, a_i), dy, beta,
                                    grad_ptr(g, a_i));
         }
         break;
@@ -420,7 +428,7 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
             const nn_value *ve = &g->values[b_i];
             size_t c = (size_t)vo->c;
             float beta = take(g, a_i);
-            o->scale_shift_backward(be, n, c, (size_t)vo->h * (size_t)vo->w, dy,
+            g->kern->scale_shift_backward(be, n, c, (size_t)vo->h * (size_t)vo->w, dy,
                                     value_ptr(g, b_i), ve->shared ? 0 : 2 * c, beta,
                                     grad_ptr(g, a_i));
         }
@@ -441,7 +449,7 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
     case NN_UPSAMPLE:
         if (wants(g, a_i)) {
             float beta = take(g, a_i);
-            o->upsample_nearest_backward(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
+            g->kern->upsample_nearest_backward(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
                                          (size_t)op->fh, (size_t)op->fw, dy, beta,
                                          grad_ptr(g, a_i));
         }
@@ -449,7 +457,7 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
     case NN_AVG_POOL:
         if (wants(g, a_i)) {
             float beta = take(g, a_i);
-            o->avg_pool_backward(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
+            g->kern->avg_pool_backward(be, n * (size_t)va->c, (size_t)va->h, (size_t)va->w,
                                  (size_t)op->fh, (size_t)op->fw, dy, beta, grad_ptr(g, a_i));
         }
         break;
@@ -485,7 +493,7 @@ lgd_status nn_graph_vjp(lgd_context *ctx, nn_graph *g, const float *x, float t,
     memset(g->written, 0, g->n_values);
     size_t out_numel = nn_value_numel(&g->values[g->output]);
     if (o->copy(ctx->be, grad_ptr(g, g->output), v, batch * out_numel * sizeof(float)))
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "network: copying the cotangent failed");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the cotangent failed");
     g->written[g->output] = 1;
     for (size_t i = g->n_ops; i-- > 0;) {
         const nn_op *op = &g->ops[i];
@@ -497,6 +505,6 @@ lgd_status nn_graph_vjp(lgd_context *ctx, nn_graph *g, const float *x, float t,
     if (!g->written[g->input])
         o->fill(ctx->be, dx, batch * in_numel, 0.0f);
     else if (o->copy(ctx->be, dx, grad_ptr(g, g->input), batch * in_numel * sizeof(float)))
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "network: copying the VJP failed");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the VJP failed");
     return LGD_OK;
 }

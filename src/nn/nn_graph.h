@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/internal.h"
+#include "nn/nn_kernels.h"
 
 typedef enum nn_op_kind {
     NN_TIME_EMBED, /* out[E] = sinusoidal(t), shared; no inputs */
@@ -75,6 +76,7 @@ typedef struct nn_graph {
     size_t n_weights; /* floats */
 
     /* executor state */
+    const lgd_nn_kernels *kern; /* the backend's layer kernels (found on first use) */
     size_t batch_cap;      /* batch the arenas are sized for */
     lgd_buffer arena;      /* activations */
     lgd_buffer grads;      /* cotangents */

@@ -14,10 +14,13 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/rng.h"
+#include "sampling/mc_kernels.h"
 
 struct lgd_guidance {
     int refs;
     lgd_context *ctx;
+    const lgd_mc_kernels *mc; /* the backend's Monte Carlo reductions */
     lgd_model *model;
     lgd_loss *loss;           /* NULL for LGD_GUIDANCE_NONE */
     lgd_guidance_options opt;
@@ -143,10 +146,15 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
         return lgd_error(ctx, LGD_ERR_UNSUPPORTED,
                          "%s: LGD_GUIDANCE_EXACT needs a model with exact posterior sampling "
                          "(the %s model has none)", fn, model->vt->name);
+    const void *mc = NULL;
+    lgd_status kst = lgd_kernels_find(ctx, &lgd_mc_kernel_table, fn, &mc);
+    if (kst)
+        return kst;
     lgd_guidance *g = calloc(1, sizeof *g);
     if (!g)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     g->refs = 1;
+    g->mc = mc;
     g->ctx = lgd_context_retain(ctx);
     g->model = lgd_model_retain(model);
     g->loss = (loss && o.kind != LGD_GUIDANCE_NONE) ? lgd_loss_retain(loss) : NULL;
@@ -274,7 +282,8 @@ static lgd_status check_flags(lgd_guidance *g)
     lgd_context *ctx = g->ctx;
     float f[FLAG_COUNT];
     if (ctx->ops->download(ctx->be, f, g->flags.data, sizeof f) != 0)
-        return lgd_error(ctx, LGD_ERR_INTERNAL, "the backend failed (reading the guidance flags)");
+        return lgd_backend_error(ctx, LGD_ERR_INTERNAL,
+                                 "the backend failed (reading the guidance flags)");
     if (f[FLAG_XHAT] != 0.0f)
         return lgd_error(ctx, LGD_ERR_NON_FINITE,
                          "the %s model's denoiser produced non-finite values", g->model->vt->name);
@@ -293,8 +302,8 @@ static lgd_status check_flags(lgd_guidance *g)
     return LGD_OK;
 }
 
-/* The Monte Carlo loop: folds n draws, chunk by chunk, into the backend's
- * online log-sum-exp state. LGD-MC/DPS draw x_i = xhat + r eps_i and fold the loss
+/* The Monte Carlo loop: folds n draws, chunk by chunk, into the online
+ * log-sum-exp state (sampling/mc_kernels.h). LGD-MC/DPS draw x_i = xhat + r eps_i and fold the loss
  * gradients; EXACT draws from the model's posterior and folds the draws. */
 static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size_t batch,
                               int32_t step, uint64_t first_row, float r)
@@ -306,7 +315,7 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
     int exact = g->opt.kind == LGD_GUIDANCE_EXACT;
     lgd_mc_state state = { g->st_max.data, g->st_sum.data, g->st_sum2.data, g->st_wloss.data,
                            g->st_lsum.data, g->st_vec.data };
-    ops->mc_reset(ctx->be, batch, D, &state);
+    g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
     for (size_t done = 0; done < n; done += g->chunk) {
         size_t m = n - done < g->chunk ? n - done : g->chunk;
@@ -318,7 +327,7 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
             if (st)
                 return st;
         } else { /* x_i = xhat + r eps_i; r = 0 (DPS): every draw is xhat */
-            ops->mc_draws(ctx->be, &rng, batch, m, D, g->xhat.data, r, g->draws.data);
+            ops->normal_around(ctx->be, &rng, batch, m, D, g->xhat.data, r, g->draws.data);
         }
         /* values flagged here, gradients once through their weighted sum below */
         st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, g->losses.data,
@@ -326,10 +335,10 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
         if (st)
             return st;
         ops->finite_flag(ctx->be, g->losses.data, batch * m, g->flags.data + FLAG_LOSS);
-        ops->mc_accumulate(ctx->be, batch, m, D, g->losses.data,
+        g->mc->accumulate(ctx->be, batch, m, D, g->losses.data,
                            exact ? g->draws.data : g->grad.data, &state);
     }
-    ops->mc_finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
+    g->mc->finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
     if (!exact)
         ops->finite_flag(ctx->be, g->v.data, batch * D, g->flags.data + FLAG_GRAD);
     return LGD_OK;
@@ -432,7 +441,7 @@ static lgd_status fill_report(lgd_guidance *g, float sigma, size_t batch, int ac
         r.min_ess = g->host[0];
         for (size_t i = 1; i < batch; i++)
             r.min_ess = g->host[i] < r.min_ess ? g->host[i] : r.min_ess;
-        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data);
+        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data, 1);
         ops->download(ctx->be, g->host, g->norms.data, bytes);
         double acc = 0.0;
         for (size_t i = 0; i < batch; i++)

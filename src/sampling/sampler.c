@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/rng.h"
 
 /* Step counters share 24 bits of the Philox counter with nothing else, and Heun
  * uses two keys per step (i and num_steps + i). */

@@ -1,8 +1,11 @@
 /*
- * backend_cpu.c - the CPU tensor backend: host memory, OpenMP loops, CBLAS GEMM
- * (oneDNN's sgemm when built with it, backend_cpu_dnnl.c).
+ * cpu_backend.c - the CPU tensor backend: host memory, OpenMP loops, CBLAS GEMM
+ * (oneDNN's sgemm when built with it, cpu_dnnl.c), Philox random numbers.
  *
- * This is the reference implementation of every backend operation. Loops are
+ * This is the reference implementation of every operation of backend/backend.h. The
+ * kernels of single modules are not here: each module carries its CPU kernel table
+ * (models/gmm_kernels_cpu.c, losses/loss_kernels_cpu.c, ...; the network layers are
+ * cpu_nn.c). Loops are
  * written so that each output element is computed by one thread in a fixed
  * order: results do not depend on the thread count.
  */
@@ -17,20 +20,10 @@
 #endif
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu_backend.h" /* struct lgd_backend, the network layers */
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_nn.h"
+#include "backend/cpu/cpu_parallel.h"
 #include "core/philox.h"
-
-/* Parallelise only loops with enough work to pay for waking the threads. */
-#define PAR_MIN_WORK 32768
-#define LGD_PRAGMA(x) _Pragma(#x)
-
-#ifdef _OPENMP
-#define OMP_FOR(work) \
-    LGD_PRAGMA(omp parallel for num_threads(be->threads) if ((work) >= 32768) schedule(static))
-#else
-/* without OpenMP `be` may be otherwise unused (-Werror=unused-parameter) */
-#define OMP_FOR(work) (void)be;
-#endif
 
 static const char *cpu_name(lgd_backend *be) { return be->name; }
 
@@ -73,15 +66,9 @@ static int cpu_synchronize(lgd_backend *be)
     return 0;
 }
 
-static void *cpu_native_stream(lgd_backend *be)
-{
-    (void)be;
-    return NULL;
-}
-
 static void cpu_fill(lgd_backend *be, float *x, size_t n, float value)
 {
-    OMP_FOR(n)
+    LGD_CPU_FOR(n)
     for (size_t i = 0; i < n; i++)
         x[i] = value;
 }
@@ -89,11 +76,11 @@ static void cpu_fill(lgd_backend *be, float *x, size_t n, float value)
 static void cpu_axpby(lgd_backend *be, size_t n, float a, const float *x, float b, float *y)
 {
     if (b == 0.0f) {
-        OMP_FOR(n)
+        LGD_CPU_FOR(n)
         for (size_t i = 0; i < n; i++)
             y[i] = a * x[i];
     } else {
-        OMP_FOR(n)
+        LGD_CPU_FOR(n)
         for (size_t i = 0; i < n; i++)
             y[i] = a * x[i] + b * y[i];
     }
@@ -102,7 +89,7 @@ static void cpu_axpby(lgd_backend *be, size_t n, float a, const float *x, float 
 static void cpu_axpby_rows(lgd_backend *be, size_t rows, size_t cols, const float *a,
                            size_t a_stride, const float *x, float b, float *y)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         float ar = a[r * a_stride];
         const float *xr = x + r * cols;
@@ -119,7 +106,7 @@ static void cpu_axpby_rows(lgd_backend *be, size_t rows, size_t cols, const floa
 static void cpu_sub_row(lgd_backend *be, size_t rows, size_t cols, const float *x,
                         const float *row, float *out)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < cols; j++)
             out[r * cols + j] = x[r * cols + j] - row[j];
@@ -128,7 +115,7 @@ static void cpu_sub_row(lgd_backend *be, size_t rows, size_t cols, const float *
 static void cpu_broadcast_axpy(lgd_backend *be, size_t rows, size_t repeat, size_t cols,
                                const float *x, float a, const float *y, float *out)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + (r / repeat) * cols;
         const float *yr = y + r * cols;
@@ -138,49 +125,18 @@ static void cpu_broadcast_axpy(lgd_backend *be, size_t rows, size_t repeat, size
     }
 }
 
-static float diag_factor(lgd_diag_filter filter, float l, float s2)
-{
-    switch (filter) {
-    case LGD_FILTER_SHRINK: return l / (l + s2);
-    case LGD_FILTER_PRECISION: return 1.0f / (l + s2);
-    default: return sqrtf(l * s2 / (l + s2));
-    }
-}
-
-static void cpu_diag_filter(lgd_backend *be, lgd_diag_filter filter, size_t rows, size_t cols,
-                            const float *lam, float s2, const float *in, float *out)
-{
-    /* the factors once per call (a division per element would dominate) */
-    float *f = malloc(cols * sizeof *f);
-    if (f)
-        for (size_t j = 0; j < cols; j++)
-            f[j] = diag_factor(filter, lam[j], s2);
-    OMP_FOR(rows * cols)
-    for (size_t r = 0; r < rows; r++) {
-        const float *ir = in + r * cols;
-        float *o = out + r * cols;
-        if (f)
-            for (size_t j = 0; j < cols; j++)
-                o[j] = f[j] * ir[j];
-        else
-            for (size_t j = 0; j < cols; j++)
-                o[j] = diag_factor(filter, lam[j], s2) * ir[j];
-    }
-    free(f);
-}
-
 static void cpu_inv_sqrt_scale(lgd_backend *be, size_t n, float w, const float *in, float floor,
                                float *out)
 {
-    OMP_FOR(n)
+    LGD_CPU_FOR(n)
     for (size_t i = 0; i < n; i++)
         out[i] = w / sqrtf(in[i] > floor ? in[i] : floor);
 }
 
-static void cpu_row_dot_strided(lgd_backend *be, size_t rows, size_t cols, const float *x,
+static void cpu_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
                                 const float *y, float *out, size_t out_stride)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         double acc = 0.0;
         for (size_t j = 0; j < cols; j++)
@@ -189,44 +145,10 @@ static void cpu_row_dot_strided(lgd_backend *be, size_t rows, size_t cols, const
     }
 }
 
-static void cpu_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                        const float *y, float *out)
-{
-    cpu_row_dot_strided(be, rows, cols, x, y, out, 1);
-}
-
-static void cpu_mix_coeffs(lgd_backend *be, size_t rows, size_t K, const float *p,
-                           const float *d, float scale, float *out)
-{
-    OMP_FOR(rows * K * 4)
-    for (size_t r = 0; r < rows; r++) {
-        const float *pr = p + r * K, *dr = d + r * K;
-        double mean = 0.0;
-        for (size_t k = 0; k < K; k++)
-            mean += (double)pr[k] * dr[k];
-        for (size_t k = 0; k < K; k++)
-            out[r * K + k] = (float)(scale * pr[k] * ((double)dr[k] - mean));
-    }
-}
-
-static void cpu_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                              const float *lam, float s2, float c, float *out,
-                              size_t out_stride)
-{
-    OMP_FOR(rows * cols)
-    for (size_t r = 0; r < rows; r++) {
-        double acc = 0.0;
-        for (size_t j = 0; j < cols; j++) {
-            double v = x[r * cols + j];
-            acc += v * v / ((double)lam[j] + (double)s2);
-        }
-        out[r * out_stride] = (float)((double)c - 0.5 * acc);
-    }
-}
 
 static void cpu_softmax_rows(lgd_backend *be, size_t rows, size_t cols, float *x)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * cols;
         float m = -INFINITY;
@@ -243,10 +165,24 @@ static void cpu_softmax_rows(lgd_backend *be, size_t rows, size_t cols, float *x
     }
 }
 
+static void cpu_softmax_rows_backward(lgd_backend *be, size_t rows, size_t K, const float *p,
+                                      const float *d, float scale, float *out)
+{
+    LGD_CPU_FOR(rows * K * 4)
+    for (size_t r = 0; r < rows; r++) {
+        const float *pr = p + r * K, *dr = d + r * K;
+        double mean = 0.0;
+        for (size_t k = 0; k < K; k++)
+            mean += (double)pr[k] * dr[k];
+        for (size_t k = 0; k < K; k++)
+            out[r * K + k] = (float)(scale * pr[k] * ((double)dr[k] - mean));
+    }
+}
+
 static void cpu_logsumexp_rows(lgd_backend *be, size_t rows, size_t cols, const float *x,
                                float *out)
 {
-    OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float m = -INFINITY;
@@ -263,7 +199,7 @@ static int cpu_all_finite(lgd_backend *be, const float *x, size_t n)
 {
     int ok = 1;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(be->threads) if (n >= PAR_MIN_WORK) reduction(&& : ok)
+#pragma omp parallel for num_threads(be->threads) if (n >= LGD_CPU_PAR_MIN_WORK) reduction(&& : ok)
 #else
     (void)be;
 #endif
@@ -324,7 +260,7 @@ static void normal_stream(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
     uint64_t f0 = (uint64_t)s->first_draw * cols, n = (uint64_t)draws * cols;
     uint64_t blk0 = f0 / 4, blk1 = (f0 + n + 3) / 4; /* blocks touching [f0, f0 + n) */
     uint64_t per_row = blk1 - blk0, groups = (per_row + PHILOX_LANES - 1) / PHILOX_LANES;
-    OMP_FOR(rows * n)
+    LGD_CPU_FOR(rows * n)
     for (size_t rg = 0; rg < rows * groups; rg++) {
         size_t r = rg / groups;
         uint64_t blk = blk0 + (rg % groups) * PHILOX_LANES;
@@ -364,14 +300,14 @@ static void cpu_normal(lgd_backend *be, const lgd_rng_stream *s, size_t rows, si
     normal_stream(be, s, rows, draws, cols, NULL, 0.0f, out);
 }
 
-static void cpu_mc_draws(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
+static void cpu_normal_around(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
                          size_t cols, const float *mean, float scale, float *out)
 {
     if (scale != 0.0f) {
         normal_stream(be, s, rows, draws, cols, mean, scale, out);
         return;
     }
-    OMP_FOR(rows * draws * cols)
+    LGD_CPU_FOR(rows * draws * cols)
     for (size_t rj = 0; rj < rows * draws; rj++)
         memcpy(out + rj * cols, mean + (rj / draws) * cols, cols * sizeof(float));
 }
@@ -381,7 +317,7 @@ static void cpu_uniform(lgd_backend *be, const lgd_rng_stream *s, size_t rows, s
 {
     uint32_t tag = lgd_rng_tag(s->purpose, s->step);
     size_t n = rows * draws;
-    OMP_FOR(n * 16)
+    LGD_CPU_FOR(n * 16)
     for (size_t rj = 0; rj < n; rj++) {
         size_t r = rj / draws, j = rj % draws;
         lgd_philox_block b =
@@ -391,72 +327,10 @@ static void cpu_uniform(lgd_backend *be, const lgd_rng_stream *s, size_t rows, s
     }
 }
 
-static void cpu_mc_reset(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st)
-{
-    for (size_t r = 0; r < rows; r++) {
-        st->max[r] = -INFINITY;
-        st->sum[r] = 0.0f;
-        st->sum2[r] = 0.0f;
-        st->wloss[r] = 0.0f;
-        st->lsum[r] = 0.0f;
-    }
-    cpu_fill(be, st->vec, rows * cols, 0.0f);
-}
-
-static void cpu_mc_accumulate(lgd_backend *be, size_t rows, size_t draws, size_t cols,
-                              const float *loss, const float *vec, lgd_mc_state *st)
-{
-    OMP_FOR(rows * draws * cols)
-    for (size_t r = 0; r < rows; r++) {
-        const float *l = loss + r * draws;
-        float m = st->max[r];
-        for (size_t j = 0; j < draws; j++)
-            m = -l[j] > m ? -l[j] : m;
-        /* rescale the running sums to the new max */
-        float scale = (st->max[r] == -INFINITY) ? 0.0f : expf(st->max[r] - m);
-        float sum = st->sum[r] * scale;
-        float sum2 = st->sum2[r] * scale * scale;
-        float wloss = st->wloss[r] * scale;
-        float lsum = st->lsum[r];
-        float *acc = st->vec + r * cols;
-        if (scale != 1.0f)
-            for (size_t e = 0; e < cols; e++)
-                acc[e] *= scale;
-        for (size_t j = 0; j < draws; j++) {
-            float w = expf(-l[j] - m);
-            sum += w;
-            sum2 += w * w;
-            wloss += w * l[j];
-            lsum += l[j];
-            const float *v = vec + (r * draws + j) * cols;
-            for (size_t e = 0; e < cols; e++)
-                acc[e] += w * v[e];
-        }
-        st->max[r] = m;
-        st->sum[r] = sum;
-        st->sum2[r] = sum2;
-        st->wloss[r] = wloss;
-        st->lsum[r] = lsum;
-    }
-}
-
-static void cpu_mc_finish(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st,
-                          float *out, float *ess)
-{
-    OMP_FOR(rows * cols)
-    for (size_t r = 0; r < rows; r++) {
-        float inv = 1.0f / st->sum[r];
-        for (size_t e = 0; e < cols; e++)
-            out[r * cols + e] = st->vec[r * cols + e] * inv;
-        ess[r] = st->sum[r] * st->sum[r] / st->sum2[r];
-        st->wloss[r] *= inv;
-    }
-}
-
 static void cpu_categorical(lgd_backend *be, size_t rows, size_t draws, size_t K,
                             const float *prob, const float *u, int32_t *idx)
 {
-    OMP_FOR(rows * draws * K)
+    LGD_CPU_FOR(rows * draws * K)
     for (size_t r = 0; r < rows; r++) {
         const float *p = prob + r * K;
         for (size_t j = 0; j < draws; j++) {
@@ -477,80 +351,10 @@ static void cpu_categorical(lgd_backend *be, size_t rows, size_t draws, size_t K
 static void cpu_select_rows(lgd_backend *be, size_t n, size_t cols, const int32_t *idx,
                             int32_t k, const float *src, float *dst)
 {
-    OMP_FOR(n * cols)
+    LGD_CPU_FOR(n * cols)
     for (size_t r = 0; r < n; r++)
         if (idx[r] == k)
             memcpy(dst + r * cols, src + r * cols, cols * sizeof(float));
-}
-
-static void cpu_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                           const float *target, size_t target_rows, size_t per_target,
-                           const float *weights, float *loss, float *grad)
-{
-    OMP_FOR(rows * cols)
-    for (size_t r = 0; r < rows; r++) {
-        const float *t = target + ((r / per_target) % target_rows) * cols;
-        const float *xr = x + r * cols;
-        double acc = 0.0;
-        for (size_t j = 0; j < cols; j++) {
-            float d = xr[j] - t[j];
-            float w = weights ? weights[j] : 1.0f;
-            acc += (double)w * d * d;
-            if (grad)
-                grad[r * cols + j] = 2.0f * w * d;
-        }
-        loss[r] = (float)acc;
-    }
-}
-
-/* softplus(t) = log(1 + e^t), stable for large |t| */
-static float softplusf(float t) { return t > 0 ? t + log1pf(expf(-t)) : log1pf(expf(t)); }
-static float sigmoidf(float t)
-{
-    return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
-}
-
-static void cpu_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                              const float *a, float b, float *loss, float *grad)
-{
-    OMP_FOR(rows * cols)
-    for (size_t r = 0; r < rows; r++) {
-        double z = b;
-        for (size_t j = 0; j < cols; j++)
-            z += (double)a[j] * x[r * cols + j];
-        loss[r] = softplusf(-(float)z);
-        if (grad) {
-            float s = -sigmoidf(-(float)z);
-            for (size_t j = 0; j < cols; j++)
-                grad[r * cols + j] = s * a[j];
-        }
-    }
-}
-
-static void cpu_loss_trajectory(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                                const lgd_traj_params *p, float *loss, float *grad)
-{
-    OMP_FOR(rows * p->frames * (4 + p->n_obstacles))
-    for (size_t r = 0; r < rows; r++)
-        lgd_traj_row(p, cols, x + r * cols, r, loss + r, grad ? grad + r * cols : NULL);
-}
-
-static void cpu_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
-                              size_t target_rows, size_t per_target, float inv_s2, float *hx,
-                              float *loss)
-{
-    OMP_FOR(rows * m)
-    for (size_t r = 0; r < rows; r++) {
-        const float *yr = y + ((r / per_target) % target_rows) * m;
-        float *h = hx + r * m;
-        double acc = 0.0;
-        for (size_t j = 0; j < m; j++) {
-            float d = h[j] - yr[j];
-            acc += (double)d * d;
-            h[j] = d * inv_s2;
-        }
-        loss[r] = (float)(0.5 * acc * inv_s2);
-    }
 }
 
 static const lgd_backend_ops cpu_ops = {
@@ -564,54 +368,32 @@ static const lgd_backend_ops cpu_ops = {
     .download = cpu_memcpy,
     .copy = cpu_memcpy,
     .synchronize = cpu_synchronize,
-    .native_stream = cpu_native_stream,
+    .native_stream = NULL,
+    .last_error = NULL,
     .fill = cpu_fill,
     .axpby = cpu_axpby,
     .axpby_rows = cpu_axpby_rows,
     .sub_row = cpu_sub_row,
     .broadcast_axpy = cpu_broadcast_axpy,
-    .diag_filter = cpu_diag_filter,
     .inv_sqrt_scale = cpu_inv_sqrt_scale,
+    .copy_rows = lgd_cpu_copy_rows,
+    .transpose = lgd_cpu_transpose,
     .row_dot = cpu_row_dot,
-    .row_dot_strided = cpu_row_dot_strided,
-    .mix_coeffs = cpu_mix_coeffs,
-    .gaussian_logp = cpu_gaussian_logp,
     .softmax_rows = cpu_softmax_rows,
+    .softmax_rows_backward = cpu_softmax_rows_backward,
     .logsumexp_rows = cpu_logsumexp_rows,
     .all_finite = cpu_all_finite,
     .finite_flag = cpu_finite_flag,
     .gemm = lgd_cpu_sgemm,
+    .gemm_batched = lgd_cpu_gemm_batched,
     .normal = cpu_normal,
-    .mc_draws = cpu_mc_draws,
+    .normal_around = cpu_normal_around,
     .uniform = cpu_uniform,
-    .mc_reset = cpu_mc_reset,
-    .mc_accumulate = cpu_mc_accumulate,
-    .mc_finish = cpu_mc_finish,
     .categorical = cpu_categorical,
     .select_rows = cpu_select_rows,
-    .loss_sqerr = cpu_loss_sqerr,
-    .loss_logistic = cpu_loss_logistic,
-    .loss_residual = cpu_loss_residual,
-    .loss_trajectory = cpu_loss_trajectory,
-    /* network layers (backend_cpu_nn.c) */
-    .gemm_batched = lgd_cpu_gemm_batched,
-    .conv2d_forward = lgd_cpu_conv2d_forward,
-    .conv2d_backward_data = lgd_cpu_conv2d_backward_data,
-    .add_channel_bias = lgd_cpu_add_channel_bias,
-    .scale_shift = lgd_cpu_scale_shift,
-    .scale_shift_backward = lgd_cpu_scale_shift_backward,
-    .activation = lgd_cpu_activation,
-    .activation_backward = lgd_cpu_activation_backward,
-    .group_norm = lgd_cpu_group_norm,
-    .group_norm_backward = lgd_cpu_group_norm_backward,
-    .upsample_nearest = lgd_cpu_upsample_nearest,
-    .upsample_nearest_backward = lgd_cpu_upsample_nearest_backward,
-    .avg_pool = lgd_cpu_avg_pool,
-    .avg_pool_backward = lgd_cpu_avg_pool_backward,
-    .copy_rows = lgd_cpu_copy_rows,
-    .transpose = lgd_cpu_transpose,
-    .time_embedding = lgd_cpu_time_embedding,
+    .kernels = NULL, /* modules carry the CPU's kernel tables (core/kernels.h) */
 };
+
 
 int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)
 {

@@ -1,5 +1,5 @@
 /*
- * backend_cpu_dnnl.c - the CPU backend's GEMMs and convolutions by oneDNN (2.x C API),
+ * cpu_dnnl.c - the CPU backend's GEMMs and convolutions by oneDNN (2.x C API),
  * when liblgd is built with it (LGD_HAVE_DNNL; meson option onednn).
  *
  * GEMMs: dnnl_sgemm (row-major, as cblas_sgemm with CblasRowMajor). It does not read
@@ -36,6 +36,7 @@
 #include "lgd_config.h"
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_nn.h"
 
 void lgd_cpu_dnnl_init(lgd_backend *be)
 {

@@ -1,9 +1,11 @@
 /*
- * backend_cpu_nn.c - the CPU backend's network-layer primitives (ABI 2):
- * convolutions by im2col + SGEMM, batched GEMM, group norm, activations,
- * nearest upsampling, average pooling, row copies and transposes.
+ * cpu_nn.c - the CPU backend's network-layer kernels (the table lgd_nn_kernels_cpu of
+ * nn/nn_kernels.h): convolutions by im2col + SGEMM, group norm, activations, nearest
+ * upsampling, average pooling, the time embedding; and the generic batched GEMM, row
+ * copies and transposes of the backend table (they share this file's GEMM and
+ * threading rules).
  *
- * As in backend_cpu.c, every output element is computed by one thread in a fixed
+ * As in cpu_backend.c, every output element is computed by one thread in a fixed
  * order, so results do not depend on the backend's thread count. GEMMs therefore
  * never run inside this file's OpenMP regions: OpenBLAS runs single-threaded inside
  * an active parallel region and with its own threads outside one, and with some of
@@ -17,7 +19,7 @@
  * of dx is never read (it may be NaN).
  *
  * Built with oneDNN (and not switched off by LGD_CPU_ONEDNN=0), the GEMMs and the
- * convolutions go to backend_cpu_dnnl.c first; the paths here are the fallback.
+ * convolutions go to cpu_dnnl.c first; the paths here are the fallback.
  */
 #include <math.h>
 #include <stdint.h>
@@ -27,24 +29,15 @@
 #include <cblas.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_nn.h"
+#include "backend/cpu/cpu_parallel.h"
+#include "core/hd_math.h"
 
-/* Parallelise elementwise loops only with enough work to pay for waking the threads. */
-#define NN_PAR_MIN_WORK 32768
 /* An im2col block holds about this many floats (4 MiB, cache-sized) ... */
 #define NN_COL_TILE_FLOATS (1u << 20)
 /* ... but at least this many columns (GEMM efficiency), a multiple of 16. */
 #define NN_MIN_TILE 64
 
-#define NN_PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define NN_OMP_FOR(work) \
-    NN_PRAGMA(omp parallel for num_threads(be->threads) if ((work) >= NN_PAR_MIN_WORK) schedule(static))
-/* an explicit team size and condition */
-#define NN_OMP_FOR_IF(nt, cond) NN_PRAGMA(omp parallel for num_threads(nt) if (cond) schedule(static))
-#else
-#define NN_OMP_FOR(work) (void)be;
-#define NN_OMP_FOR_IF(nt, cond) (void)(nt), (void)(cond);
-#endif
 
 /* ------------------------------------------------------------------ scratch */
 
@@ -266,7 +259,7 @@ static void im2col(const conv_plan *p, const float *x, size_t i0, size_t ni, siz
 {
     const size_t np = p1 - p0;
     const int flat = is_flat(p);
-    NN_OMP_FOR_IF(nt, par)
+    LGD_CPU_FOR_IF(nt, par)
     for (size_t u = 0; u < ni * p->cin; u++) {
         const size_t j = u / p->cin, c = u % p->cin;
         const float *xc = x + ((i0 + j) * p->cin + c) * p->plane;
@@ -328,7 +321,7 @@ static void col2im(const conv_plan *p, float *col, size_t ld, size_t i0, size_t 
 {
     const size_t np = p1 - p0;
     const int flat = is_flat(p);
-    NN_OMP_FOR_IF(nt, par)
+    LGD_CPU_FOR_IF(nt, par)
     for (size_t u = 0; u < ni * p->cin; u++) {
         const size_t j = u / p->cin, c = u % p->cin;
         float *dc = dx + ((i0 + j) * p->cin + c) * p->plane;
@@ -380,7 +373,7 @@ static void col2im(const conv_plan *p, float *col, size_t ld, size_t i0, size_t 
 /* Whether data movement of `work` floats runs on be->threads threads. */
 static int par_work(const lgd_backend *be, size_t work)
 {
-    return be->threads > 1 && work >= NN_PAR_MIN_WORK;
+    return be->threads > 1 && work >= LGD_CPU_PAR_MIN_WORK;
 }
 
 int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float *x,
@@ -408,7 +401,7 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
             im2col(&p, x, i0, ni, 0, p.P, col, nb, nt, par_work(be, p.K * nb));
             lgd_cpu_sgemm(be, 0, 0, p.cout, nb, p.K, 1.0f, w, p.K, col, nb, 0.0f, yt, nb);
             /* yt[co][j P + q] -> y[i0 + j][co][q] (+ bias) */
-            NN_OMP_FOR(p.cout * nb)
+            LGD_CPU_FOR(p.cout * nb)
             for (size_t u = 0; u < ni * p.cout; u++) {
                 const size_t j = u / p.cout, co = u % p.cout;
                 const float *src = yt + co * nb + j * p.P;
@@ -432,7 +425,7 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
             float gbeta = 0.0f;
             if (bias) {
                 /* y = bias, then the GEMM accumulates onto it */
-                NN_OMP_FOR(p.cout * np)
+                LGD_CPU_FOR(p.cout * np)
                 for (size_t co = 0; co < p.cout; co++) {
                     float *yr = yi + co * p.P + p0, bv = bias[co];
                     for (size_t q = 0; q < np; q++)
@@ -478,18 +471,18 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
     const int nt = be->threads;
     const size_t m = p.n * p.cin * p.plane;
     if (beta == 0.0f) {
-        NN_OMP_FOR(m)
+        LGD_CPU_FOR(m)
         for (size_t j = 0; j < m; j++)
             dx[j] = 0.0f;
     } else if (beta != 1.0f) {
-        NN_OMP_FOR(m)
+        LGD_CPU_FOR(m)
         for (size_t j = 0; j < m; j++)
             dx[j] *= beta;
     }
     if (p.ipb > 1) {
         for (size_t i0 = 0; i0 < p.n; i0 += p.ipb) {
             const size_t ni = p.n - i0 < p.ipb ? p.n - i0 : p.ipb, nb = ni * p.P;
-            NN_OMP_FOR(p.cout * nb)
+            LGD_CPU_FOR(p.cout * nb)
             for (size_t u = 0; u < ni * p.cout; u++) {
                 const size_t j = u / p.cout, co = u % p.cout;
                 memcpy(dyt + co * nb + j * p.P, dy + ((i0 + j) * p.cout + co) * p.P,
@@ -520,7 +513,7 @@ void lgd_cpu_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, con
 {
     if (s == 1) {
         /* a linear layer's bias: rows of c */
-        NN_OMP_FOR(n * c)
+        LGD_CPU_FOR(n * c)
         for (size_t i = 0; i < n; i++) {
             const float *bi = b + i * b_stride;
             float *yr = y + i * c;
@@ -529,7 +522,7 @@ void lgd_cpu_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, con
         }
         return;
     }
-    NN_OMP_FOR(n * c * s)
+    LGD_CPU_FOR(n * c * s)
     for (size_t ic = 0; ic < n * c; ic++) {
         float bv = b[(ic / c) * b_stride + ic % c], *yr = y + ic * s;
         for (size_t k = 0; k < s; k++)
@@ -540,7 +533,7 @@ void lgd_cpu_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, con
 void lgd_cpu_scale_shift(lgd_backend *be, size_t n, size_t c, size_t s, const float *x,
                          const float *scale, const float *shift, size_t stride, float *y)
 {
-    NN_OMP_FOR(n * c * s)
+    LGD_CPU_FOR(n * c * s)
     for (size_t ic = 0; ic < n * c; ic++) {
         size_t k0 = (ic / c) * stride + ic % c;
         float a = 1.0f + scale[k0], sh = shift ? shift[k0] : 0.0f;
@@ -555,7 +548,7 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
                                   const float *dy, const float *scale, size_t stride,
                                   float beta, float *dx)
 {
-    NN_OMP_FOR(n * c * s)
+    LGD_CPU_FOR(n * c * s)
     for (size_t ic = 0; ic < n * c; ic++) {
         float a = 1.0f + scale[(ic / c) * stride + ic % c];
         const float *dr = dy + ic * s;
@@ -574,47 +567,8 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
 #define NN_SQRT1_2 0.70710678118654752440f
 #define NN_INV_SQRT_2PI 0.39894228040143267794f
 
-/* exp(-a) for a in [0, 104], branch-free so that the loops using it vectorise (libm's
- * expf is an opaque call): -a = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its
- * Taylor polynomial of degree 7 (truncation 1.5e-8 relative), times 2^n built from the
- * exponent bits in two factors so that results down to the subnormals come out right.
- * Accurate to a few ulp. */
-static inline float exp_neg(float a)
-{
-    float x = -a;
-    float t = x * 1.44269504088896341f;
-    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest (|t| < 2^22) */
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f + r * (4.16666679e-2f +
-              r * (8.33333377e-3f + r * (1.38888892e-3f + r * 1.98412701e-4f))))));
-    int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
-    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float f1, f2;
-    memcpy(&f1, &b1, sizeof f1);
-    memcpy(&f2, &b2, sizeof f2);
-    return p * f1 * f2;
-}
-
-/* sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow. Branch-free
- * (selections on bits; with -ftrapping-math the compiler may not if-convert float
- * selects), so the activation loops vectorise. |x| is clamped at 104, where exp(-|x|)
- * has underflowed; a NaN x gives finite s, but x s and the derivative stay NaN. */
-static inline void sigmoid2(float x, float *s, float *sm)
-{
-    uint32_t xb, ab, vb, evb;
-    memcpy(&xb, &x, sizeof xb);
-    ab = xb & 0x7fffffffu;
-    ab = ab > 0x42d00000u ? 0x42d00000u : ab; /* 104.0f */
-    float a;
-    memcpy(&a, &ab, sizeof a);
-    float e = exp_neg(a), v = 1.0f / (1.0f + e), ev = e * v;
-    memcpy(&vb, &v, sizeof vb);
-    memcpy(&evb, &ev, sizeof evb);
-    uint32_t neg = 0u - (xb >> 31); /* all ones when the sign bit is set */
-    uint32_t sb = (vb & ~neg) | (evb & neg), smb = (evb & ~neg) | (vb & neg);
-    memcpy(s, &sb, sizeof sb);
-    memcpy(sm, &smb, sizeof smb);
-}
+/* lgd_exp_neg and lgd_sigmoid2, the SiLU's formulas, are in core/hd_math.h (shared with
+ * the CUDA kernels). */
 
 /* GELU x Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) (no cancellation for x << 0), and its
  * derivative Phi(x) + x phi(x). In the left tail the relative error of a float
@@ -650,7 +604,7 @@ NN_CLONES static void silu_range(size_t n, const float *x, float *y)
 {
     for (size_t i = 0; i < n; i++) {
         float s, sm;
-        sigmoid2(x[i], &s, &sm);
+        lgd_sigmoid2(x[i], &s, &sm);
         y[i] = x[i] * s;
     }
 }
@@ -661,13 +615,13 @@ NN_CLONES static void silu_grad_range(size_t n, const float *x, const float *dy,
     if (beta == 0.0f) {
         for (size_t i = 0; i < n; i++) {
             float s, sm, v = x[i];
-            sigmoid2(v, &s, &sm);
+            lgd_sigmoid2(v, &s, &sm);
             dx[i] = dy[i] * (s * (1.0f + v * sm));
         }
     } else {
         for (size_t i = 0; i < n; i++) {
             float s, sm, v = x[i];
-            sigmoid2(v, &s, &sm);
+            lgd_sigmoid2(v, &s, &sm);
             dx[i] = dy[i] * (s * (1.0f + v * sm)) + beta * dx[i];
         }
     }
@@ -679,12 +633,12 @@ void lgd_cpu_activation(lgd_backend *be, lgd_activation f, size_t count, const f
                         float *y)
 {
     if (f == LGD_ACT_GELU) {
-        NN_OMP_FOR(count * 8)
+        LGD_CPU_FOR(count * 8)
         for (size_t i = 0; i < count; i++)
             y[i] = gelu(x[i]);
     } else {
         size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
-        NN_OMP_FOR(count * 4)
+        LGD_CPU_FOR(count * 4)
         for (size_t k = 0; k < blocks; k++) {
             size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
             silu_range(n, x + i0, y + i0);
@@ -696,14 +650,14 @@ void lgd_cpu_activation_backward(lgd_backend *be, lgd_activation f, size_t count
                                  const float *x, const float *dy, float beta, float *dx)
 {
     if (f == LGD_ACT_GELU) {
-        NN_OMP_FOR(count * 8)
+        LGD_CPU_FOR(count * 8)
         for (size_t i = 0; i < count; i++) {
             float g = dy[i] * gelu_grad(x[i]);
             dx[i] = beta == 0.0f ? g : g + beta * dx[i];
         }
     } else {
         size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
-        NN_OMP_FOR(count * 4)
+        LGD_CPU_FOR(count * 4)
         for (size_t k = 0; k < blocks; k++) {
             size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
             silu_grad_range(n, x + i0, dy + i0, beta, dx + i0);
@@ -812,7 +766,7 @@ void lgd_cpu_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t gr
         return;
     const size_t cpg = c / groups, gs = cpg * s;
     if (s == 1 && cpg > 0) {
-        NN_OMP_FOR(n * c * 3)
+        LGD_CPU_FOR(n * c * 3)
         for (size_t g = 0; g < n * groups; g++) {
             size_t c0 = (g % groups) * cpg;
             norm_row_forward(cpg, eps, x + g * cpg, gamma ? gamma + c0 : NULL,
@@ -821,7 +775,7 @@ void lgd_cpu_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t gr
         }
         return;
     }
-    NN_OMP_FOR(n * c * s * 3)
+    LGD_CPU_FOR(n * c * s * 3)
     for (size_t g = 0; g < n * groups; g++) {
         const float *xg = x + g * gs; /* groups are contiguous: [n][groups][cpg][s] */
         float *yg = y + g * gs;
@@ -852,7 +806,7 @@ void lgd_cpu_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s, 
         return;
     const size_t cpg = c / groups, gs = cpg * s;
     if (s == 1 && cpg > 0) {
-        NN_OMP_FOR(n * c * 3)
+        LGD_CPU_FOR(n * c * 3)
         for (size_t g = 0; g < n * groups; g++) {
             size_t c0 = (g % groups) * cpg;
             norm_row_backward(cpg, x + g * cpg, gamma ? gamma + c0 : NULL, mean[g], rstd[g],
@@ -860,7 +814,7 @@ void lgd_cpu_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s, 
         }
         return;
     }
-    NN_OMP_FOR(n * c * s * 3)
+    LGD_CPU_FOR(n * c * s * 3)
     for (size_t g = 0; g < n * groups; g++) {
         const float *xg = x + g * gs, *dg = dy + g * gs;
         float *og = dx + g * gs;
@@ -913,7 +867,7 @@ void lgd_cpu_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w
                               size_t fw, const float *x, float *y)
 {
     const size_t W = w * fw;
-    NN_OMP_FOR(planes * h * W * fh)
+    LGD_CPU_FOR(planes * h * W * fh)
     for (size_t r = 0; r < planes * h; r++) {
         const float *xr = x + r * w;
         float *y0 = y + r * fh * W;
@@ -935,7 +889,7 @@ void lgd_cpu_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h,
                                        float *dx)
 {
     const size_t W = w * fw;
-    NN_OMP_FOR(planes * h * W * fh)
+    LGD_CPU_FOR(planes * h * W * fh)
     for (size_t r = 0; r < planes * h; r++) {
         const float *d0 = dy + r * fh * W;
         float *o = dx + r * w;
@@ -956,7 +910,7 @@ void lgd_cpu_avg_pool(lgd_backend *be, size_t planes, size_t h, size_t w, size_t
         return;
     const size_t ho = h / fh, wo = w / fw;
     const float inv = 1.0f / (float)(fh * fw);
-    NN_OMP_FOR(planes * h * w)
+    LGD_CPU_FOR(planes * h * w)
     for (size_t r = 0; r < planes * ho; r++) {
         const float *x0 = x + r * fh * w; /* input rows r fh .. r fh + fh - 1 */
         float *o = y + r * wo;
@@ -977,7 +931,7 @@ void lgd_cpu_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t 
         return;
     const size_t wo = w / fw;
     const float inv = 1.0f / (float)(fh * fw);
-    NN_OMP_FOR(planes * h * w)
+    LGD_CPU_FOR(planes * h * w)
     for (size_t r = 0; r < planes * h; r++) {
         const float *d = dy + (r / fh) * wo;
         float *o = dx + r * w;
@@ -993,7 +947,7 @@ void lgd_cpu_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t 
 void lgd_cpu_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *src, size_t lds,
                        float beta, float *dst, size_t ldd)
 {
-    NN_OMP_FOR(rows * cols)
+    LGD_CPU_FOR(rows * cols)
     for (size_t r = 0; r < rows; r++) {
         const float *sr = src + r * lds;
         float *dr = dst + r * ldd;
@@ -1013,7 +967,7 @@ void lgd_cpu_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols, 
 {
     /* one unit: a band of NN_TBLOCK rows of y (columns of x) of one batch item */
     const size_t bands = (cols + NN_TBLOCK - 1) / NN_TBLOCK;
-    NN_OMP_FOR(batch * rows * cols)
+    LGD_CPU_FOR(batch * rows * cols)
     for (size_t u = 0; u < batch * bands; u++) {
         const size_t b = u / bands, j0 = (u % bands) * NN_TBLOCK;
         const size_t j1 = j0 + NN_TBLOCK < cols ? j0 + NN_TBLOCK : cols;
@@ -1041,8 +995,27 @@ void lgd_cpu_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
     (void)be;
     size_t half = dim / 2;
     for (size_t i = 0; i < half; i++) {
-        float a = t * expf(-logf(10000.0f) * (float)i / (float)half);
+        float a = lgd_time_embedding_angle(t, i, half);
         out[i] = cosf(a);
         out[half + i] = sinf(a);
     }
 }
+
+/* ------------------------------------------------------------------ the table */
+
+const lgd_nn_kernels lgd_nn_kernels_cpu = {
+    .conv2d_forward = lgd_cpu_conv2d_forward,
+    .conv2d_backward_data = lgd_cpu_conv2d_backward_data,
+    .add_channel_bias = lgd_cpu_add_channel_bias,
+    .scale_shift = lgd_cpu_scale_shift,
+    .scale_shift_backward = lgd_cpu_scale_shift_backward,
+    .activation = lgd_cpu_activation,
+    .activation_backward = lgd_cpu_activation_backward,
+    .group_norm = lgd_cpu_group_norm,
+    .group_norm_backward = lgd_cpu_group_norm_backward,
+    .upsample_nearest = lgd_cpu_upsample_nearest,
+    .upsample_nearest_backward = lgd_cpu_upsample_nearest_backward,
+    .avg_pool = lgd_cpu_avg_pool,
+    .avg_pool_backward = lgd_cpu_avg_pool_backward,
+    .time_embedding = lgd_cpu_time_embedding,
+};

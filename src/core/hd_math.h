@@ -1,0 +1,130 @@
+/*
+ * hd_math.h - formulas that both backends compute, written once.
+ *
+ * Header-only: the CPU backend's kernels include it as static inline C, the CUDA
+ * module's .cu files as __host__ __device__ functions (LGD_HD). Every formula used on
+ * both sides of the backend interface lives here (or in a header of its module that
+ * uses LGD_HD: core/philox.h, losses/trajectory_loss.h), so CPU and CUDA cannot drift
+ * apart. nvcc contracts a * b + c into FMAs by default while ISO C compiles none, so
+ * the two backends agree to rounding, not bitwise (the CUDA suite compares them with a
+ * tolerance).
+ *
+ * Modelled on ggml's ggml-common.h. Nothing here allocates, branches on global state
+ * or calls anything but <math.h>.
+ */
+#ifndef LGD_HD_MATH_H
+#define LGD_HD_MATH_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#  define LGD_HD __host__ __device__ __forceinline__
+#else
+#  define LGD_HD static inline
+#endif
+
+/* ---- bit casts (memcpy on the host, intrinsics on the device) ---- */
+
+LGD_HD uint32_t lgd_f32_bits(float x)
+{
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(x);
+#else
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+#endif
+}
+
+LGD_HD float lgd_bits_f32(uint32_t b)
+{
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(b);
+#else
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+#endif
+}
+
+/* ---- exponentials and sigmoids ---- */
+
+/* exp(-a) for a in [0, 104], branch-free so that loops using it vectorise (libm's
+ * expf is an opaque call): -a = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by
+ * its Taylor polynomial of degree 7 (truncation 1.5e-8 relative), times 2^n built from
+ * the exponent bits in two factors so that results down to the subnormals come out
+ * right. Accurate to a few ulp. */
+LGD_HD float lgd_exp_neg(float a)
+{
+    float x = -a;
+    float t = x * 1.44269504088896341f;
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest (|t| < 2^22) */
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f + r * (4.16666679e-2f +
+              r * (8.33333377e-3f + r * (1.38888892e-3f + r * 1.98412701e-4f))))));
+    int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
+    float f1 = lgd_bits_f32((uint32_t)(n1 + 127) << 23);
+    float f2 = lgd_bits_f32((uint32_t)(n2 + 127) << 23);
+    return p * f1 * f2;
+}
+
+/* sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow. Branch-free
+ * (selections on bits; with -ftrapping-math the compiler may not if-convert float
+ * selects), so the activation loops vectorise. |x| is clamped at 104, where exp(-|x|)
+ * has underflowed; a NaN x gives finite s, but x s and the derivative stay NaN. */
+LGD_HD void lgd_sigmoid2(float x, float *s, float *sm)
+{
+    uint32_t xb = lgd_f32_bits(x);
+    uint32_t ab = xb & 0x7fffffffu;
+    ab = ab > 0x42d00000u ? 0x42d00000u : ab; /* 104.0f */
+    float e = lgd_exp_neg(lgd_bits_f32(ab)), v = 1.0f / (1.0f + e), ev = e * v;
+    uint32_t vb = lgd_f32_bits(v), evb = lgd_f32_bits(ev);
+    uint32_t neg = 0u - (xb >> 31); /* all ones when the sign bit is set */
+    *s = lgd_bits_f32((vb & ~neg) | (evb & neg));
+    *sm = lgd_bits_f32((evb & ~neg) | (vb & neg));
+}
+
+/* softplus(t) = log(1 + e^t), stable for large |t| (the logistic loss) */
+LGD_HD float lgd_softplus(float t)
+{
+    return t > 0 ? t + log1pf(expf(-t)) : log1pf(expf(t));
+}
+
+/* sigmoid(t) with libm's expf, no overflow for either sign (the logistic loss) */
+LGD_HD float lgd_sigmoid(float t)
+{
+    return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
+}
+
+/* ---- Gaussian filters of a covariance's eigenvalues (models/model_gmm.c) ---- */
+
+/* Filters of the eigenvalues lam of a covariance at noise variance s2, applied
+ * column-wise: out[r][j] = f(lam[j], s2) * in[r][j]. Numbered for the kernel tables. */
+typedef enum lgd_diag_filter {
+    LGD_FILTER_SHRINK = 0,    /* lam / (lam + s2)                 (posterior mean gain) */
+    LGD_FILTER_PRECISION = 1, /* 1 / (lam + s2)                   (noisy precision) */
+    LGD_FILTER_POST_STD = 2   /* sqrt(lam * s2 / (lam + s2))      (posterior std) */
+} lgd_diag_filter;
+
+LGD_HD float lgd_diag_factor(lgd_diag_filter filter, float lam, float s2)
+{
+    switch (filter) {
+    case LGD_FILTER_SHRINK: return lam / (lam + s2);
+    case LGD_FILTER_PRECISION: return 1.0f / (lam + s2);
+    default: return sqrtf(lam * s2 / (lam + s2));
+    }
+}
+
+/* ---- ADM's sinusoidal time embedding (nn/) ---- */
+
+/* Angle of entry i < half: t f_i with f_i = exp(-ln(10000) i / half); the embedding is
+ * out[i] = cos(angle), out[half + i] = sin(angle). */
+LGD_HD float lgd_time_embedding_angle(float t, size_t i, size_t half)
+{
+    return t * expf(-logf(10000.0f) * (float)i / (float)half);
+}
+
+#endif

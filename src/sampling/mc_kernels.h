@@ -1,0 +1,39 @@
+/*
+ * mc_kernels.h - the guidance's Monte Carlo reductions, as a kernel table
+ * (core/kernels.h): the online log-sum-exp over LGD-MC draws (sampling/guidance.c).
+ *
+ * CPU: sampling/mc_kernels_cpu.c; CUDA: cuda/kernels_mc.cu.
+ */
+#ifndef LGD_MC_KERNELS_H
+#define LGD_MC_KERNELS_H
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+#include "core/kernels.h"
+
+#define LGD_MC_KERNELS_VERSION 1u
+
+/* State of the online log-sum-exp over Monte Carlo draws, one entry per row b:
+ *   max[b] = running max of -l, sum[b] = sum_i exp(-l_i - max), sum2[b] = sum_i
+ *   exp(-2 l_i - 2 max), wloss[b] = sum_i exp(-l_i - max) l_i, lsum[b] = sum_i l_i,
+ *   vec[b][:] = sum_i exp(-l_i - max) v_i. All backend memory. */
+typedef struct lgd_mc_state {
+    float *max, *sum, *sum2, *wloss, *lsum; /* [rows] */
+    float *vec;                             /* [rows][cols] */
+} lgd_mc_state;
+
+typedef struct lgd_mc_kernels {
+    void (*reset)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st);
+    /* folds draws loss[rows][draws], vec[rows][draws][cols] into the state */
+    void (*accumulate)(lgd_backend *be, size_t rows, size_t draws, size_t cols,
+                       const float *loss, const float *vec, lgd_mc_state *st);
+    /* out[r][:] = vec / sum; ess[r] = sum^2 / sum2; wloss[r] = wloss / sum (in place) */
+    void (*finish)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st, float *out,
+                   float *ess);
+} lgd_mc_kernels;
+
+extern const lgd_mc_kernels lgd_mc_kernels_cpu;
+extern const lgd_kernel_table lgd_mc_kernel_table; /* "mc", version 1 */
+
+#endif
