@@ -1473,6 +1473,72 @@ START_TEST(sampler_non_finite_model)
 }
 END_TEST
 
+/* A loss that always fails: where the message says it failed. */
+static int failing_loss(void *user, const float *x, int64_t batch, int64_t n, int64_t dim,
+                        float *loss, float *grad)
+{
+    (void)user, (void)x, (void)batch, (void)n, (void)dim, (void)loss, (void)grad;
+    return 7;
+}
+
+static int count_substr(const char *s, const char *needle)
+{
+    int c = 0;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        c++;
+    return c;
+}
+
+/* Issue 10: the message names the function the caller called, each prefix appears
+ * once, and the deepest reason (the callback's status) is kept. */
+START_TEST(sampler_error_message_names_the_caller)
+{
+    lgd_context *ctx = tu_context(0);
+    const float w = 1.0f, mu = 0.0f, var = 1.0f;
+    lgd_model *m = NULL;
+    TU_OK(ctx, lgd_model_create_gmm(ctx, 1, 1, &w, &mu, &var, LGD_COVARIANCE_ISOTROPIC, &m));
+    lgd_loss_callbacks cb = LGD_LOSS_CALLBACKS_INIT;
+    cb.dim = 1;
+    cb.eval = failing_loss;
+    lgd_loss *loss = NULL;
+    TU_OK(ctx, lgd_loss_create_callbacks(ctx, &cb, &loss));
+    lgd_guidance *g = NULL;
+    TU_OK(ctx, lgd_guidance_mc(ctx, m, loss, 4, &g));
+    lgd_sampler *smp = NULL;
+    TU_OK(ctx, lgd_sampler_create(g, NULL, &smp));
+    lgd_tensor *x = tu_tensor(ctx, 2, 1, NULL);
+
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_sampler_run(smp, x, 1, 0, NULL, NULL));
+    const char *e = lgd_context_last_error(ctx);
+    ck_assert_msg(strncmp(e, "lgd_sampler_run: step 0 of 20 (sigma 80): ", 42) == 0, "%s", e);
+    ck_assert_msg(count_substr(e, " step ") == 1 && count_substr(e, "(sigma") == 1, "%s", e);
+    ck_assert_msg(strstr(e, "returned 7") != NULL, "the callback's status is lost: %s", e);
+
+    TU_OK(ctx, lgd_sampler_init(smp, x, 1, 0));
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_sampler_step(smp, x, NULL));
+    e = lgd_context_last_error(ctx);
+    ck_assert_msg(strncmp(e, "lgd_sampler_step: step 0 of 20 (sigma 80): ", 43) == 0, "%s", e);
+    ck_assert_msg(count_substr(e, " step ") == 1, "%s", e);
+
+    lgd_tensor *out = tu_tensor(ctx, 2, 1, NULL);
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_guidance_denoise(g, x, 2.0f, 3, 0, out, NULL));
+    e = lgd_context_last_error(ctx);
+    ck_assert_msg(strncmp(e, "lgd_guidance_denoise: step 3 (sigma 2): ", 40) == 0, "%s", e);
+    ck_assert_msg(count_substr(e, " step ") == 1, "%s", e);
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_guidance_term(g, x, 2.0f, 3, 0, out, NULL, NULL));
+    e = lgd_context_last_error(ctx);
+    ck_assert_msg(strncmp(e, "lgd_guidance_term: step 3 (sigma 2): ", 37) == 0, "%s", e);
+
+    lgd_tensor_destroy(out);
+    lgd_tensor_destroy(x);
+    lgd_sampler_destroy(smp);
+    lgd_guidance_destroy(g);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sampler");
@@ -1512,6 +1578,7 @@ int main(void)
     tcase_add_test(tc, sampler_bad_options);
     tcase_add_test(tc, sampler_older_and_newer_options);
     tcase_add_test(tc, sampler_progress_abort);
+    tcase_add_test(tc, sampler_error_message_names_the_caller);
     tcase_add_loop_test(tc, sampler_non_finite_model, 0, N_KINDS);
     suite_add_tcase(s, tc);
 

@@ -241,10 +241,12 @@ static lgd_status reserve(lgd_guidance *g, size_t batch)
     return LGD_OK;
 }
 
-/* Re-labels the last error with where it happened. */
-static lgd_status at_step(lgd_guidance *g, lgd_status st, int32_t step, float sigma)
+/* Re-labels the last error with the public function the caller called and where it
+ * happened (once: internal callers such as the sampler add their own prefix). */
+static lgd_status at_step(lgd_guidance *g, lgd_status st, const char *fn, int32_t step,
+                          float sigma)
 {
-    return lgd_error(g->ctx, st, "step %d (sigma = %g): %s", (int)step, (double)sigma,
+    return lgd_error(g->ctx, st, "%s: step %d (sigma %g): %s", fn, (int)step, (double)sigma,
                      g->ctx->error);
 }
 
@@ -504,7 +506,7 @@ lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
         return st;
     st = estimate(g, x->buf.data, sigma, (size_t)batch, step_index, first_row);
     if (st)
-        return at_step(g, st, step_index, sigma);
+        return at_step(g, st, fn, step_index, sigma);
     size_t bytes = (size_t)batch * (size_t)g->model->dim * sizeof(float);
     g->ctx->ops->copy(g->ctx->be, out_g->buf.data, g->gvec.data, bytes);
     if (out_xhat)
@@ -533,7 +535,7 @@ lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma
             st = check_flags(g);
     }
     if (st)
-        return at_step(g, st, step, sigma);
+        return st; /* the caller says where (lgd_guidance_denoise, the sampler) */
     ops->copy(ctx->be, out, g->xhat.data, batch * D * sizeof(float));
     if (active) {
         /* xhat_g = xhat + lambda g */
@@ -556,6 +558,7 @@ lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigm
         st = check_out(g, fn, "out", out, batch);
     if (st)
         return st;
-    return lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,
-                                    out->buf.data, report);
+    st = lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,
+                                  out->buf.data, report);
+    return st ? at_step(g, st, fn, step_index, sigma) : LGD_OK;
 }

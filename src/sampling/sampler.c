@@ -23,6 +23,7 @@
 
 #include "core/internal.h"
 #include "core/rng.h"
+#include "sampling/sampler_grid.h"
 
 /* Step counters share 24 bits of the Philox counter with nothing else, and Heun
  * uses two keys per step (i and num_steps + i). */
@@ -47,6 +48,7 @@ struct lgd_sampler {
     uint64_t seed, first_row;
     int64_t batch;
     int have_old;            /* DPM++(2M): old_denoised holds the previous step's */
+    const char *caller;      /* the public function running the step, for messages */
 
     /* scratch, backend memory, [batch][dim] each */
     lgd_buffer denoised;
@@ -65,8 +67,8 @@ void lgd_sampler_options_init(lgd_sampler_options *options)
 
 static int finite_nonneg(float v) { return isfinite(v) && v >= 0.0f; }
 
-/* Validates the options and builds the grid into s->sigmas / s->steps. */
-static lgd_status build_grid(lgd_context *ctx, lgd_sampler *s, const lgd_sampler_options *o)
+/* Validates the solver's own options (the grid's are checked by lgd_sampler_grid). */
+static lgd_status check_solver_options(lgd_context *ctx, const lgd_sampler_options *o)
 {
     const char *fn = "lgd_sampler_create";
     if (o->kind != LGD_SAMPLER_EULER && o->kind != LGD_SAMPLER_DDIM &&
@@ -90,96 +92,6 @@ static lgd_status build_grid(lgd_context *ctx, lgd_sampler *s, const lgd_sampler
                          "%s: options->s_tmin = %g, s_tmax = %g must satisfy "
                          "0 <= s_tmin <= s_tmax",
                          fn, (double)o->s_tmin, (double)o->s_tmax);
-
-    int32_t steps = o->steps;
-    if (o->schedule == LGD_SCHEDULE_USER) {
-        if (!o->sigmas || o->n_sigmas < 1)
-            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                             "%s: the USER schedule needs options->sigmas and n_sigmas >= 1 "
-                             "(got %s, %d)",
-                             fn, o->sigmas ? "an array" : "NULL", (int)o->n_sigmas);
-        int32_t n = o->n_sigmas;
-        for (int32_t i = 0; i < n; i++) {
-            float v = o->sigmas[i];
-            int last = i == n - 1;
-            if (!isfinite(v) || v < 0.0f || (v == 0.0f && !last) || (v == 0.0f && n == 1))
-                return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                                 "%s: options->sigmas[%d] = %g: noise levels must be finite "
-                                 "and > 0 (only the last may be 0, and not alone)",
-                                 fn, (int)i, (double)v);
-            if (i > 0 && !(v < o->sigmas[i - 1]))
-                return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                                 "%s: options->sigmas must be strictly decreasing "
-                                 "(sigmas[%d] = %g, sigmas[%d] = %g)",
-                                 fn, (int)(i - 1), (double)o->sigmas[i - 1], (int)i, (double)v);
-        }
-        steps = o->sigmas[n - 1] == 0.0f ? n - 1 : n;
-        if (steps > LGD_SAMPLER_MAX_STEPS)
-            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                             "%s: %d noise levels is more than the %d steps supported", fn,
-                             (int)n, LGD_SAMPLER_MAX_STEPS);
-        s->sigmas = malloc(((size_t)steps + 1) * sizeof(float));
-        if (!s->sigmas)
-            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        memcpy(s->sigmas, o->sigmas, (size_t)n * sizeof(float));
-        s->sigmas[steps] = 0.0f;
-        s->steps = steps;
-        return LGD_OK;
-    }
-
-    if (steps < 1 || steps > LGD_SAMPLER_MAX_STEPS)
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: options->steps = %d must be in [1, %d]", fn, (int)steps,
-                         LGD_SAMPLER_MAX_STEPS);
-    s->sigmas = malloc(((size_t)steps + 1) * sizeof(float));
-    if (!s->sigmas)
-        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    s->steps = steps;
-    lgd_status st;
-    switch (o->schedule) {
-    case LGD_SCHEDULE_KARRAS:
-        if (!(o->sigma_min > 0.0f) || !(o->sigma_max > o->sigma_min) ||
-            !isfinite(o->sigma_max) || !(o->rho > 0.0f) || !isfinite(o->rho))
-            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                             "%s: Karras schedule needs 0 < sigma_min < sigma_max < inf and "
-                             "0 < rho < inf (got sigma_min %g, sigma_max %g, rho %g)",
-                             fn, (double)o->sigma_min, (double)o->sigma_max, (double)o->rho);
-        st = lgd_schedule_karras(steps, o->sigma_min, o->sigma_max, o->rho, s->sigmas);
-        if (st == LGD_ERR_INVALID_ARGUMENT)
-            return lgd_error(ctx, st,
-                             "%s: the Karras grid of %d steps from %g to %g has repeated "
-                             "noise levels in float",
-                             fn, (int)steps, (double)o->sigma_max, (double)o->sigma_min);
-        break;
-    case LGD_SCHEDULE_VP_LINEAR:
-    case LGD_SCHEDULE_VP_COSINE:
-        if (o->vp_timesteps < 1 || steps > o->vp_timesteps)
-            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                             "%s: VP schedule needs 1 <= steps <= vp_timesteps (got steps %d, "
-                             "vp_timesteps %d)",
-                             fn, (int)steps, (int)o->vp_timesteps);
-        if (o->schedule == LGD_SCHEDULE_VP_LINEAR &&
-            !(o->vp_beta_start > 0.0f && o->vp_beta_start < 1.0f && o->vp_beta_end > 0.0f &&
-              o->vp_beta_end < 1.0f))
-            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                             "%s: VP linear betas must be in (0, 1) (got vp_beta_start %g, "
-                             "vp_beta_end %g)",
-                             fn, (double)o->vp_beta_start, (double)o->vp_beta_end);
-        st = lgd_schedule_vp(o->schedule, o->vp_timesteps, o->vp_beta_start, o->vp_beta_end,
-                             steps, s->sigmas);
-        if (st == LGD_ERR_INVALID_ARGUMENT)
-            return lgd_error(ctx, st,
-                             "%s: the VP schedule gives no strictly decreasing positive grid",
-                             fn);
-        break;
-    default:
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: options->schedule = %d is not a known lgd_schedule_kind", fn,
-                         (int)o->schedule);
-    }
-    if (st)
-        return lgd_error(ctx, st, "%s: cannot build the noise schedule (%s)", fn,
-                         lgd_status_string(st));
     return LGD_OK;
 }
 
@@ -200,7 +112,9 @@ lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options 
     lgd_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "lgd_sampler_create: out of memory");
-    lgd_status st = build_grid(ctx, s, &o);
+    lgd_status st = check_solver_options(ctx, &o);
+    if (!st)
+        st = lgd_sampler_grid(ctx, &o, LGD_SAMPLER_MAX_STEPS, &s->sigmas, &s->steps);
     if (st) {
         free(s->sigmas);
         free(s);
@@ -277,9 +191,10 @@ static lgd_status check_x(lgd_sampler *s, const lgd_tensor *x, const char *fn, i
     return lgd_tensor_as_rows(s->ctx, x, name, s->dim, batch);
 }
 
-static lgd_status reserve_scratch(lgd_sampler *s, size_t n)
+static lgd_status reserve_scratch(lgd_sampler *s, size_t n, const char *fn)
 {
-    const char *what = "lgd_sampler_init: scratch";
+    char what[64];
+    snprintf(what, sizeof what, "%s: scratch", fn);
     lgd_status st = lgd_buffer_reserve(s->ctx, &s->denoised, n, what);
     if (!st)
         st = lgd_buffer_reserve(s->ctx, &s->d, n, what);
@@ -291,16 +206,15 @@ static lgd_status reserve_scratch(lgd_sampler *s, size_t n)
     return st;
 }
 
-lgd_status lgd_sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_t first_row)
+static lgd_status sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed,
+                               uint64_t first_row, const char *fn)
 {
-    if (!s)
-        return LGD_ERR_INVALID_ARGUMENT;
     int64_t batch = 0;
-    lgd_status st = check_x(s, x, "lgd_sampler_init", &batch);
+    lgd_status st = check_x(s, x, fn, &batch);
     if (st)
         return st;
     size_t n = (size_t)batch * (size_t)s->dim;
-    st = reserve_scratch(s, n);
+    st = reserve_scratch(s, n, fn);
     if (st)
         return st;
     lgd_context *ctx = s->ctx;
@@ -317,6 +231,13 @@ lgd_status lgd_sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64
     return LGD_OK;
 }
 
+lgd_status lgd_sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_t first_row)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    return sampler_init(s, x, seed, first_row, "lgd_sampler_init");
+}
+
 /* Calls the guided denoiser; on failure, prefixes the sampler step to the message
  * (the guidance's own message names the call's key, which differs for Heun's
  * corrector). */
@@ -330,10 +251,11 @@ static lgd_status denoise(lgd_sampler *s, const float *x, float sigma, int32_t k
         snprintf(prev, sizeof prev, "%s", s->ctx->error);
         if (key != s->step)
             return lgd_error(s->ctx, st,
-                             "lgd_sampler_step: step %d of %d, Heun corrector at sigma %g "
-                             "(guidance call key %d): %s",
-                             (int)s->step, (int)s->steps, (double)sigma, (int)key, prev);
-        return lgd_error(s->ctx, st, "lgd_sampler_step: step %d of %d (sigma %g): %s",
+                             "%s: step %d of %d, Heun corrector at sigma %g (guidance call "
+                             "key %d): %s",
+                             s->caller, (int)s->step, (int)s->steps, (double)sigma, (int)key,
+                             prev);
+        return lgd_error(s->ctx, st, "%s: step %d of %d (sigma %g): %s", s->caller,
                          (int)s->step, (int)s->steps, (double)sigma, prev);
     }
     return LGD_OK;
@@ -458,47 +380,48 @@ static lgd_status step_dpmpp_2m(lgd_sampler *s, float *x, size_t n,
     return LGD_OK;
 }
 
-lgd_status lgd_sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report)
+/* One step; fn names the public function the caller called, for messages. */
+static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report,
+                               const char *fn)
 {
-    if (!s)
-        return LGD_ERR_INVALID_ARGUMENT;
     lgd_context *ctx = s->ctx;
     if (s->state == RUN_IDLE)
         return lgd_error(ctx, LGD_ERR_STATE,
-                         "lgd_sampler_step: the sampler is not initialised "
-                         "(call lgd_sampler_init or lgd_sampler_run first)");
+                         "%s: the sampler is not initialised "
+                         "(call lgd_sampler_init or lgd_sampler_run first)", fn);
     if (s->state == RUN_FAILED)
         return lgd_error(ctx, LGD_ERR_STATE,
-                         "lgd_sampler_step: step %d failed earlier; call lgd_sampler_init to "
+                         "%s: step %d failed earlier; call lgd_sampler_init to "
                          "start a new run",
-                         (int)s->step);
+                         fn, (int)s->step);
     if (s->step >= s->steps)
         return lgd_error(ctx, LGD_ERR_STATE,
-                         "lgd_sampler_step: the run is finished (%d of %d steps done)",
+                         "%s: the run is finished (%d of %d steps done)", fn,
                          (int)s->step, (int)s->steps);
     int64_t batch = 0;
-    lgd_status st = check_x(s, x, "lgd_sampler_step", &batch);
+    lgd_status st = check_x(s, x, fn, &batch);
     if (st)
         return st;
     if (batch != s->batch)
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH,
-                         "lgd_sampler_step: x has batch %lld but the run was initialised with "
+                         "%s: x has batch %lld but the run was initialised with "
                          "batch %lld",
-                         (long long)batch, (long long)s->batch);
+                         fn, (long long)batch, (long long)s->batch);
     size_t n = (size_t)batch * (size_t)s->dim;
     float *xd = x->buf.data;
+    s->caller = fn;
     switch (s->opt.kind) {
     case LGD_SAMPLER_EULER:
     case LGD_SAMPLER_DDIM: st = step_euler_ddim(s, xd, n, report); break;
     case LGD_SAMPLER_HEUN: st = step_heun(s, xd, n, report); break;
     case LGD_SAMPLER_DPMPP_2M: st = step_dpmpp_2m(s, xd, n, report); break;
-    default: st = lgd_error(ctx, LGD_ERR_INTERNAL, "lgd_sampler_step: bad sampler kind");
+    default: st = lgd_error(ctx, LGD_ERR_INTERNAL, "%s: bad sampler kind", fn);
     }
     if (!st && !ctx->ops->all_finite(ctx->be, xd, n))
         st = lgd_error(ctx, LGD_ERR_NON_FINITE,
-                       "lgd_sampler_step: x is not finite after step %d of %d "
+                       "%s: x is not finite after step %d of %d "
                        "(sigma %g -> %g)",
-                       (int)s->step, (int)s->steps, (double)s->sigmas[s->step],
+                       fn, (int)s->step, (int)s->steps, (double)s->sigmas[s->step],
                        (double)s->sigmas[s->step + 1]);
     if (st) {
         /* x may be half-updated: the run cannot go on */
@@ -509,6 +432,13 @@ lgd_status lgd_sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *
     return LGD_OK;
 }
 
+lgd_status lgd_sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    return sampler_step(s, x, report, "lgd_sampler_step");
+}
+
 /* progress(user, step, num_steps, sigma, report) after each step: step = the number
  * of steps done (1..num_steps), sigma = the noise level x is now at (0 at the end),
  * report = the diagnostics of the step's last guided call. */
@@ -517,12 +447,13 @@ lgd_status lgd_sampler_run(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_
 {
     if (!s)
         return LGD_ERR_INVALID_ARGUMENT;
-    lgd_status st = lgd_sampler_init(s, x, seed, first_row);
+    const char *fn = "lgd_sampler_run";
+    lgd_status st = sampler_init(s, x, seed, first_row, fn);
     if (st)
         return st;
     while (s->step < s->steps) {
         lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
-        st = lgd_sampler_step(s, x, progress ? &rep : NULL);
+        st = sampler_step(s, x, progress ? &rep : NULL, fn);
         if (st)
             return st;
         if (progress && progress(user, s->step, s->steps, s->sigmas[s->step], &rep) != 0)
