@@ -5,9 +5,8 @@
  * This is the reference implementation of every operation of backend/backend.h. The
  * kernels of single modules are not here: each module carries its CPU kernel table
  * (models/gmm_kernels_cpu.c, losses/loss_kernels_cpu.c, ...; the network layers are
- * cpu_nn.c). Loops are
- * written so that each output element is computed by one thread in a fixed
- * order: results do not depend on the thread count.
+ * cpu_layers.c and cpu_conv.c). Loops are written so that each output element is
+ * computed by one thread in a fixed order: results do not depend on the thread count.
  */
 #include <float.h>
 #include <math.h>

@@ -1,6 +1,7 @@
 /*
- * cpu_nn.h - the CPU backend's network-layer kernels (cpu_nn.c: the table
- * lgd_nn_kernels_cpu of nn/nn_kernels.h, GEMMs, row copies, transposes) and its
+ * cpu_nn.h - the CPU backend's matrix and network-layer kernels: GEMMs, row copies,
+ * transposes (cpu_matrix.c), convolutions and their scratch (cpu_conv.c), the other
+ * layers and the table lgd_nn_kernels_cpu of nn/nn_kernels.h (cpu_layers.c), and the
  * oneDNN paths (cpu_dnnl.c).
  *
  * Private to backend/cpu/.

@@ -1,0 +1,487 @@
+/*
+ * cpu_layers.c - the CPU's network-layer kernels other than convolution (the table
+ * lgd_nn_kernels_cpu of nn/nn_kernels.h): per-channel bias and scale-shift, SiLU and
+ * GELU, group norm, nearest upsampling, average pooling, the time embedding.
+ *
+ * Every output element is computed by one thread in a fixed order, so results do not
+ * depend on the backend's thread count. Every *_backward writes dx = result + beta dx;
+ * with beta = 0 the old content of dx is never read (it may be NaN).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_nn.h"
+#include "backend/cpu/cpu_parallel.h"
+#include "core/hd_math.h"
+
+/* ------------------------------------------------------------------ per-channel affine */
+
+void lgd_cpu_add_channel_bias(lgd_backend *be, size_t n, size_t c, size_t s, const float *b,
+                              size_t b_stride, float *y)
+{
+    if (s == 1) {
+        /* a linear layer's bias: rows of c */
+        LGD_CPU_FOR(n * c)
+        for (size_t i = 0; i < n; i++) {
+            const float *bi = b + i * b_stride;
+            float *yr = y + i * c;
+            for (size_t k = 0; k < c; k++)
+                yr[k] += bi[k];
+        }
+        return;
+    }
+    LGD_CPU_FOR(n * c * s)
+    for (size_t ic = 0; ic < n * c; ic++) {
+        float bv = b[(ic / c) * b_stride + ic % c], *yr = y + ic * s;
+        for (size_t k = 0; k < s; k++)
+            yr[k] += bv;
+    }
+}
+
+void lgd_cpu_scale_shift(lgd_backend *be, size_t n, size_t c, size_t s, const float *x,
+                         const float *scale, const float *shift, size_t stride, float *y)
+{
+    LGD_CPU_FOR(n * c * s)
+    for (size_t ic = 0; ic < n * c; ic++) {
+        size_t k0 = (ic / c) * stride + ic % c;
+        float a = 1.0f + scale[k0], sh = shift ? shift[k0] : 0.0f;
+        const float *xr = x + ic * s;
+        float *yr = y + ic * s;
+        for (size_t k = 0; k < s; k++)
+            yr[k] = xr[k] * a + sh;
+    }
+}
+
+void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
+                                  const float *dy, const float *scale, size_t stride,
+                                  float beta, float *dx)
+{
+    LGD_CPU_FOR(n * c * s)
+    for (size_t ic = 0; ic < n * c; ic++) {
+        float a = 1.0f + scale[(ic / c) * stride + ic % c];
+        const float *dr = dy + ic * s;
+        float *xr = dx + ic * s;
+        if (beta == 0.0f)
+            for (size_t k = 0; k < s; k++)
+                xr[k] = dr[k] * a;
+        else
+            for (size_t k = 0; k < s; k++)
+                xr[k] = dr[k] * a + beta * xr[k];
+    }
+}
+
+/* ------------------------------------------------------------------ activations */
+
+#define NN_SQRT1_2 0.70710678118654752440f
+#define NN_INV_SQRT_2PI 0.39894228040143267794f
+
+/* lgd_exp_neg and lgd_sigmoid2, the SiLU's formulas, are in core/hd_math.h (shared with
+ * the CUDA kernels). */
+
+/* GELU x Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) (no cancellation for x << 0), and its
+ * derivative Phi(x) + x phi(x). In the left tail the relative error of a float
+ * argument (x / sqrt 2, x^2 / 2) is amplified by about x^2, so there the arithmetic
+ * is double. */
+static inline float gelu(float x)
+{
+    if (x < -3.0f)
+        return (float)(0.5 * (double)x * erfc(-(double)x * 0.70710678118654752440));
+    return x * (0.5f * erfcf(-x * NN_SQRT1_2));
+}
+
+static inline float gelu_grad(float x)
+{
+    if (x < -3.0f) {
+        double v = x;
+        return (float)(0.5 * erfc(-v * 0.70710678118654752440) +
+                       v * 0.39894228040143267794 * exp(-0.5 * v * v));
+    }
+    return 0.5f * erfcf(-x * NN_SQRT1_2) + x * NN_INV_SQRT_2PI * expf(-0.5f * x * x);
+}
+
+/* SiLU kernels on a range, compiled for AVX-512 and AVX2 beside the baseline and chosen
+ * at load time (GCC/clang function multiversioning). ISO C mode contracts no FMAs, so
+ * every version computes bit-identical results. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
+NN_CLONES static void silu_range(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s, sm;
+        lgd_sigmoid2(x[i], &s, &sm);
+        y[i] = x[i] * s;
+    }
+}
+
+NN_CLONES static void silu_grad_range(size_t n, const float *x, const float *dy, float beta,
+                                      float *dx)
+{
+    if (beta == 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            float s, sm, v = x[i];
+            lgd_sigmoid2(v, &s, &sm);
+            dx[i] = dy[i] * (s * (1.0f + v * sm));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float s, sm, v = x[i];
+            lgd_sigmoid2(v, &s, &sm);
+            dx[i] = dy[i] * (s * (1.0f + v * sm)) + beta * dx[i];
+        }
+    }
+}
+
+#define NN_ACT_BLOCK 4096
+
+void lgd_cpu_activation(lgd_backend *be, lgd_activation f, size_t count, const float *x,
+                        float *y)
+{
+    if (f == LGD_ACT_GELU) {
+        LGD_CPU_FOR(count * 8)
+        for (size_t i = 0; i < count; i++)
+            y[i] = gelu(x[i]);
+    } else {
+        size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
+        LGD_CPU_FOR(count * 4)
+        for (size_t k = 0; k < blocks; k++) {
+            size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
+            silu_range(n, x + i0, y + i0);
+        }
+    }
+}
+
+void lgd_cpu_activation_backward(lgd_backend *be, lgd_activation f, size_t count,
+                                 const float *x, const float *dy, float beta, float *dx)
+{
+    if (f == LGD_ACT_GELU) {
+        LGD_CPU_FOR(count * 8)
+        for (size_t i = 0; i < count; i++) {
+            float g = dy[i] * gelu_grad(x[i]);
+            dx[i] = beta == 0.0f ? g : g + beta * dx[i];
+        }
+    } else {
+        size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
+        LGD_CPU_FOR(count * 4)
+        for (size_t k = 0; k < blocks; k++) {
+            size_t i0 = k * NN_ACT_BLOCK, n = count - i0 < NN_ACT_BLOCK ? count - i0 : NN_ACT_BLOCK;
+            silu_grad_range(n, x + i0, dy + i0, beta, dx + i0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ group norm */
+
+/* Sums in double with eight independent accumulators (vectorisable, fixed order). */
+static double dsum(const float *x, size_t n)
+{
+    double acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += (double)x[i + (size_t)l];
+    double t = 0.0;
+    for (; i < n; i++)
+        t += (double)x[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+}
+
+static double dsum_sqdev(const float *x, size_t n, double mean)
+{
+    double acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            double d = (double)x[i + (size_t)l] - mean;
+            acc[l] += d * d;
+        }
+    double t = 0.0;
+    for (; i < n; i++) {
+        double d = (double)x[i] - mean;
+        t += d * d;
+    }
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+}
+
+/* Layer norm (s = 1): a group is cnt contiguous features with their own gamma / beta.
+ * The same arithmetic as the general path, in loops that vectorise, compiled for
+ * AVX-512 / AVX2 / baseline (no FMA contraction in ISO C: identical results). */
+NN_CLONES static void norm_row_forward(size_t cnt, float eps, const float *x, const float *gamma,
+                                       const float *beta_, float *y, float *mean, float *rstd)
+{
+    double m = dsum(x, cnt) / (double)cnt;
+    double var = dsum_sqdev(x, cnt, m) / (double)cnt;
+    double r = 1.0 / sqrt(var + (double)eps);
+    for (size_t k = 0; k < cnt; k++) {
+        double a = r * (gamma ? (double)gamma[k] : 1.0);
+        double b = beta_ ? (double)beta_[k] : 0.0;
+        y[k] = (float)(((double)x[k] - m) * a + b);
+    }
+    if (mean)
+        *mean = (float)m;
+    if (rstd)
+        *rstd = (float)r;
+}
+
+NN_CLONES static void norm_row_backward(size_t cnt, const float *x, const float *gamma, double m,
+                                        double r, const float *dy, float beta, float *dx)
+{
+    double a0[8] = { 0 }, a1[8] = { 0 }, a2[8] = { 0 };
+    size_t k = 0;
+    for (; k + 8 <= cnt; k += 8)
+        for (int l = 0; l < 8; l++) {
+            double xh = ((double)x[k + (size_t)l] - m) * r;
+            double gd = (gamma ? (double)gamma[k + (size_t)l] : 1.0) * (double)dy[k + (size_t)l];
+            a0[l] += xh;
+            a1[l] += gd;
+            a2[l] += gd * xh;
+        }
+    for (; k < cnt; k++) {
+        double xh = ((double)x[k] - m) * r;
+        double gd = (gamma ? (double)gamma[k] : 1.0) * (double)dy[k];
+        a0[0] += xh;
+        a1[0] += gd;
+        a2[0] += gd * xh;
+    }
+    double s0 = ((a0[0] + a0[4]) + (a0[1] + a0[5])) + ((a0[2] + a0[6]) + (a0[3] + a0[7]));
+    double s1 = ((a1[0] + a1[4]) + (a1[1] + a1[5])) + ((a1[2] + a1[6]) + (a1[3] + a1[7]));
+    double s2 = ((a2[0] + a2[4]) + (a2[1] + a2[5])) + ((a2[2] + a2[6]) + (a2[3] + a2[7]));
+    const double inv = 1.0 / (double)cnt;
+    const double m0 = s0 * inv, m1 = s1 * inv, m2 = s2 * inv - m0 * m1;
+    if (beta == 0.0f) {
+        for (k = 0; k < cnt; k++) {
+            double xh = ((double)x[k] - m) * r - m0;
+            double ga = gamma ? (double)gamma[k] : 1.0;
+            dx[k] = (float)(r * (ga * (double)dy[k] - m1 - xh * m2));
+        }
+    } else {
+        for (k = 0; k < cnt; k++) {
+            double xh = ((double)x[k] - m) * r - m0;
+            double ga = gamma ? (double)gamma[k] : 1.0;
+            dx[k] = (float)(r * (ga * (double)dy[k] - m1 - xh * m2)) + beta * dx[k];
+        }
+    }
+}
+
+void lgd_cpu_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                        float eps, const float *x, const float *gamma, const float *beta_,
+                        float *y, float *mean, float *rstd)
+{
+    if (groups == 0 || c % groups != 0)
+        return;
+    const size_t cpg = c / groups, gs = cpg * s;
+    if (s == 1 && cpg > 0) {
+        LGD_CPU_FOR(n * c * 3)
+        for (size_t g = 0; g < n * groups; g++) {
+            size_t c0 = (g % groups) * cpg;
+            norm_row_forward(cpg, eps, x + g * cpg, gamma ? gamma + c0 : NULL,
+                             beta_ ? beta_ + c0 : NULL, y + g * cpg, mean ? mean + g : NULL,
+                             rstd ? rstd + g : NULL);
+        }
+        return;
+    }
+    LGD_CPU_FOR(n * c * s * 3)
+    for (size_t g = 0; g < n * groups; g++) {
+        const float *xg = x + g * gs; /* groups are contiguous: [n][groups][cpg][s] */
+        float *yg = y + g * gs;
+        double m = gs ? dsum(xg, gs) / (double)gs : 0.0;
+        double var = gs ? dsum_sqdev(xg, gs, m) / (double)gs : 0.0;
+        double r = 1.0 / sqrt(var + (double)eps);
+        size_t c0 = (g % groups) * cpg;
+        for (size_t cc = 0; cc < cpg; cc++) {
+            double a = r * (gamma ? (double)gamma[c0 + cc] : 1.0);
+            double b = beta_ ? (double)beta_[c0 + cc] : 0.0;
+            const float *xr = xg + cc * s;
+            float *yr = yg + cc * s;
+            for (size_t k = 0; k < s; k++)
+                yr[k] = (float)(((double)xr[k] - m) * a + b);
+        }
+        if (mean)
+            mean[g] = (float)m;
+        if (rstd)
+            rstd[g] = (float)r;
+    }
+}
+
+void lgd_cpu_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                                 const float *x, const float *gamma, const float *mean,
+                                 const float *rstd, const float *dy, float beta, float *dx)
+{
+    if (groups == 0 || c % groups != 0)
+        return;
+    const size_t cpg = c / groups, gs = cpg * s;
+    if (s == 1 && cpg > 0) {
+        LGD_CPU_FOR(n * c * 3)
+        for (size_t g = 0; g < n * groups; g++) {
+            size_t c0 = (g % groups) * cpg;
+            norm_row_backward(cpg, x + g * cpg, gamma ? gamma + c0 : NULL, mean[g], rstd[g],
+                              dy + g * cpg, beta, dx + g * cpg);
+        }
+        return;
+    }
+    LGD_CPU_FOR(n * c * s * 3)
+    for (size_t g = 0; g < n * groups; g++) {
+        const float *xg = x + g * gs, *dg = dy + g * gs;
+        float *og = dx + g * gs;
+        const double m = mean[g], r = rstd[g];
+        const size_t c0 = (g % groups) * cpg;
+        /* xh' = (x - mean) rstd with the saved (rounded) mean; its group mean m0 is
+         * the rounding error, removed exactly below: xh = xh' - m0 */
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+        for (size_t cc = 0; cc < cpg; cc++) {
+            const double ga = gamma ? (double)gamma[c0 + cc] : 1.0;
+            const float *xr = xg + cc * s, *dr = dg + cc * s;
+            double a0[4] = { 0 }, a1[4] = { 0 }, a2[4] = { 0 };
+            size_t k = 0;
+            for (; k + 4 <= s; k += 4)
+                for (int l = 0; l < 4; l++) {
+                    double xh = ((double)xr[k + (size_t)l] - m) * r;
+                    double gd = ga * (double)dr[k + (size_t)l];
+                    a0[l] += xh;
+                    a1[l] += gd;
+                    a2[l] += gd * xh;
+                }
+            for (; k < s; k++) {
+                double xh = ((double)xr[k] - m) * r, gd = ga * (double)dr[k];
+                a0[0] += xh;
+                a1[0] += gd;
+                a2[0] += gd * xh;
+            }
+            s0 += (a0[0] + a0[2]) + (a0[1] + a0[3]);
+            s1 += (a1[0] + a1[2]) + (a1[1] + a1[3]);
+            s2 += (a2[0] + a2[2]) + (a2[1] + a2[3]);
+        }
+        const double inv = gs ? 1.0 / (double)gs : 0.0;
+        const double m0 = s0 * inv, m1 = s1 * inv, m2 = s2 * inv - m0 * m1;
+        for (size_t cc = 0; cc < cpg; cc++) {
+            const double ga = gamma ? (double)gamma[c0 + cc] : 1.0;
+            const float *xr = xg + cc * s, *dr = dg + cc * s;
+            float *orow = og + cc * s;
+            for (size_t k = 0; k < s; k++) {
+                double xh = ((double)xr[k] - m) * r - m0;
+                float v = (float)(r * (ga * (double)dr[k] - m1 - xh * m2));
+                orow[k] = beta == 0.0f ? v : v + beta * orow[k];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ resampling */
+
+void lgd_cpu_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                              size_t fw, const float *x, float *y)
+{
+    const size_t W = w * fw;
+    LGD_CPU_FOR(planes * h * W * fh)
+    for (size_t r = 0; r < planes * h; r++) {
+        const float *xr = x + r * w;
+        float *y0 = y + r * fh * W;
+        if (fw == 2) {
+            for (size_t j = 0; j < w; j++)
+                y0[2 * j] = y0[2 * j + 1] = xr[j];
+        } else {
+            for (size_t j = 0; j < w; j++)
+                for (size_t b = 0; b < fw; b++)
+                    y0[j * fw + b] = xr[j];
+        }
+        for (size_t a = 1; a < fh; a++)
+            memcpy(y0 + a * W, y0, W * sizeof(float));
+    }
+}
+
+void lgd_cpu_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
+                                       size_t fh, size_t fw, const float *dy, float beta,
+                                       float *dx)
+{
+    const size_t W = w * fw;
+    LGD_CPU_FOR(planes * h * W * fh)
+    for (size_t r = 0; r < planes * h; r++) {
+        const float *d0 = dy + r * fh * W;
+        float *o = dx + r * w;
+        for (size_t j = 0; j < w; j++) {
+            float acc = 0.0f;
+            for (size_t a = 0; a < fh; a++)
+                for (size_t b = 0; b < fw; b++)
+                    acc += d0[a * W + j * fw + b];
+            o[j] = beta == 0.0f ? acc : acc + beta * o[j];
+        }
+    }
+}
+
+void lgd_cpu_avg_pool(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh, size_t fw,
+                      const float *x, float *y)
+{
+    if (fh == 0 || fw == 0)
+        return;
+    const size_t ho = h / fh, wo = w / fw;
+    const float inv = 1.0f / (float)(fh * fw);
+    LGD_CPU_FOR(planes * h * w)
+    for (size_t r = 0; r < planes * ho; r++) {
+        const float *x0 = x + r * fh * w; /* input rows r fh .. r fh + fh - 1 */
+        float *o = y + r * wo;
+        for (size_t j = 0; j < wo; j++) {
+            float acc = 0.0f;
+            for (size_t a = 0; a < fh; a++)
+                for (size_t b = 0; b < fw; b++)
+                    acc += x0[a * w + j * fw + b];
+            o[j] = acc * inv;
+        }
+    }
+}
+
+void lgd_cpu_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                               size_t fw, const float *dy, float beta, float *dx)
+{
+    if (fh == 0 || fw == 0)
+        return;
+    const size_t wo = w / fw;
+    const float inv = 1.0f / (float)(fh * fw);
+    LGD_CPU_FOR(planes * h * w)
+    for (size_t r = 0; r < planes * h; r++) {
+        const float *d = dy + (r / fh) * wo;
+        float *o = dx + r * w;
+        for (size_t j = 0; j < w; j++) {
+            float v = d[j / fw] * inv;
+            o[j] = beta == 0.0f ? v : v + beta * o[j];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ time embedding */
+
+void lgd_cpu_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
+{
+    (void)be;
+    size_t half = dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        float a = lgd_time_embedding_angle(t, i, half);
+        out[i] = cosf(a);
+        out[half + i] = sinf(a);
+    }
+}
+
+/* ------------------------------------------------------------------ the table */
+
+const lgd_nn_kernels lgd_nn_kernels_cpu = {
+    .conv2d_forward = lgd_cpu_conv2d_forward,
+    .conv2d_backward_data = lgd_cpu_conv2d_backward_data,
+    .add_channel_bias = lgd_cpu_add_channel_bias,
+    .scale_shift = lgd_cpu_scale_shift,
+    .scale_shift_backward = lgd_cpu_scale_shift_backward,
+    .activation = lgd_cpu_activation,
+    .activation_backward = lgd_cpu_activation_backward,
+    .group_norm = lgd_cpu_group_norm,
+    .group_norm_backward = lgd_cpu_group_norm_backward,
+    .upsample_nearest = lgd_cpu_upsample_nearest,
+    .upsample_nearest_backward = lgd_cpu_upsample_nearest_backward,
+    .avg_pool = lgd_cpu_avg_pool,
+    .avg_pool_backward = lgd_cpu_avg_pool_backward,
+    .time_embedding = lgd_cpu_time_embedding,
+};
+
