@@ -1340,6 +1340,8 @@ START_TEST(context_create_backends)
     ck_assert_int_eq(lgd_context_create(&om, &ctx, &err), LGD_ERR_BACKEND_UNAVAILABLE);
     ck_assert_ptr_null(ctx);
     ck_assert_msg(err && err[0], "no message for a missing module");
+    /* the loader's precise reason reaches the caller (it names the path) */
+    ck_assert_msg(strstr(err, "/nonexistent/liblgd-cuda.so.0") != NULL, "%s", err);
     om.backend = LGD_BACKEND_AUTO;
     ck_assert_int_eq(lgd_context_create(&om, &ctx, &err), LGD_OK);
     ck_assert_int_eq(lgd_context_backend(ctx), LGD_BACKEND_CPU);
@@ -1777,6 +1779,115 @@ END_TEST
 
 /* ------------------------------------------------------------------ suite */
 
+/* ------------------------------------------------------------------ the interface */
+
+/* The core refuses a backend table of another ABI version or with a mandatory slot
+ * missing, and names the problem; the CPU's table passes. */
+START_TEST(backend_ops_check)
+{
+    cpu_be c = cpu_open(1);
+    ck_assert_ptr_null(lgd_backend_ops_check(c.ops));
+    ck_assert_ptr_nonnull(lgd_backend_ops_check(NULL));
+    lgd_backend_ops t = *c.ops;
+    t.abi_version = LGD_BACKEND_ABI_VERSION - 1;
+    const char *why = lgd_backend_ops_check(&t);
+    ck_assert_msg(why && strstr(why, "older"), "%s", why ? why : "(null)");
+    t.abi_version = LGD_BACKEND_ABI_VERSION + 1;
+    why = lgd_backend_ops_check(&t);
+    ck_assert_msg(why && strstr(why, "newer"), "%s", why ? why : "(null)");
+    t = *c.ops;
+    t.normal_around = NULL;
+    why = lgd_backend_ops_check(&t);
+    ck_assert_msg(why && strstr(why, "'normal_around'"), "%s", why ? why : "(null)");
+    t = *c.ops; /* optional slots may be NULL */
+    t.native_stream = NULL;
+    t.last_error = NULL;
+    t.gemm_batched = NULL;
+    t.kernels = NULL;
+    ck_assert_ptr_null(lgd_backend_ops_check(&t));
+    cpu_close(&c);
+}
+END_TEST
+
+/* A backend other than the CPU is asked for a module's kernels by name and version;
+ * without them the module fails with a message naming the table. */
+static const lgd_gmm_kernels *fake_gmm_table;
+static const void *fake_kernels(lgd_backend *be, const char *name, uint32_t version)
+{
+    (void)be;
+    if (strcmp(name, "gmm") == 0 && version == LGD_GMM_KERNELS_VERSION)
+        return fake_gmm_table;
+    return NULL;
+}
+
+START_TEST(kernel_table_lookup)
+{
+    lgd_context *ctx = tu_context(1);
+    const void *k = NULL;
+    TU_OK(ctx, lgd_kernels_find(ctx, &lgd_gmm_kernel_table, "test", &k));
+    ck_assert_ptr_eq(k, &lgd_gmm_kernels_cpu); /* the CPU's comes with the descriptor */
+    TU_OK(ctx, lgd_kernels_find(ctx, &lgd_mc_kernel_table, "test", &k));
+    ck_assert_ptr_eq(k, &lgd_mc_kernels_cpu);
+
+    /* pose as another backend (the kind is what the lookup keys on) */
+    const lgd_backend_ops *cpu_ops = ctx->ops;
+    lgd_backend_ops other = *cpu_ops;
+    other.kernels = NULL;
+    ctx->ops = &other;
+    ctx->kind = LGD_BACKEND_CUDA;
+    TU_FAILS(ctx, LGD_ERR_UNSUPPORTED, lgd_kernels_find(ctx, &lgd_gmm_kernel_table, "test", &k));
+    ck_assert_ptr_null(k);
+    ck_assert_msg(strstr(lgd_context_last_error(ctx), "'gmm' kernels (version 1)") != NULL,
+                  "%s", lgd_context_last_error(ctx));
+    /* a model created there fails cleanly, naming its creator */
+    const float w = 1.0f, mu = 0.0f, var = 1.0f;
+    lgd_model *m = NULL;
+    TU_FAILS(ctx, LGD_ERR_UNSUPPORTED,
+             lgd_model_create_gmm(ctx, 1, 1, &w, &mu, &var, LGD_COVARIANCE_ISOTROPIC, &m));
+    ck_assert_ptr_null(m);
+    ck_assert(strncmp(lgd_context_last_error(ctx), "lgd_model_create_gmm: ", 22) == 0);
+
+    fake_gmm_table = &lgd_gmm_kernels_cpu;
+    other.kernels = fake_kernels;
+    TU_OK(ctx, lgd_kernels_find(ctx, &lgd_gmm_kernel_table, "test", &k));
+    ck_assert_ptr_eq(k, &lgd_gmm_kernels_cpu);
+    lgd_kernel_table newer = lgd_gmm_kernel_table;
+    newer.version = LGD_GMM_KERNELS_VERSION + 1;
+    TU_FAILS(ctx, LGD_ERR_UNSUPPORTED, lgd_kernels_find(ctx, &newer, "test", &k));
+    TU_FAILS(ctx, LGD_ERR_UNSUPPORTED, lgd_kernels_find(ctx, &lgd_loss_kernel_table, "test", &k));
+
+    ctx->ops = cpu_ops;
+    ctx->kind = LGD_BACKEND_CPU;
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* A failed backend operation's message carries the backend's own reason. */
+static const char *fake_last_error(lgd_backend *be)
+{
+    (void)be;
+    return "cudaMemcpyAsync: cudaErrorIllegalAddress (an illegal memory access)";
+}
+
+START_TEST(backend_error_carries_the_reason)
+{
+    lgd_context *ctx = tu_context(1);
+    const lgd_backend_ops *cpu_ops = ctx->ops;
+    lgd_backend_ops other = *cpu_ops;
+    other.last_error = fake_last_error;
+    ctx->ops = &other;
+    ck_assert_int_eq(lgd_backend_error(ctx, LGD_ERR_INTERNAL, "lgd_tensor_upload: copy failed"),
+                     LGD_ERR_INTERNAL);
+    ck_assert_str_eq(lgd_context_last_error(ctx),
+                     "lgd_tensor_upload: copy failed: cudaMemcpyAsync: cudaErrorIllegalAddress "
+                     "(an illegal memory access)");
+    ctx->ops = cpu_ops; /* no reason: the message alone */
+    lgd_backend_error(ctx, LGD_ERR_INTERNAL, "x %d", 3);
+    ck_assert_str_eq(lgd_context_last_error(ctx), "x 3");
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -1810,6 +1921,9 @@ static Suite *core_suite(void)
     tcase_add_test(tc, backend_loss_logistic);
     tcase_add_test(tc, backend_loss_residual);
     tcase_add_test(tc, backend_thread_invariance);
+    tcase_add_test(tc, backend_ops_check);
+    tcase_add_test(tc, kernel_table_lookup);
+    tcase_add_test(tc, backend_error_carries_the_reason);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("context");

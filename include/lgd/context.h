@@ -59,7 +59,12 @@ LGD_API void lgd_context_options_init(lgd_context_options *options);
  * Returns LGD_ERR_BACKEND_UNAVAILABLE when CUDA is asked for explicitly and
  * cannot be used (no module, no driver, no device); AUTO then falls back to
  * the CPU. Since no context exists yet to hold the message, *out_error (if not
- * NULL) receives a pointer to a static description of the failure.
+ * NULL) receives a description of the failure: a static string, or, when the
+ * CUDA module could not be loaded or opened, the module's or the loader's precise
+ * reason in a buffer of the calling thread, valid until that thread's next
+ * lgd_context_create() (as dlerror() is). With AUTO, that reason is logged
+ * (LGD_LOG_INFO) before falling back to the CPU. (Since 0.1.0; precise reasons
+ * since 0.3.0.)
  */
 LGD_API lgd_status lgd_context_create(const lgd_context_options *options,
                                       lgd_context **out_context,
