@@ -99,6 +99,30 @@ LGD_HD float lgd_sigmoid(float t)
     return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
 }
 
+/* ---- GELU, erf form (the network layers' activation, nn/) ---- */
+
+/* GELU x Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) (no cancellation for x << 0), and its
+ * derivative Phi(x) + x phi(x). In the left tail the relative error of a float
+ * argument (x / sqrt 2, x^2 / 2) is amplified by about x^2, so there the arithmetic
+ * is double. */
+LGD_HD float lgd_gelu(float x)
+{
+    if (x < -3.0f)
+        return (float)(0.5 * (double)x * erfc(-(double)x * 0.70710678118654752440));
+    return x * (0.5f * erfcf(-x * 0.70710678118654752440f));
+}
+
+LGD_HD float lgd_gelu_grad(float x)
+{
+    if (x < -3.0f) {
+        double v = x;
+        return (float)(0.5 * erfc(-v * 0.70710678118654752440) +
+                       v * 0.39894228040143267794 * exp(-0.5 * v * v));
+    }
+    return 0.5f * erfcf(-x * 0.70710678118654752440f) +
+           x * 0.39894228040143267794f * expf(-0.5f * x * x);
+}
+
 /* ---- Gaussian filters of a covariance's eigenvalues (models/model_gmm.c) ---- */
 
 /* Filters of the eigenvalues lam of a covariance at noise variance s2, applied

@@ -1,6 +1,6 @@
 /*
  * nn_kernels.c - the network layers' kernel table descriptor (nn_kernels.h). The
- * CPU's table is the CPU backend's (backend/cpu/cpu_nn.c): it needs oneDNN, im2col
+ * CPU's table is the CPU backend's (backend/cpu/cpu_layers.c, cpu_conv.c): it needs oneDNN, im2col
  * and the backend's scratch.
  */
 #include "nn/nn_kernels.h"

@@ -10,8 +10,8 @@
  * non-zero when the backend failed (allocation, cuDNN). GEMMs, row copies and
  * transposes are generic and in the backend table itself (backend/backend.h).
  *
- * CPU: backend/cpu/cpu_nn.c and cpu_dnnl.c (oneDNN, im2col and the CPU backend's
- * scratch); CUDA: cuda/kernels_nn.cu and conv_cudnn.c. Shared formulas (the sigmoid,
+ * CPU: backend/cpu/cpu_layers.c, cpu_conv.c and cpu_dnnl.c (oneDNN, im2col and the
+ * CPU backend's scratch); CUDA: cuda/kernels_nn.cu and conv_cudnn.c. Shared formulas (the sigmoid,
  * the time embedding's frequencies) are in core/hd_math.h.
  */
 #ifndef LGD_NN_KERNELS_H
@@ -96,7 +96,7 @@ typedef struct lgd_nn_kernels {
     void (*time_embedding)(lgd_backend *be, float t, size_t dim, float *out);
 } lgd_nn_kernels;
 
-extern const lgd_nn_kernels lgd_nn_kernels_cpu;  /* backend/cpu/cpu_nn.c */
+extern const lgd_nn_kernels lgd_nn_kernels_cpu;  /* backend/cpu/cpu_layers.c */
 extern const lgd_kernel_table lgd_nn_kernel_table; /* "nn", version 1 */
 
 #endif

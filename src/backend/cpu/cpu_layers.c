@@ -75,32 +75,8 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
 
 /* ------------------------------------------------------------------ activations */
 
-#define NN_SQRT1_2 0.70710678118654752440f
-#define NN_INV_SQRT_2PI 0.39894228040143267794f
-
-/* lgd_exp_neg and lgd_sigmoid2, the SiLU's formulas, are in core/hd_math.h (shared with
- * the CUDA kernels). */
-
-/* GELU x Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) (no cancellation for x << 0), and its
- * derivative Phi(x) + x phi(x). In the left tail the relative error of a float
- * argument (x / sqrt 2, x^2 / 2) is amplified by about x^2, so there the arithmetic
- * is double. */
-static inline float gelu(float x)
-{
-    if (x < -3.0f)
-        return (float)(0.5 * (double)x * erfc(-(double)x * 0.70710678118654752440));
-    return x * (0.5f * erfcf(-x * NN_SQRT1_2));
-}
-
-static inline float gelu_grad(float x)
-{
-    if (x < -3.0f) {
-        double v = x;
-        return (float)(0.5 * erfc(-v * 0.70710678118654752440) +
-                       v * 0.39894228040143267794 * exp(-0.5 * v * v));
-    }
-    return 0.5f * erfcf(-x * NN_SQRT1_2) + x * NN_INV_SQRT_2PI * expf(-0.5f * x * x);
-}
+/* The SiLU's sigmoid (lgd_sigmoid2, with lgd_exp_neg) and the GELU (lgd_gelu,
+ * lgd_gelu_grad) are in core/hd_math.h, shared with the CUDA kernels. */
 
 /* SiLU kernels on a range, compiled for AVX-512 and AVX2 beside the baseline and chosen
  * at load time (GCC/clang function multiversioning). ISO C mode contracts no FMAs, so
@@ -146,7 +122,7 @@ void lgd_cpu_activation(lgd_backend *be, lgd_activation f, size_t count, const f
     if (f == LGD_ACT_GELU) {
         LGD_CPU_FOR(count * 8)
         for (size_t i = 0; i < count; i++)
-            y[i] = gelu(x[i]);
+            y[i] = lgd_gelu(x[i]);
     } else {
         size_t blocks = (count + NN_ACT_BLOCK - 1) / NN_ACT_BLOCK;
         LGD_CPU_FOR(count * 4)
@@ -163,7 +139,7 @@ void lgd_cpu_activation_backward(lgd_backend *be, lgd_activation f, size_t count
     if (f == LGD_ACT_GELU) {
         LGD_CPU_FOR(count * 8)
         for (size_t i = 0; i < count; i++) {
-            float g = dy[i] * gelu_grad(x[i]);
+            float g = dy[i] * lgd_gelu_grad(x[i]);
             dx[i] = beta == 0.0f ? g : g + beta * dx[i];
         }
     } else {
