@@ -1,8 +1,8 @@
 /*
  * conv_cudnn.c - 2-D convolution (conv2d_forward) and its input VJP
- * (conv2d_backward_data) for the CUDA backend: cuDNN when the module is built
- * with it (LGD_HAVE_CUDNN, set by cuda/meson.build), else im2col / col2im
- * kernels (ops_nn.cu) and cuBLAS GEMMs.
+ * (conv2d_backward_data) of the CUDA "nn" kernel table (kernels_nn.cu): cuDNN when
+ * the module is built with it (LGD_HAVE_CUDNN, set by cuda/meson.build), else
+ * im2col / col2im kernels (kernels_nn.cu) and cuBLAS GEMMs.
  *
  * cuDNN path. Per shape (the whole lgd_conv_shape is the key) a small cache in
  * the backend keeps the four descriptors and the algorithm chosen for each
@@ -37,14 +37,15 @@
  *
  * Both paths add the bias with lgd_cuda_add_channel_bias, and return non-zero
  * (with the error recorded in the backend's sticky state) when CUDA, cuBLAS or
- * cuDNN fails; a malformed shape returns non-zero without touching that state.
+ * cuDNN fails; a malformed shape returns non-zero without touching that state (the
+ * reason is noted for the backend's last_error).
  */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_backend.h"
+#include "kernels_nn.h"
 
 #if LGD_HAVE_CUDNN
 #include <cudnn.h>
@@ -64,6 +65,23 @@ static int shape_valid(const lgd_conv_shape *s)
     if (eh < 0 || ew < 0)
         return 0;
     return s->h_out == eh / s->stride_h + 1 && s->w_out == ew / s->stride_w + 1;
+}
+
+/* shape_valid, noting why not for the backend's last_error */
+static int shape_ok(lgd_backend *be, const lgd_conv_shape *s, const char *what)
+{
+    if (!s) {
+        lgd_cuda_note(be, "%s: no shape", what);
+        return 0;
+    }
+    if (!shape_valid(s)) {
+        lgd_cuda_note(be,
+                      "%s: inconsistent shape n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d -> %dx%d",
+                      what, s->n, s->c_in, s->c_out, s->h, s->w, s->kh, s->kw, s->stride_h,
+                      s->stride_w, s->pad_h, s->pad_w, s->h_out, s->w_out);
+        return 0;
+    }
+    return 1;
 }
 
 static size_t image_in(const lgd_conv_shape *s)
@@ -176,10 +194,7 @@ static int check_dnn(lgd_backend *be, cudnnStatus_t st, const char *what)
 {
     if (st == CUDNN_STATUS_SUCCESS)
         return 0;
-    if (!be->failed) {
-        be->failed = 1;
-        snprintf(be->error, sizeof be->error, "%s: %s", what, cudnnGetErrorString(st));
-    }
+    lgd_cuda_fail(be, "%s: %s", what, cudnnGetErrorString(st));
     return 1;
 }
 
@@ -442,7 +457,7 @@ int lgd_cuda_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const floa
 {
     if (be->failed)
         return -1;
-    if (!s || !shape_valid(s))
+    if (!shape_ok(be, s, "conv2d_forward"))
         return -1;
     size_t out = (size_t)s->n * image_out(s);
     if (out == 0)
@@ -468,7 +483,7 @@ int lgd_cuda_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, cons
 {
     if (be->failed)
         return -1;
-    if (!s || !shape_valid(s))
+    if (!shape_ok(be, s, "conv2d_backward_data"))
         return -1;
     size_t in = (size_t)s->n * image_in(s);
     if (in == 0)

@@ -1,9 +1,10 @@
 /*
  * cuda_backend.c - the CUDA backend module: the entry point
  * lgd_cuda_backend_open(), device/stream/cuBLAS set-up, memory and copies, GEMM,
- * error state, and the operations table (the kernels are in ops_*.cu).
+ * error state, the operations table (the generic kernels are in ops_*.cu) and the
+ * lookup of the module kernel tables (kernels_*.cu, listed in kernel_tables.h).
  *
- * The core loads this module with dlopen() (src/context.c) and calls
+ * The core loads this module with dlopen() (src/core/context.c) and calls
  * lgd_cuda_backend_open(), the only symbol it exports. Opening never aborts:
  * no driver, no device, a driver too old for this runtime, an index out of
  * range or a card this module has no code for all return non-zero with a
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "kernel_tables.h"
 #include "lgd_cuda_config.h"
 
 #if LGD_HAVE_CUDNN
@@ -26,15 +28,30 @@
 
 /* ---- errors and helpers ---- */
 
+void lgd_cuda_fail(lgd_backend *be, const char *fmt, ...)
+{
+    if (be->failed)
+        return;
+    be->failed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->error, sizeof be->error, fmt, ap);
+    va_end(ap);
+}
+
+void lgd_cuda_note(lgd_backend *be, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->note, sizeof be->note, fmt, ap);
+    va_end(ap);
+}
+
 int lgd_cuda_check(lgd_backend *be, cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return 0;
-    if (!be->failed) {
-        be->failed = 1;
-        snprintf(be->error, sizeof be->error, "%s: %s (%s)", what, cudaGetErrorName(e),
-                 cudaGetErrorString(e));
-    }
+    lgd_cuda_fail(be, "%s: %s (%s)", what, cudaGetErrorName(e), cudaGetErrorString(e));
     return 1;
 }
 
@@ -42,10 +59,7 @@ int lgd_cuda_check_blas(lgd_backend *be, cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return 0;
-    if (!be->failed) {
-        be->failed = 1;
-        snprintf(be->error, sizeof be->error, "%s: %s", what, cublasGetStatusString(s));
-    }
+    lgd_cuda_fail(be, "%s: %s", what, cublasGetStatusString(s));
     return 1;
 }
 
@@ -183,6 +197,41 @@ static int cu_synchronize(lgd_backend *be)
 
 static void *cu_native_stream(lgd_backend *be) { return (void *)be->stream; }
 
+/* The reason of the last failure: the sticky CUDA/cuBLAS/cuDNN error when there is one
+ * (every later failure follows from it), else the last note (out of memory, ...). */
+static const char *cu_last_error(lgd_backend *be)
+{
+    return be->failed ? be->error : be->note;
+}
+
+/* ---- the module kernel tables (kernel_tables.h) ---- */
+
+typedef struct cuda_kernel_table {
+    const char *name;
+    uint32_t version;
+    const void *table;
+} cuda_kernel_table;
+
+#define LGD_CUDA_TABLE_ENTRY(name, version, type, table) { name, version, &table },
+static const cuda_kernel_table cuda_kernel_tables[] = {
+    LGD_CUDA_KERNEL_TABLES(LGD_CUDA_TABLE_ENTRY)
+};
+#undef LGD_CUDA_TABLE_ENTRY
+
+/* The table `name` when this module was built with the same version of the module's
+ * interface, else NULL (the module then reports LGD_ERR_UNSUPPORTED). */
+static const void *cu_kernels(lgd_backend *be, const char *name, uint32_t version)
+{
+    (void)be;
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof cuda_kernel_tables / sizeof cuda_kernel_tables[0]; i++)
+        if (strcmp(cuda_kernel_tables[i].name, name) == 0)
+            return cuda_kernel_tables[i].version == version ? cuda_kernel_tables[i].table
+                                                            : NULL;
+    return NULL;
+}
+
 /* ---- GEMM ---- */
 
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same call
@@ -284,51 +333,29 @@ static const lgd_backend_ops cuda_ops = {
     .copy = cu_copy,
     .synchronize = cu_synchronize,
     .native_stream = cu_native_stream,
+    .last_error = cu_last_error,
     .fill = lgd_cuda_fill,
     .axpby = lgd_cuda_axpby,
     .axpby_rows = lgd_cuda_axpby_rows,
     .sub_row = lgd_cuda_sub_row,
     .broadcast_axpy = lgd_cuda_broadcast_axpy,
-    .diag_filter = lgd_cuda_diag_filter,
     .inv_sqrt_scale = lgd_cuda_inv_sqrt_scale,
-    .row_dot = lgd_cuda_row_dot,
-    .row_dot_strided = lgd_cuda_row_dot_strided,
-    .mix_coeffs = lgd_cuda_mix_coeffs,
-    .gaussian_logp = lgd_cuda_gaussian_logp,
-    .softmax_rows = lgd_cuda_softmax_rows,
-    .logsumexp_rows = lgd_cuda_logsumexp_rows,
-    .all_finite = lgd_cuda_all_finite,
-    .mc_draws = lgd_cuda_mc_draws,
-    .finite_flag = lgd_cuda_finite_flag,
-    .gemm = cu_gemm,
-    .normal = lgd_cuda_normal,
-    .uniform = lgd_cuda_uniform,
-    .mc_reset = lgd_cuda_mc_reset,
-    .mc_accumulate = lgd_cuda_mc_accumulate,
-    .mc_finish = lgd_cuda_mc_finish,
-    .categorical = lgd_cuda_categorical,
-    .select_rows = lgd_cuda_select_rows,
-    .loss_sqerr = lgd_cuda_loss_sqerr,
-    .loss_logistic = lgd_cuda_loss_logistic,
-    .loss_residual = lgd_cuda_loss_residual,
-    .loss_trajectory = lgd_cuda_loss_trajectory,
-    .gemm_batched = cu_gemm_batched,
-    .conv2d_forward = lgd_cuda_conv2d_forward,
-    .conv2d_backward_data = lgd_cuda_conv2d_backward_data,
-    .add_channel_bias = lgd_cuda_add_channel_bias,
-    .scale_shift = lgd_cuda_scale_shift,
-    .scale_shift_backward = lgd_cuda_scale_shift_backward,
-    .activation = lgd_cuda_activation,
-    .activation_backward = lgd_cuda_activation_backward,
-    .group_norm = lgd_cuda_group_norm,
-    .group_norm_backward = lgd_cuda_group_norm_backward,
-    .upsample_nearest = lgd_cuda_upsample_nearest,
-    .upsample_nearest_backward = lgd_cuda_upsample_nearest_backward,
-    .avg_pool = lgd_cuda_avg_pool,
-    .avg_pool_backward = lgd_cuda_avg_pool_backward,
     .copy_rows = lgd_cuda_copy_rows,
     .transpose = lgd_cuda_transpose,
-    .time_embedding = lgd_cuda_time_embedding,
+    .row_dot = lgd_cuda_row_dot,
+    .softmax_rows = lgd_cuda_softmax_rows,
+    .softmax_rows_backward = lgd_cuda_softmax_rows_backward,
+    .logsumexp_rows = lgd_cuda_logsumexp_rows,
+    .all_finite = lgd_cuda_all_finite,
+    .finite_flag = lgd_cuda_finite_flag,
+    .gemm = cu_gemm,
+    .gemm_batched = cu_gemm_batched,
+    .normal = lgd_cuda_normal,
+    .normal_around = lgd_cuda_normal_around,
+    .uniform = lgd_cuda_uniform,
+    .categorical = lgd_cuda_categorical,
+    .select_rows = lgd_cuda_select_rows,
+    .kernels = cu_kernels,
 };
 
 /* ---- opening ---- */

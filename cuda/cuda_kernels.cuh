@@ -1,6 +1,8 @@
 /*
- * cuda_kernels.cuh - device helpers shared by the kernels: grid-stride loops,
- * row groups and their reductions.
+ * cuda_kernels.cuh - device helpers shared by the kernels (the generic ops_*.cu and
+ * the module tables' kernels_*.cu): grid-stride loops, row groups and their
+ * reductions, the flat and row launch macros. Formulas that the CPU computes too are
+ * not here but in core/hd_math.h, one copy for both backends.
  *
  * Row-wise operations give each row a group of G threads: a warp (G = 32) when
  * rows are short, a whole block (G = 256) when they are long. A group's threads
@@ -20,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/hd_math.h"
 #include "cuda_backend.h"
 
 #define LGD_THREADS 256 /* threads per block of the elementwise and row kernels */
@@ -29,6 +32,13 @@
 #define LGD_GRID_STRIDE(I, i, n)                                                        \
     for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < (I)(n);              \
          i += (I)blockDim.x * (I)gridDim.x)
+
+/* result + beta * old, never reading old when beta is 0 (the backward ops' and the
+ * layout ops' dx = result + beta dx, beta 0 or 1; with beta 0, dx may hold NaN) */
+__device__ __forceinline__ float lgd_acc(float result, float beta, const float *old)
+{
+    return beta == 0.0f ? result : result + beta * *old;
+}
 
 __device__ __forceinline__ double lgd_warp_sum(double v)
 {

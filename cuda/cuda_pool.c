@@ -89,15 +89,19 @@ void *lgd_pool_alloc(lgd_backend *be, size_t bytes)
     lgd_pool *pool = &be->pool;
     size_t size;
     int cls = size_class(bytes, &size);
-    if (cls < 0 || cls >= LGD_POOL_CLASSES || size < bytes)
+    if (cls < 0 || cls >= LGD_POOL_CLASSES || size < bytes) {
+        lgd_cuda_note(be, "alloc: %zu bytes is more than the device allocator serves", bytes);
         return NULL;
+    }
     lgd_pool_block *b = pool->free_list[cls];
     if (b) {
         pool->free_list[cls] = b->next;
     } else {
         b = new_record(pool);
-        if (!b)
+        if (!b) {
+            lgd_cuda_note(be, "alloc: out of host memory (allocator record)");
             return NULL;
+        }
         void *p = NULL;
         cudaError_t e = cudaMalloc(&p, size);
         if (e == cudaErrorMemoryAllocation) {
@@ -107,6 +111,8 @@ void *lgd_pool_alloc(lgd_backend *be, size_t bytes)
         }
         if (e != cudaSuccess) {
             (void)cudaGetLastError();
+            lgd_cuda_note(be, "cudaMalloc (%zu bytes, %zu reserved): %s (%s)", size,
+                          pool->reserved, cudaGetErrorName(e), cudaGetErrorString(e));
             b->next = pool->spare;
             pool->spare = b;
             return NULL; /* the core reports LGD_ERR_OUT_OF_MEMORY */

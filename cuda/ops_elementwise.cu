@@ -1,7 +1,9 @@
 /*
- * ops_elementwise.cu - elementwise operations (fill, axpby and their row-wise and
- * broadcast forms, diagonal filters, select_rows). Each mirrors the loop of the
- * same name in src/backend_cpu.c, expression for expression.
+ * ops_elementwise.cu - the backend table's elementwise operations (fill, axpby and
+ * their row-wise and broadcast forms, inv_sqrt_scale, select_rows) and layout
+ * operations (copy_rows, transpose), and the scaling of a GEMM with K = 0. Each
+ * mirrors the loop of the same name in src/backend/cpu/ (cpu_backend.c, cpu_matrix.c),
+ * expression for expression.
  *
  * Kernels are templated on the index type: 32-bit when the element count fits
  * (cheaper divisions for the row/column split), 64-bit otherwise.
@@ -114,32 +116,6 @@ extern "C" void lgd_cuda_broadcast_axpy(lgd_backend *be, size_t rows, size_t rep
 }
 
 template <typename I>
-__global__ void diag_filter_kernel(int filter, size_t n, size_t cols, const float *lam, float s2,
-                                   const float *in, float *out)
-{
-    LGD_GRID_STRIDE(I, i, n) {
-        float l = lam[i % (I)cols], f;
-        switch (filter) {
-        case LGD_FILTER_SHRINK: f = l / (l + s2); break;
-        case LGD_FILTER_PRECISION: f = 1.0f / (l + s2); break;
-        default: f = sqrtf(l * s2 / (l + s2)); break;
-        }
-        out[i] = f * in[i];
-    }
-}
-
-extern "C" void lgd_cuda_diag_filter(lgd_backend *be, lgd_diag_filter filter, size_t rows,
-                                     size_t cols, const float *lam, float s2, const float *in,
-                                     float *out)
-{
-    size_t n = rows * cols;
-    if (n == 0)
-        return;
-    lgd_cuda_enter(be);
-    LGD_LAUNCH_FLAT(be, n, diag_filter_kernel, (int)filter, n, cols, lam, s2, in, out);
-}
-
-template <typename I>
 __global__ void inv_sqrt_scale_kernel(size_t n, float w, const float *in, float floor, float *out)
 {
     LGD_GRID_STRIDE(I, i, n)
@@ -195,4 +171,76 @@ extern "C" void lgd_cuda_scale_matrix(lgd_backend *be, size_t rows, size_t cols,
         return;
     lgd_cuda_enter(be);
     LGD_LAUNCH_FLAT(be, n, scale_matrix_kernel, n, cols, ldc, beta, C);
+}
+
+/* ---- row copies, transposes ---- */
+
+template <typename I>
+__global__ void copy_rows_kernel(size_t total, size_t cols, const float *src, size_t lds,
+                                 float beta, float *dst, size_t ldd)
+{
+    LGD_GRID_STRIDE(I, i, total) {
+        I r = i / (I)cols, j = i - r * (I)cols;
+        float *d = dst + (size_t)r * ldd + (size_t)j;
+        *d = lgd_acc(src[(size_t)r * lds + (size_t)j], beta, d);
+    }
+}
+
+extern "C" void lgd_cuda_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *src,
+                                   size_t lds, float beta, float *dst, size_t ldd)
+{
+    size_t total = rows * cols;
+    if (total == 0)
+        return;
+    lgd_cuda_enter(be);
+    LGD_LAUNCH_FLAT(be, total, copy_rows_kernel, total, cols, src, lds, beta, dst, ldd);
+}
+
+/* y[b][j][i] = x[b][i][j] + beta y[b][j][i] through 32 x 32 shared-memory tiles
+ * (reads and writes coalesced); blocks of 32 x 8 threads stride over the tiles. */
+#define LGD_TILE 32
+#define LGD_TILE_ROWS 8
+
+__global__ void transpose_kernel(size_t batch, size_t rows, size_t cols, const float *x,
+                                 float beta, float *y)
+{
+    __shared__ float tile[LGD_TILE][LGD_TILE + 1];
+    const size_t tr = (rows + LGD_TILE - 1) / LGD_TILE, tc = (cols + LGD_TILE - 1) / LGD_TILE;
+    const size_t tiles = batch * tr * tc;
+    const unsigned tx = threadIdx.x, ty = threadIdx.y;
+    for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* uniform in the block */
+        size_t tj = t % tc, u = t / tc;
+        size_t ti = u % tr, b = u / tr;
+        const float *xb = x + b * rows * cols;
+        float *yb = y + b * rows * cols;
+        size_t i0 = ti * LGD_TILE, j0 = tj * LGD_TILE;
+        for (unsigned k = ty; k < LGD_TILE; k += LGD_TILE_ROWS) {
+            size_t i = i0 + k, j = j0 + tx;
+            if (i < rows && j < cols)
+                tile[k][tx] = xb[i * cols + j];
+        }
+        __syncthreads();
+        for (unsigned k = ty; k < LGD_TILE; k += LGD_TILE_ROWS) {
+            size_t j = j0 + k, i = i0 + tx; /* y[j][i] */
+            if (i < rows && j < cols) {
+                float *d = yb + j * rows + i;
+                *d = lgd_acc(tile[tx][k], beta, d);
+            }
+        }
+        __syncthreads(); /* the tile is reused by the next iteration */
+    }
+}
+
+extern "C" void lgd_cuda_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols,
+                                   const float *x, float beta, float *y)
+{
+    if (batch == 0 || rows == 0 || cols == 0)
+        return;
+    lgd_cuda_enter(be);
+    size_t tiles = batch * ((rows + LGD_TILE - 1) / LGD_TILE) * ((cols + LGD_TILE - 1) / LGD_TILE);
+    size_t cap = (size_t)(be->sm_count > 0 ? be->sm_count : 16) * 32;
+    unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
+    transpose_kernel<<<blocks, dim3(LGD_TILE, LGD_TILE_ROWS), 0, be->stream>>>(batch, rows, cols,
+                                                                              x, beta, y);
+    LGD_CUDA_LAUNCHED(be, "transpose_kernel");
 }

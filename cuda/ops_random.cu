@@ -1,12 +1,13 @@
 /*
- * ops_random.cu - Philox random numbers and categorical draws.
+ * ops_random.cu - the backend table's Philox random numbers (normal, normal_around,
+ * uniform) and categorical draws.
  *
- * The generator and the uniform/normal maps are src/philox.h, compiled here as
- * __host__ __device__ code, with the counter layout of the CPU backend
- * (backend.h): each row's draws are one flat stream f = (first_draw + j) * cols + e,
- * counter (f / 4, first_row + r, f / 4 >> 32, purpose << 24 | step), key = the
- * seed's two 32-bit halves. The numbers therefore equal the CPU's up to the
- * last-ulp differences of logf/cosf/sinf in Box-Muller.
+ * The generator and the uniform/normal maps are core/philox.h, compiled here as
+ * __host__ __device__ code (LGD_HD of core/hd_math.h), with the counter layout of the
+ * CPU backend (backend/backend.h): each row's draws are one flat stream
+ * f = (first_draw + j) * cols + e, counter (f / 4, first_row + r, f / 4 >> 32,
+ * purpose << 24 | step), key = the seed's two 32-bit halves. The numbers therefore
+ * equal the CPU's up to the last-ulp differences of logf/cosf/sinf in Box-Muller.
  */
 #include "cuda_kernels.cuh"
 #include "core/philox.h"
@@ -25,7 +26,7 @@ __global__ void normal_kernel(uint64_t seed, uint32_t tag, uint64_t first_row, u
         lgd_philox_normal4((uint32_t)blk, (uint32_t)(first_row + (uint64_t)r),
                            (uint32_t)(blk >> 32), tag, seed, z);
         float *o = out + (size_t)r * n;
-        if (mean) { /* Monte Carlo draws: mean[r][f % cols] + scale * z */
+        if (mean) { /* normal_around: mean[r][f % cols] + scale * z */
             const float *mr = mean + (size_t)r * cols;
             for (uint64_t e = 0; e < 4; e++) {
                 uint64_t f = blk * 4 + e;
@@ -73,7 +74,7 @@ extern "C" void lgd_cuda_normal(lgd_backend *be, const lgd_rng_stream *s, size_t
     launch_normal(be, s, rows, draws, cols, NULL, 0.0f, out);
 }
 
-/* r = 0: every draw is the mean row */
+/* scale = 0: every draw is the mean row */
 __global__ void repeat_rows_kernel(const float *mean, size_t draws, size_t cols, size_t n,
                                    float *out)
 {
@@ -83,9 +84,9 @@ __global__ void repeat_rows_kernel(const float *mean, size_t draws, size_t cols,
     }
 }
 
-extern "C" void lgd_cuda_mc_draws(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
-                                  size_t draws, size_t cols, const float *mean, float scale,
-                                  float *out)
+extern "C" void lgd_cuda_normal_around(lgd_backend *be, const lgd_rng_stream *s, size_t rows,
+                                       size_t draws, size_t cols, const float *mean,
+                                       float scale, float *out)
 {
     if (scale != 0.0f) {
         launch_normal(be, s, rows, draws, cols, mean, scale, out);

@@ -1,8 +1,8 @@
 /*
- * ops_rows.cu - row reductions: dot products, the Gaussian log-density, the
- * mixture-coefficient centring, softmax and log-sum-exp by row, and the
- * all-finite check. A warp per row for short rows, a block per row for long
- * ones (see cuda_kernels.cuh); sums in double as in src/backend_cpu.c.
+ * ops_rows.cu - the backend table's row reductions: dot products, softmax and its
+ * VJP, log-sum-exp by row, and the finiteness checks. A warp per row for short rows,
+ * a block per row for long ones (see cuda_kernels.cuh); sums in double as in
+ * src/backend/cpu/cpu_backend.c.
  */
 #include "cuda_kernels.cuh"
 
@@ -23,9 +23,8 @@ __global__ void row_dot_kernel(size_t rows, size_t cols, const float *x, const f
     }
 }
 
-extern "C" void lgd_cuda_row_dot_strided(lgd_backend *be, size_t rows, size_t cols,
-                                         const float *x, const float *y, float *out,
-                                         size_t out_stride)
+extern "C" void lgd_cuda_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                                 const float *y, float *out, size_t out_stride)
 {
     if (rows == 0)
         return;
@@ -33,14 +32,9 @@ extern "C" void lgd_cuda_row_dot_strided(lgd_backend *be, size_t rows, size_t co
     LGD_LAUNCH_ROWS(be, rows, cols, row_dot_kernel, rows, cols, x, y, out, out_stride);
 }
 
-extern "C" void lgd_cuda_row_dot(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                                 const float *y, float *out)
-{
-    lgd_cuda_row_dot_strided(be, rows, cols, x, y, out, 1);
-}
-
+/* out[r][k] = scale p[r][k] (d[r][k] - sum_j p[r][j] d[r][j]): the VJP of softmax_rows */
 template <int G>
-__global__ void mix_coeffs_kernel(size_t rows, size_t K, const float *p, const float *d,
+__global__ void softmax_backward_kernel(size_t rows, size_t K, const float *p, const float *d,
                                   float scale, float *out)
 {
     __shared__ double shm[LGD_THREADS / LGD_WARP];
@@ -57,43 +51,14 @@ __global__ void mix_coeffs_kernel(size_t rows, size_t K, const float *p, const f
     }
 }
 
-extern "C" void lgd_cuda_mix_coeffs(lgd_backend *be, size_t rows, size_t K, const float *p,
-                                    const float *d, float scale, float *out)
+extern "C" void lgd_cuda_softmax_rows_backward(lgd_backend *be, size_t rows, size_t K,
+                                               const float *p, const float *d, float scale,
+                                               float *out)
 {
     if (rows == 0 || K == 0)
         return;
     lgd_cuda_enter(be);
-    LGD_LAUNCH_ROWS(be, rows, K, mix_coeffs_kernel, rows, K, p, d, scale, out);
-}
-
-template <int G>
-__global__ void gaussian_logp_kernel(size_t rows, size_t cols, const float *x, const float *lam,
-                                     float s2, float c, float *out, size_t out_stride)
-{
-    __shared__ double shm[LGD_THREADS / LGD_WARP];
-    const unsigned lane = lgd_group<G>::lane();
-    LGD_ROW_LOOP(G, r, rows) {
-        const float *xr = x + r * cols;
-        double acc = 0.0;
-        for (size_t j = lane; j < cols; j += G) {
-            double v = xr[j];
-            acc += v * v / ((double)lam[j] + (double)s2);
-        }
-        acc = lgd_group<G>::sum(acc, shm);
-        if (lane == 0)
-            out[r * out_stride] = (float)((double)c - 0.5 * acc);
-    }
-}
-
-extern "C" void lgd_cuda_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                                       const float *lam, float s2, float c, float *out,
-                                       size_t out_stride)
-{
-    if (rows == 0)
-        return;
-    lgd_cuda_enter(be);
-    LGD_LAUNCH_ROWS(be, rows, cols, gaussian_logp_kernel, rows, cols, x, lam, s2, c, out,
-                    out_stride);
+    LGD_LAUNCH_ROWS(be, rows, K, softmax_backward_kernel, rows, K, p, d, scale, out);
 }
 
 template <int G> __global__ void softmax_rows_kernel(size_t rows, size_t cols, float *x)

@@ -8,7 +8,8 @@
  * process that then forks (the suite is forced to CK_NOFORK as well).
  *
  * With a device:
- *  - every backend operation on random inputs, CUDA vs CPU: normalised error
+ *  - every backend operation and every kernel of the module kernel tables (gmm,
+ *    loss_builtin, loss_trajectory, mc, nn) on random inputs, CUDA vs CPU: normalised error
  *    max|a - b| / (max|b| + eps) < 1e-5 (GEMM 1e-4); Philox normals and uniforms
  *    within 1e-5 absolute; categorical indices equal;
  *  - end to end: Euler, DDIM(eta = 1), Heun and DPM++(2M) x no guidance, DPS,
@@ -25,11 +26,14 @@
  *  - memory: after a warm-up step, further sampler steps do not raise the
  *    context's peak memory, nor call cudaMalloc (counted by interposing
  *    cudaMalloc: the executable exports its own, which forwards to cudart's);
- *  - opening errors (ABI version, device index) and the sticky error state;
+ *  - opening errors (ABI version, device index), the sticky error state and the
+ *    backend's last_error (a failed cudaMalloc, a bad convolution shape, a sticky
+ *    failure), and the kernel tables: the CUDA module returns each one for the version
+ *    of this build's headers and refuses other versions and unknown names;
  *  - networks from files (tests/fixtures/nn): forward and VJP of ten fixture networks
  *    CUDA vs CPU (normalised error < 1e-4), guided DPS / LGD-MC terms with a loaded
  *    U-Net CUDA vs CPU (< 1e-3) and no cudaMalloc in a warm guided step;
- *  - network layers (ABI 2): every op against the CPU (1e-5, reductions 1e-4),
+ *  - network layers ("nn" table): every op against the CPU (1e-5, reductions 1e-4),
  *    backward ops with beta 0 over a NaN-filled dx and with beta 1; convolutions
  *    (strides 1/2, padding 0/1/2, kernels 1/3/5, 1-D, batch 1 and 3) through cuDNN
  *    and through the im2col fallback (a second backend opened with
@@ -37,7 +41,9 @@
  *    warm-up.
  *
  * The test reaches the backends through the private struct lgd_context
- * (src/internal.h): ctx->ops and ctx->be of a CPU and a CUDA context.
+ * (src/core/internal.h): ctx->ops and ctx->be of a CPU and a CUDA context, and the
+ * kernel tables: the CPU's from the modules (lgd_gmm_kernels_cpu, ...), CUDA's through
+ * ops->kernels(be, name, version).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -48,6 +54,13 @@
 #include <cuda_runtime_api.h>
 
 #include "core/internal.h"
+#include "core/kernels.h"
+#include "core/rng.h"
+#include "losses/loss_kernels.h"
+#include "losses/trajectory_kernels.h"
+#include "models/gmm_kernels.h"
+#include "nn/nn_kernels.h"
+#include "sampling/mc_kernels.h"
 #include "testutil.h"
 
 static const char *module_path; /* $LGD_CUDA_MODULE or NULL (default search) */
@@ -73,13 +86,45 @@ cudaError_t CUDARTAPI cudaMalloc(void **ptr, size_t size)
 
 /* ---- helpers ---- */
 
+/* A backend: its tensor operations and the module kernel tables (core/kernels.h) */
 typedef struct backend {
     lgd_backend *be;
     const lgd_backend_ops *ops;
+    const lgd_gmm_kernels *gmm;
+    const lgd_loss_kernels *loss;
+    const lgd_trajectory_kernels *traj;
+    const lgd_mc_kernels *mc;
+    const lgd_nn_kernels *nn;
 } backend;
 
-static backend G(void) { return (backend){ gpu->be, gpu->ops }; }
-static backend C(void) { return (backend){ cpu->be, cpu->ops }; }
+/* The tables of a backend: the CPU's are the modules' own (the CPU backend has no
+ * `kernels` slot); the CUDA module's come from its `kernels` slot, by name and by the
+ * version of the module's header, as lgd_kernels_find() asks for them. */
+static backend backend_of(lgd_backend *be, const lgd_backend_ops *ops)
+{
+    backend b = { be, ops, NULL, NULL, NULL, NULL, NULL };
+    if (!ops->kernels) {
+        b.gmm = &lgd_gmm_kernels_cpu;
+        b.loss = &lgd_loss_kernels_cpu;
+        b.traj = &lgd_trajectory_kernels_cpu;
+        b.mc = &lgd_mc_kernels_cpu;
+        b.nn = &lgd_nn_kernels_cpu;
+        return b;
+    }
+    b.gmm = ops->kernels(be, "gmm", LGD_GMM_KERNELS_VERSION);
+    b.loss = ops->kernels(be, "loss_builtin", LGD_LOSS_KERNELS_VERSION);
+    b.traj = ops->kernels(be, "loss_trajectory", LGD_TRAJECTORY_KERNELS_VERSION);
+    b.mc = ops->kernels(be, "mc", LGD_MC_KERNELS_VERSION);
+    b.nn = ops->kernels(be, "nn", LGD_NN_KERNELS_VERSION);
+    ck_assert_msg(b.gmm && b.loss && b.traj && b.mc && b.nn,
+                  "backend %s lacks a module kernel table (gmm %d, loss_builtin %d, "
+                  "loss_trajectory %d, mc %d, nn %d)", ops->name(be), b.gmm != NULL,
+                  b.loss != NULL, b.traj != NULL, b.mc != NULL, b.nn != NULL);
+    return b;
+}
+
+static backend G(void) { return backend_of(gpu->be, gpu->ops); }
+static backend C(void) { return backend_of(cpu->be, cpu->ops); }
 
 /* max |a - b| / (max |b| + eps); NaN anywhere gives +inf */
 static double nerr(const float *a, const float *b, size_t n)
@@ -265,7 +310,7 @@ START_TEST(test_elementwise)
             free(lh);
             pair in = pair_random(&r, n, 2.0f), out = pair_new(NULL, n);
             for (int k = 0; k < 2; k++)
-                b[k].ops->diag_filter(b[k].be, (lgd_diag_filter)f, rows, cols,
+                b[k].gmm->diag_filter(b[k].be, (lgd_diag_filter)f, rows, cols,
                                       k ? lam.g : lam.c, 0.7f, k ? in.g : in.c,
                                       k ? out.g : out.c);
             snprintf(what, sizeof what, "diag_filter %d (%zu x %zu)", f, rows, cols);
@@ -322,15 +367,15 @@ START_TEST(test_rows)
         size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
         char what[128];
 
-        /* row_dot and row_dot_strided (stride 3) */
+        /* row_dot, dense (out_stride 1) and strided (3) */
         {
             pair x = pair_random(&r, n, 1.0f), y = pair_random(&r, n, 1.0f);
             pair out = pair_new(NULL, rows), outs = pair_random(&r, rows * 3, 1.0f);
             for (int k = 0; k < 2; k++) {
                 b[k].ops->row_dot(b[k].be, rows, cols, k ? x.g : x.c, k ? y.g : y.c,
-                                  k ? out.g : out.c);
-                b[k].ops->row_dot_strided(b[k].be, rows, cols, k ? x.g : x.c, k ? y.g : y.c,
-                                          k ? outs.g + 1 : outs.c + 1, 3);
+                                  k ? out.g : out.c, 1);
+                b[k].ops->row_dot(b[k].be, rows, cols, k ? x.g : x.c, k ? y.g : y.c,
+                                  k ? outs.g + 1 : outs.c + 1, 3);
             }
             snprintf(what, sizeof what, "row_dot (%zu x %zu)", rows, cols);
             pair_check(out, OP_TOL, what);
@@ -341,7 +386,7 @@ START_TEST(test_rows)
             pair_free(outs);
         }
 
-        /* mix_coeffs, in place (d == out) and not */
+        /* softmax_rows_backward, in place (d == out) and not */
         {
             float *ph = malloc(n * sizeof *ph);
             for (size_t i = 0; i < n; i++)
@@ -350,12 +395,12 @@ START_TEST(test_rows)
             free(ph);
             pair d = pair_random(&r, n, 2.0f), out = pair_new(NULL, n);
             for (int k = 0; k < 2; k++) {
-                b[k].ops->mix_coeffs(b[k].be, rows, cols, k ? p.g : p.c, k ? d.g : d.c, 0.3f,
-                                     k ? out.g : out.c);
-                b[k].ops->mix_coeffs(b[k].be, rows, cols, k ? p.g : p.c, k ? d.g : d.c, 2.0f,
-                                     k ? d.g : d.c);
+                b[k].ops->softmax_rows_backward(b[k].be, rows, cols, k ? p.g : p.c,
+                                                k ? d.g : d.c, 0.3f, k ? out.g : out.c);
+                b[k].ops->softmax_rows_backward(b[k].be, rows, cols, k ? p.g : p.c,
+                                                k ? d.g : d.c, 2.0f, k ? d.g : d.c);
             }
-            snprintf(what, sizeof what, "mix_coeffs (%zu x %zu)", rows, cols);
+            snprintf(what, sizeof what, "softmax_rows_backward (%zu x %zu)", rows, cols);
             pair_check(out, OP_TOL, what);
             pair_check(d, OP_TOL, what);
             pair_free(p);
@@ -363,7 +408,7 @@ START_TEST(test_rows)
             pair_free(out);
         }
 
-        /* gaussian_logp, strided output */
+        /* the mixture's gaussian_logp (gmm table), strided output */
         {
             float *lh = malloc(cols * sizeof *lh);
             for (size_t j = 0; j < cols; j++)
@@ -372,7 +417,7 @@ START_TEST(test_rows)
             free(lh);
             pair x = pair_random(&r, n, 1.5f), out = pair_random(&r, rows * 4, 1.0f);
             for (int k = 0; k < 2; k++)
-                b[k].ops->gaussian_logp(b[k].be, rows, cols, k ? x.g : x.c, k ? lam.g : lam.c,
+                b[k].gmm->gaussian_logp(b[k].be, rows, cols, k ? x.g : x.c, k ? lam.g : lam.c,
                                         0.25f, -3.5f, k ? out.g + 2 : out.c + 2, 4);
             snprintf(what, sizeof what, "gaussian_logp (%zu x %zu)", rows, cols);
             pair_check(out, OP_TOL, what);
@@ -512,16 +557,18 @@ START_TEST(test_random)
                 free(h);
                 pair_free(z);
             }
-            /* Monte Carlo draws mean + scale z (scale 0: copies of the mean) */
+            /* normal_around: mean + scale z (scale 0: copies of the mean) */
             for (int sc = 0; sc < 2; sc++) {
                 tu_rng rm = { 21 };
                 pair mean = pair_random(&rm, rows * cols, 2.0f), d = pair_new(NULL, n);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->mc_draws(b[k].be, &streams[s], rows, draws, cols,
-                                       k ? mean.g : mean.c, sc ? 0.7f : 0.0f, k ? d.g : d.c);
+                    b[k].ops->normal_around(b[k].be, &streams[s], rows, draws, cols,
+                                            k ? mean.g : mean.c, sc ? 0.7f : 0.0f,
+                                            k ? d.g : d.c);
                 float *hd = pair_gpu_host(d);
                 double ed = max_abs_diff(hd, d.c, n);
-                ck_assert_msg(ed < 1e-5, "mc_draws %zux%zux%zu stream %zu scale %d: max |diff| %.3g",
+                ck_assert_msg(ed < 1e-5,
+                              "normal_around %zux%zux%zu stream %zu scale %d: max |diff| %.3g",
                               rows, draws, cols, s, sc, ed);
                 free(hd);
                 pair_free(mean);
@@ -598,7 +645,7 @@ START_TEST(test_mc)
             lgd_mc_state stc = { mx.c, sm.c, s2.c, wl.c, ls.c, vec.c };
             lgd_mc_state stg = { mx.g, sm.g, s2.g, wl.g, ls.g, vec.g };
             for (int k = 0; k < 2; k++)
-                b[k].ops->mc_reset(b[k].be, rows, cols, k ? &stg : &stc);
+                b[k].mc->reset(b[k].be, rows, cols, k ? &stg : &stc);
             for (size_t c = 0; c < 3; c++) {
                 size_t draws = chunks[ch][c];
                 /* losses around 50 - 10 c: the max moves with each chunk */
@@ -609,13 +656,13 @@ START_TEST(test_mc)
                 free(lh);
                 pair v = pair_random(&r, rows * draws * cols, 1.0f);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->mc_accumulate(b[k].be, rows, draws, cols, k ? loss.g : loss.c,
-                                            k ? v.g : v.c, k ? &stg : &stc);
+                    b[k].mc->accumulate(b[k].be, rows, draws, cols, k ? loss.g : loss.c,
+                                        k ? v.g : v.c, k ? &stg : &stc);
                 pair_free(loss);
                 pair_free(v);
             }
             char what[128];
-            snprintf(what, sizeof what, "mc_accumulate cols %zu chunks %zu", cols, ch);
+            snprintf(what, sizeof what, "mc accumulate cols %zu chunks %zu", cols, ch);
             pair_check(mx, OP_TOL, what);
             pair_check(sm, OP_TOL, what);
             pair_check(s2, OP_TOL, what);
@@ -623,9 +670,9 @@ START_TEST(test_mc)
             pair_check(vec, OP_TOL, what);
             pair out = pair_new(NULL, rows * cols), ess = pair_new(NULL, rows);
             for (int k = 0; k < 2; k++)
-                b[k].ops->mc_finish(b[k].be, rows, cols, k ? &stg : &stc, k ? out.g : out.c,
-                                    k ? ess.g : ess.c);
-            snprintf(what, sizeof what, "mc_finish cols %zu chunks %zu", cols, ch);
+                b[k].mc->finish(b[k].be, rows, cols, k ? &stg : &stc, k ? out.g : out.c,
+                                k ? ess.g : ess.c);
+            snprintf(what, sizeof what, "mc finish cols %zu chunks %zu", cols, ch);
             pair_check(out, OP_TOL, what);
             pair_check(ess, OP_TOL, what);
             pair_check(wl, OP_TOL, what);
@@ -663,14 +710,12 @@ START_TEST(test_losses)
             pair loss = pair_new(NULL, rows), grad = pair_new(NULL, n);
             pair loss2 = pair_new(NULL, rows);
             for (int k = 0; k < 2; k++) {
-                b[k].ops->loss_sqerr(b[k].be, rows, cols, k ? x.g : x.c, k ? t.g : t.c,
-                                     target_rows, per_target,
-                                     weighted ? (k ? w.g : w.c) : NULL, k ? loss.g : loss.c,
-                                     k ? grad.g : grad.c);
-                b[k].ops->loss_sqerr(b[k].be, rows, cols, k ? x.g : x.c, k ? t.g : t.c,
-                                     target_rows, per_target,
-                                     weighted ? (k ? w.g : w.c) : NULL, k ? loss2.g : loss2.c,
-                                     NULL);
+                b[k].loss->sqerr(b[k].be, rows, cols, k ? x.g : x.c, k ? t.g : t.c,
+                                 target_rows, per_target, weighted ? (k ? w.g : w.c) : NULL,
+                                 k ? loss.g : loss.c, k ? grad.g : grad.c);
+                b[k].loss->sqerr(b[k].be, rows, cols, k ? x.g : x.c, k ? t.g : t.c,
+                                 target_rows, per_target, weighted ? (k ? w.g : w.c) : NULL,
+                                 k ? loss2.g : loss2.c, NULL);
             }
             snprintf(what, sizeof what, "loss_sqerr variant %d (%zu x %zu)", variant, rows, cols);
             pair_check(loss, OP_TOL, what);
@@ -689,10 +734,10 @@ START_TEST(test_losses)
             pair loss = pair_new(NULL, rows), grad = pair_new(NULL, n);
             pair loss2 = pair_new(NULL, rows);
             for (int k = 0; k < 2; k++) {
-                b[k].ops->loss_logistic(b[k].be, rows, cols, k ? x.g : x.c, k ? a.g : a.c, 0.3f,
-                                        k ? loss.g : loss.c, k ? grad.g : grad.c);
-                b[k].ops->loss_logistic(b[k].be, rows, cols, k ? x.g : x.c, k ? a.g : a.c, -2.0f,
-                                        k ? loss2.g : loss2.c, NULL);
+                b[k].loss->logistic(b[k].be, rows, cols, k ? x.g : x.c, k ? a.g : a.c, 0.3f,
+                                    k ? loss.g : loss.c, k ? grad.g : grad.c);
+                b[k].loss->logistic(b[k].be, rows, cols, k ? x.g : x.c, k ? a.g : a.c, -2.0f,
+                                    k ? loss2.g : loss2.c, NULL);
             }
             snprintf(what, sizeof what, "loss_logistic (%zu x %zu)", rows, cols);
             pair_check(loss, OP_TOL, what);
@@ -709,8 +754,8 @@ START_TEST(test_losses)
             pair hx = pair_random(&r, n, 1.0f), y = pair_random(&r, 2 * cols, 1.0f);
             pair loss = pair_new(NULL, rows);
             for (int k = 0; k < 2; k++)
-                b[k].ops->loss_residual(b[k].be, rows, cols, k ? y.g : y.c, 2, 3, 4.0f,
-                                        k ? hx.g : hx.c, k ? loss.g : loss.c);
+                b[k].loss->residual(b[k].be, rows, cols, k ? y.g : y.c, 2, 3, 4.0f,
+                                    k ? hx.g : hx.c, k ? loss.g : loss.c);
             snprintf(what, sizeof what, "loss_residual (%zu x %zu)", rows, cols);
             pair_check(loss, OP_TOL, what);
             pair_check(hx, OP_TOL, what);
@@ -731,8 +776,8 @@ START_TEST(test_losses)
             lgd_traj_params p = { T, 3, 1, 1, 0.1f, k ? path.g : path.c, 1.0f,
                                   k ? goal.g : goal.c, 0.7f, k ? obs.g : obs.c, 2,
                                   50.0f, 100.0f, 2, 150 };
-            b[k].ops->loss_trajectory(b[k].be, rows, cols, k ? x.g : x.c, &p,
-                                      k ? loss.g : loss.c, k ? grad.g : grad.c);
+            b[k].traj->loss(b[k].be, rows, cols, k ? x.g : x.c, &p, k ? loss.g : loss.c,
+                            k ? grad.g : grad.c);
         }
         pair_check(loss, OP_TOL, "loss_trajectory");
         pair_check(grad, OP_TOL, "loss_trajectory (gradient)");
@@ -860,13 +905,42 @@ START_TEST(test_open_errors)
     ck_assert_int_eq(open_fn(LGD_BACKEND_ABI_VERSION, 0, &be, &ops, err, sizeof err), 0);
     ck_assert_ptr_nonnull(be);
     ck_assert_ptr_ne(ops->native_stream(be), G().ops->native_stream(G().be));
-    /* the sticky error state: a failure in a void operation is reported by the next
-     * synchronising call, and every one after it */
+    /* last_error: nothing to report yet */
+    ck_assert_ptr_nonnull(ops->last_error);
+    ck_assert_str_eq(ops->last_error(be), "");
+    /* allocations the device cannot serve: NULL with the reason, and not sticky */
+    ck_assert_ptr_null(ops->alloc(be, (size_t)1 << 60));
+    ck_assert_msg(strstr(ops->last_error(be), "cudaMalloc") != NULL &&
+                      strstr(ops->last_error(be), "cudaErrorMemoryAllocation") != NULL,
+                  "last_error after a failed cudaMalloc: \"%s\"", ops->last_error(be));
+    ck_assert_ptr_null(ops->alloc(be, SIZE_MAX));
+    ck_assert_msg(strstr(ops->last_error(be), "alloc") != NULL,
+                  "last_error after an impossible allocation: \"%s\"", ops->last_error(be));
+    ck_assert_int_eq(ops->synchronize(be), 0);
     float *p = ops->alloc(be, 64);
     ck_assert_ptr_nonnull(p);
+    /* a convolution of an inconsistent shape: refused with the reason, not sticky */
+    const lgd_nn_kernels *nn = ops->kernels(be, "nn", LGD_NN_KERNELS_VERSION);
+    ck_assert_ptr_nonnull(nn);
+    lgd_conv_shape bad = { 1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, 5, 5 }; /* h_out, w_out are 2 */
+    ck_assert_int_ne(nn->conv2d_forward(be, &bad, p, p, NULL, p), 0);
+    ck_assert_msg(strstr(ops->last_error(be), "conv2d_forward") != NULL,
+                  "last_error after a bad convolution shape: \"%s\"", ops->last_error(be));
+    ck_assert_int_ne(nn->conv2d_backward_data(be, &bad, p, p, 0.0f, p), 0);
+    ck_assert_msg(strstr(ops->last_error(be), "conv2d_backward_data") != NULL,
+                  "last_error after a bad convolution shape: \"%s\"", ops->last_error(be));
     ck_assert_int_eq(ops->synchronize(be), 0);
+    /* the sticky error state: a failure in a void operation is reported by the next
+     * synchronising call, and every one after it, and last_error names it */
     ops->free(be, (char *)p + 4); /* not a block of this backend: recorded */
     ck_assert_int_ne(ops->synchronize(be), 0);
+    ck_assert_msg(strstr(ops->last_error(be), "free") != NULL &&
+                      strstr(ops->last_error(be), "cudaErrorInvalidDevicePointer") != NULL,
+                  "last_error after a sticky failure: \"%s\"", ops->last_error(be));
+    ck_assert_ptr_null(ops->alloc(be, (size_t)1 << 60)); /* a later note does not hide it */
+    ck_assert_msg(strstr(ops->last_error(be), "cudaErrorInvalidDevicePointer") != NULL,
+                  "last_error after a sticky failure and a failed alloc: \"%s\"",
+                  ops->last_error(be));
     ck_assert_int_eq(ops->all_finite(be, p, 1), 0);
     float tmp = 0.0f;
     ck_assert_int_ne(ops->download(be, &tmp, p, sizeof tmp), 0);
@@ -874,6 +948,79 @@ START_TEST(test_open_errors)
     ops->free(be, p);
     ops->destroy(be);
     dlclose(h);
+}
+END_TEST
+
+/* ---- the module kernel tables (core/kernels.h) ---- */
+
+START_TEST(test_kernel_tables)
+{
+    backend g = G(), c = C();
+    ck_assert_ptr_nonnull(g.ops->kernels);
+    ck_assert_ptr_null(c.ops->kernels); /* the CPU's tables come with the modules */
+    const lgd_kernel_table *tables[] = { &lgd_gmm_kernel_table, &lgd_loss_kernel_table,
+                                         &lgd_trajectory_kernel_table, &lgd_mc_kernel_table,
+                                         &lgd_nn_kernel_table };
+    static const char *names[] = { "gmm", "loss_builtin", "loss_trajectory", "mc", "nn" };
+    const uint32_t versions[] = { LGD_GMM_KERNELS_VERSION, LGD_LOSS_KERNELS_VERSION,
+                                  LGD_TRAJECTORY_KERNELS_VERSION, LGD_MC_KERNELS_VERSION,
+                                  LGD_NN_KERNELS_VERSION };
+    const void *cuda[] = { g.gmm, g.loss, g.traj, g.mc, g.nn };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        const lgd_kernel_table *t = tables[i];
+        ck_assert_str_eq(t->name, names[i]);
+        ck_assert_uint_eq(t->version, versions[i]);
+        /* the CUDA module has every table, at the version of this build's headers */
+        const void *k = g.ops->kernels(g.be, t->name, t->version);
+        ck_assert_msg(k != NULL, "the CUDA backend has no '%s' table version %u", t->name,
+                      (unsigned)t->version);
+        ck_assert_ptr_eq(k, cuda[i]);
+        ck_assert_ptr_ne(k, t->cpu);
+        ck_assert_ptr_eq(g.ops->kernels(g.be, t->name, t->version), k); /* stable */
+        /* and refuses every other version */
+        ck_assert_ptr_null(g.ops->kernels(g.be, t->name, t->version + 1));
+        ck_assert_ptr_null(g.ops->kernels(g.be, t->name, t->version - 1));
+        ck_assert_ptr_null(g.ops->kernels(g.be, t->name, UINT32_MAX));
+        /* what a module finds through the core: CUDA's table on the GPU, the CPU's on the
+         * CPU */
+        const void *found = NULL;
+        TU_OK(gpu, lgd_kernels_find(gpu, t, "test_kernel_tables", &found));
+        ck_assert_ptr_eq(found, k);
+        TU_OK(cpu, lgd_kernels_find(cpu, t, "test_kernel_tables", &found));
+        ck_assert_ptr_eq(found, t->cpu);
+        /* a module built for another version of its table is refused with a message */
+        lgd_kernel_table other = { t->name, t->version + 1, t->cpu };
+        found = &other;
+        TU_FAILS(gpu, LGD_ERR_UNSUPPORTED, lgd_kernels_find(gpu, &other, "test", &found));
+        ck_assert_ptr_null(found);
+        ck_assert_msg(strstr(lgd_context_last_error(gpu), t->name) != NULL, "message: %s",
+                      lgd_context_last_error(gpu));
+    }
+    /* unknown names: none, whatever the version */
+    static const char *unknown[] = { "", "no_such_module", "GMM", "gm", "gmm ", "nn2",
+                                     "loss", "loss_builtin_v2" };
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+        for (uint32_t v = 0; v < 3; v++)
+            ck_assert_msg(g.ops->kernels(g.be, unknown[i], v) == NULL,
+                          "the CUDA backend returned a table for '%s' version %u", unknown[i],
+                          (unsigned)v);
+    lgd_kernel_table none = { "no_such_module", 1, NULL };
+    const void *found = NULL;
+    TU_FAILS(gpu, LGD_ERR_UNSUPPORTED, lgd_kernels_find(gpu, &none, "test", &found));
+    ck_assert_ptr_null(found);
+    /* every slot of the CUDA tables is filled */
+    ck_assert(g.gmm->diag_filter && g.gmm->gaussian_logp);
+    ck_assert(g.loss->sqerr && g.loss->logistic && g.loss->residual);
+    ck_assert(g.traj->loss);
+    ck_assert(g.mc->reset && g.mc->accumulate && g.mc->finish);
+    ck_assert(g.nn->conv2d_forward && g.nn->conv2d_backward_data && g.nn->add_channel_bias &&
+              g.nn->scale_shift && g.nn->scale_shift_backward && g.nn->activation &&
+              g.nn->activation_backward && g.nn->group_norm && g.nn->group_norm_backward &&
+              g.nn->upsample_nearest && g.nn->upsample_nearest_backward && g.nn->avg_pool &&
+              g.nn->avg_pool_backward && g.nn->time_embedding);
+    /* and the backend table's optional slots that the CUDA module fills */
+    ck_assert(g.ops->last_error && g.ops->native_stream && g.ops->gemm_batched);
+    ck_assert_ptr_null(lgd_backend_ops_check(g.ops));
 }
 END_TEST
 
@@ -1370,12 +1517,19 @@ START_TEST(test_memory_steady)
 }
 END_TEST
 
-/* ---- network layers (backend ABI 2): CUDA vs the CPU reference ---- */
+/* ---- network layers (the "nn" kernel table): CUDA vs the CPU reference ---- */
 
 #define NN_TOL 1e-4 /* reductions over many terms: GEMM, convolution, group norm */
 
-/* Both backends must have the op (the CPU's in src/backend_cpu_nn.c). */
+/* Both backends' "nn" kernel tables must have the kernel (the CPU's in
+ * src/backend/cpu/cpu_layers.c and cpu_conv.c, CUDA's in cuda/kernels_nn.cu). */
 #define NN_NEED(op)                                                                     \
+    ck_assert_msg(C().nn->op != NULL && G().nn->op != NULL,                             \
+                  "nn kernel " #op " missing (CPU %s, CUDA %s)", C().nn->op ? "yes" : "no", \
+                  G().nn->op ? "yes" : "no")
+
+/* Both backend tables must have the (optional) op. */
+#define OPS_NEED(op)                                                                    \
     ck_assert_msg(C().ops->op != NULL && G().ops->op != NULL,                           \
                   "backend op " #op " missing (CPU %s, CUDA %s)", C().ops->op ? "yes" : "no", \
                   G().ops->op ? "yes" : "no")
@@ -1395,7 +1549,7 @@ static pair pair_dx(tu_rng *r, size_t n, float beta)
 
 START_TEST(test_nn_gemm_batched)
 {
-    NN_NEED(gemm_batched);
+    OPS_NEED(gemm_batched);
     /* M, N, K, count */
     static const size_t dims[][4] = { { 1, 1, 1, 1 },     { 7, 5, 3, 3 },    { 64, 16, 16, 2 },
                                       { 33, 65, 129, 3 }, { 5, 4, 0, 2 },    { 128, 96, 64, 4 } };
@@ -1479,15 +1633,16 @@ static lgd_conv_shape conv_shape(const conv_case *c)
  * cuDNN (the fallback of a module built without it). */
 static backend open_im2col_backend(void **handle)
 {
-    backend b = { NULL, NULL };
+    lgd_backend *be = NULL;
+    const lgd_backend_ops *ops = NULL;
     lgd_backend_open_fn fn = module_entry(handle);
     ck_assert_msg(fn != NULL, "cannot load the module: %s", dlerror());
     char err[512];
     setenv("LGD_CUDA_CONV", "im2col", 1);
-    int rc = fn(LGD_BACKEND_ABI_VERSION, 0, &b.be, &b.ops, err, sizeof err);
+    int rc = fn(LGD_BACKEND_ABI_VERSION, 0, &be, &ops, err, sizeof err);
     unsetenv("LGD_CUDA_CONV");
     ck_assert_msg(rc == 0, "opening a second CUDA backend: %s", err);
-    return b;
+    return backend_of(be, ops);
 }
 
 /* n floats of host memory into a new buffer of backend g */
@@ -1541,10 +1696,10 @@ static void conv_compare(const conv_case *cc, const backend *gs, int ngs, const 
     float *rdx0 = dev_new(c, NULL, nx), *rdx1 = dev_new(c, dx1, nx);
     for (size_t i = 0; i < nx; i++)
         rdx0[i] = NAN;
-    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, cx, cw, NULL, ry), 0);
-    ck_assert_int_eq(c.ops->conv2d_forward(c.be, &s, cx, cw, cb, ryb), 0);
-    ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, cdy, cw, 0.0f, rdx0), 0);
-    ck_assert_int_eq(c.ops->conv2d_backward_data(c.be, &s, cdy, cw, 1.0f, rdx1), 0);
+    ck_assert_int_eq(c.nn->conv2d_forward(c.be, &s, cx, cw, NULL, ry), 0);
+    ck_assert_int_eq(c.nn->conv2d_forward(c.be, &s, cx, cw, cb, ryb), 0);
+    ck_assert_int_eq(c.nn->conv2d_backward_data(c.be, &s, cdy, cw, 0.0f, rdx0), 0);
+    ck_assert_int_eq(c.nn->conv2d_backward_data(c.be, &s, cdy, cw, 1.0f, rdx1), 0);
     for (int k = 0; k < ngs; k++) {
         backend g = gs[k];
         float *gx = dev_new(g, x, nx), *gw = dev_new(g, w, nw), *gb = dev_new(g, bias, s.c_out);
@@ -1553,10 +1708,10 @@ static void conv_compare(const conv_case *cc, const backend *gs, int ngs, const 
         float *gdx0 = dev_new(g, NULL, nx), *gdx1 = dev_new(g, dx1, nx);
         g.ops->fill(g.be, gy, ny, NAN); /* the forward writes every output */
         g.ops->fill(g.be, gdx0, nx, NAN);
-        ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, gx, gw, NULL, gy), 0);
-        ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, gx, gw, gb, gyb), 0);
-        ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, gdy, gw, 0.0f, gdx0), 0);
-        ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, gdy, gw, 1.0f, gdx1), 0);
+        ck_assert_int_eq(g.nn->conv2d_forward(g.be, &s, gx, gw, NULL, gy), 0);
+        ck_assert_int_eq(g.nn->conv2d_forward(g.be, &s, gx, gw, gb, gyb), 0);
+        ck_assert_int_eq(g.nn->conv2d_backward_data(g.be, &s, gdy, gw, 0.0f, gdx0), 0);
+        ck_assert_int_eq(g.nn->conv2d_backward_data(g.be, &s, gdy, gw, 1.0f, gdx1), 0);
         char what[200];
         int len = snprintf(what, sizeof what,
                            "%s: conv n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d", names[k], s.n,
@@ -1641,9 +1796,9 @@ START_TEST(test_nn_conv_steady)
             for (int c = 0; c < 3; c++) {
                 lgd_conv_shape s = conv_shape(&cases[c]);
                 float **b = bufs[c];
-                ck_assert_int_eq(g.ops->conv2d_forward(g.be, &s, b[0], b[1], b[2], b[3]), 0);
-                ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, b[3], b[1], 0.0f, b[4]), 0);
-                ck_assert_int_eq(g.ops->conv2d_backward_data(g.be, &s, b[3], b[1], 1.0f, b[4]), 0);
+                ck_assert_int_eq(g.nn->conv2d_forward(g.be, &s, b[0], b[1], b[2], b[3]), 0);
+                ck_assert_int_eq(g.nn->conv2d_backward_data(g.be, &s, b[3], b[1], 0.0f, b[4]), 0);
+                ck_assert_int_eq(g.nn->conv2d_backward_data(g.be, &s, b[3], b[1], 1.0f, b[4]), 0);
             }
         }
         ck_assert_int_eq(g.ops->synchronize(g.be), 0);
@@ -1681,8 +1836,8 @@ START_TEST(test_nn_channel_ops)
             pair bias = pair_random(&r, per ? n * stride : c, 1.0f);
             pair y = pair_random(&r, total, 1.0f);
             for (int k = 0; k < 2; k++)
-                b[k].ops->add_channel_bias(b[k].be, n, c, s, k ? bias.g : bias.c, stride,
-                                           k ? y.g : y.c);
+                b[k].nn->add_channel_bias(b[k].be, n, c, s, k ? bias.g : bias.c, stride,
+                                          k ? y.g : y.c);
             snprintf(what, sizeof what, "add_channel_bias stride %zu (%zu x %zu x %zu)", stride,
                      n, c, s);
             pair_check(y, OP_TOL, what);
@@ -1695,10 +1850,10 @@ START_TEST(test_nn_channel_ops)
             pair scale = pair_random(&r, n * stride, 0.5f), shift = pair_random(&r, n * stride, 1.0f);
             pair x = pair_random(&r, total, 1.0f), y = pair_new(NULL, total);
             for (int k = 0; k < 2; k++) {
-                b[k].ops->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
-                                      k ? shift.g : shift.c, stride, k ? y.g : y.c);
-                b[k].ops->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
-                                      k ? shift.g : shift.c, stride, k ? x.g : x.c);
+                b[k].nn->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
+                                     k ? shift.g : shift.c, stride, k ? y.g : y.c);
+                b[k].nn->scale_shift(b[k].be, n, c, s, k ? x.g : x.c, k ? scale.g : scale.c,
+                                     k ? shift.g : shift.c, stride, k ? x.g : x.c);
             }
             snprintf(what, sizeof what, "scale_shift stride %zu (%zu x %zu x %zu)", stride, n, c, s);
             pair_check(y, OP_TOL, what);
@@ -1708,9 +1863,9 @@ START_TEST(test_nn_channel_ops)
                 float beta = (float)bi;
                 pair dy = pair_random(&r, total, 1.0f), dx = pair_dx(&r, total, beta);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->scale_shift_backward(b[k].be, n, c, s, k ? dy.g : dy.c,
-                                                   k ? scale.g : scale.c, stride, beta,
-                                                   k ? dx.g : dx.c);
+                    b[k].nn->scale_shift_backward(b[k].be, n, c, s, k ? dy.g : dy.c,
+                                                  k ? scale.g : scale.c, stride, beta,
+                                                  k ? dx.g : dx.c);
                 snprintf(what, sizeof what, "scale_shift_backward stride %zu beta %d (%zu x %zu x %zu)",
                          stride, bi, n, c, s);
                 pair_check(dx, OP_TOL, what);
@@ -1746,16 +1901,16 @@ START_TEST(test_nn_activation)
             pair x = pair_new(h, n), y = pair_new(NULL, n);
             free(h);
             for (int k = 0; k < 2; k++)
-                b[k].ops->activation(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
-                                     k ? y.g : y.c);
+                b[k].nn->activation(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
+                                    k ? y.g : y.c);
             snprintf(what, sizeof what, "activation %s (%zu)", names[f], n);
             pair_check(y, OP_TOL, what);
             for (int bi = 0; bi < 2; bi++) {
                 float beta = (float)bi;
                 pair dy = pair_random(&r, n, 1.0f), dx = pair_dx(&r, n, beta);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->activation_backward(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
-                                                  k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
+                    b[k].nn->activation_backward(b[k].be, (lgd_activation)f, n, k ? x.g : x.c,
+                                                 k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
                 snprintf(what, sizeof what, "activation_backward %s beta %d (%zu)", names[f], bi,
                          n);
                 pair_check(dx, OP_TOL, what);
@@ -1764,8 +1919,8 @@ START_TEST(test_nn_activation)
             }
             /* in place: y = f(y) */
             for (int k = 0; k < 2; k++)
-                b[k].ops->activation(b[k].be, (lgd_activation)f, n, k ? y.g : y.c,
-                                     k ? y.g : y.c);
+                b[k].nn->activation(b[k].be, (lgd_activation)f, n, k ? y.g : y.c,
+                                    k ? y.g : y.c);
             snprintf(what, sizeof what, "activation %s in place (%zu)", names[f], n);
             pair_check(y, OP_TOL, what);
             pair_free(x);
@@ -1803,9 +1958,9 @@ START_TEST(test_nn_group_norm)
         pair y = pair_new(NULL, total), mean = pair_new(NULL, n * groups);
         pair rstd = pair_new(NULL, n * groups);
         for (int k = 0; k < 2; k++)
-            b[k].ops->group_norm(b[k].be, n, c, s, groups, 1e-5f, k ? x.g : x.c,
-                                 k ? gamma.g : gamma.c, k ? beta_.g : beta_.c, k ? y.g : y.c,
-                                 k ? mean.g : mean.c, k ? rstd.g : rstd.c);
+            b[k].nn->group_norm(b[k].be, n, c, s, groups, 1e-5f, k ? x.g : x.c,
+                                k ? gamma.g : gamma.c, k ? beta_.g : beta_.c, k ? y.g : y.c,
+                                k ? mean.g : mean.c, k ? rstd.g : rstd.c);
         snprintf(what, sizeof what, "group_norm (%zu x %zu x %zu, %zu groups)", n, c, s, groups);
         pair_check(y, NN_TOL, what);
         pair_check(mean, NN_TOL, what);
@@ -1814,10 +1969,10 @@ START_TEST(test_nn_group_norm)
             float beta = (float)bi;
             pair dy = pair_random(&r, total, 1.0f), dx = pair_dx(&r, total, beta);
             for (int k = 0; k < 2; k++)
-                b[k].ops->group_norm_backward(b[k].be, n, c, s, groups, k ? x.g : x.c,
-                                              k ? gamma.g : gamma.c, k ? mean.g : mean.c,
-                                              k ? rstd.g : rstd.c, k ? dy.g : dy.c, beta,
-                                              k ? dx.g : dx.c);
+                b[k].nn->group_norm_backward(b[k].be, n, c, s, groups, k ? x.g : x.c,
+                                             k ? gamma.g : gamma.c, k ? mean.g : mean.c,
+                                             k ? rstd.g : rstd.c, k ? dy.g : dy.c, beta,
+                                             k ? dx.g : dx.c);
             snprintf(what, sizeof what, "group_norm_backward beta %d (%zu x %zu x %zu, %zu groups)",
                      bi, n, c, s, groups);
             pair_check(dx, NN_TOL, what);
@@ -1854,8 +2009,8 @@ START_TEST(test_nn_resample)
         {
             pair x = pair_random(&r, small, 1.0f), y = pair_new(NULL, big);
             for (int k = 0; k < 2; k++)
-                b[k].ops->upsample_nearest(b[k].be, p, h, w, fh, fw, k ? x.g : x.c,
-                                           k ? y.g : y.c);
+                b[k].nn->upsample_nearest(b[k].be, p, h, w, fh, fw, k ? x.g : x.c,
+                                          k ? y.g : y.c);
             snprintf(what, sizeof what, "upsample_nearest %zu x %zux%zu by %zux%zu", p, h, w, fh,
                      fw);
             pair_check(y, OP_TOL, what);
@@ -1863,8 +2018,8 @@ START_TEST(test_nn_resample)
                 float beta = (float)bi;
                 pair dy = pair_random(&r, big, 1.0f), dx = pair_dx(&r, small, beta);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->upsample_nearest_backward(b[k].be, p, h, w, fh, fw,
-                                                        k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
+                    b[k].nn->upsample_nearest_backward(b[k].be, p, h, w, fh, fw,
+                                                       k ? dy.g : dy.c, beta, k ? dx.g : dx.c);
                 snprintf(what, sizeof what, "upsample_nearest_backward beta %d %zu x %zux%zu by "
                          "%zux%zu", bi, p, h, w, fh, fw);
                 pair_check(dx, OP_TOL, what);
@@ -1879,15 +2034,15 @@ START_TEST(test_nn_resample)
             size_t H = h * fh, W = w * fw;
             pair x = pair_random(&r, big, 1.0f), y = pair_new(NULL, small);
             for (int k = 0; k < 2; k++)
-                b[k].ops->avg_pool(b[k].be, p, H, W, fh, fw, k ? x.g : x.c, k ? y.g : y.c);
+                b[k].nn->avg_pool(b[k].be, p, H, W, fh, fw, k ? x.g : x.c, k ? y.g : y.c);
             snprintf(what, sizeof what, "avg_pool %zu x %zux%zu by %zux%zu", p, H, W, fh, fw);
             pair_check(y, OP_TOL, what);
             for (int bi = 0; bi < 2; bi++) {
                 float beta = (float)bi;
                 pair dy = pair_random(&r, small, 1.0f), dx = pair_dx(&r, big, beta);
                 for (int k = 0; k < 2; k++)
-                    b[k].ops->avg_pool_backward(b[k].be, p, H, W, fh, fw, k ? dy.g : dy.c, beta,
-                                                k ? dx.g : dx.c);
+                    b[k].nn->avg_pool_backward(b[k].be, p, H, W, fh, fw, k ? dy.g : dy.c, beta,
+                                               k ? dx.g : dx.c);
                 snprintf(what, sizeof what, "avg_pool_backward beta %d %zu x %zux%zu by %zux%zu",
                          bi, p, H, W, fh, fw);
                 pair_check(dx, OP_TOL, what);
@@ -1910,8 +2065,8 @@ START_TEST(test_nn_time_embedding)
     static const float ts[] = { 0.0f, 0.7f, 37.5f, 999.0f };
     for (int a = 0; a < 4; a++) {
         pair p = pair_new(NULL, 320);
-        C().ops->time_embedding(C().be, ts[a], 320, p.c);
-        G().ops->time_embedding(G().be, ts[a], 320, p.g);
+        C().nn->time_embedding(C().be, ts[a], 320, p.c);
+        G().nn->time_embedding(G().be, ts[a], 320, p.g);
         char what[64];
         snprintf(what, sizeof what, "time_embedding t = %g", (double)ts[a]);
         pair_check(p, 2e-6 + 1e-6 * (double)ts[a], what);
@@ -1922,8 +2077,8 @@ END_TEST
 
 START_TEST(test_nn_copy_transpose)
 {
-    NN_NEED(copy_rows);
-    NN_NEED(transpose);
+    OPS_NEED(copy_rows);
+    OPS_NEED(transpose);
     tu_rng r = { 55 };
     backend b[2] = { C(), G() };
     for (size_t sh = 0; sh < NSHAPES; sh++) {
@@ -2161,6 +2316,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(api, test_bad_input);
     tcase_add_test(api, test_memory_steady);
     tcase_add_test(api, test_open_errors);
+    tcase_add_test(api, test_kernel_tables);
     suite_add_tcase(s, api);
     return s;
 }
@@ -2178,6 +2334,8 @@ int main(void)
     if (st == LGD_ERR_BACKEND_UNAVAILABLE) {
         char detail[512];
         explain(detail, sizeof detail);
+        if (why && detail[0] && strstr(why, detail)) /* the context said it already */
+            detail[0] = '\0';
         printf("SKIP: no usable CUDA backend (module %s): %s%s%s\n",
                module_path ? module_path : "from the default search path", why,
                detail[0] ? ": " : "", detail);

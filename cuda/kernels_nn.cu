@@ -1,23 +1,19 @@
 /*
- * ops_nn.cu - the network-layer primitives of the backend ABI 2 (src/backend.h,
- * "network layers"): channel bias, FiLM scale/shift, SiLU/GELU, group norm,
- * nearest upsampling, average pooling, row copies, batched transposes and their
- * input VJPs; and the im2col/col2im kernels of the convolution fallback
+ * kernels_nn.cu - the network layers' kernel table on CUDA ("nn", nn/nn_kernels.h):
+ * channel bias, FiLM scale/shift, SiLU/GELU, group norm, nearest upsampling, average
+ * pooling and their input VJPs, the sinusoidal time embedding, and the convolutions
+ * of conv_cudnn.c; here too the im2col/col2im kernels of the convolutions' fallback
  * (conv_cudnn.c uses them when cuDNN is not built in or not usable).
  *
- * Each kernel mirrors the CPU reference (src/backend_cpu_nn.c). The backward
- * operations write dx = result + beta dx with beta 0 or 1; with beta 0 the old
- * contents of dx are never read (they may be NaN). Group norm sums in double,
- * as the CPU does.
+ * Each kernel mirrors the CPU's (backend/cpu/cpu_layers.c); the SiLU's sigmoid, the GELU
+ * and the time embedding's angles are the CPU's own formulas (core/hd_math.h). The
+ * backward operations write dx = result + beta dx with beta 0 or 1; with beta 0 the
+ * old contents of dx are never read (they may be NaN). Group norm sums in double, as
+ * the CPU does.
  */
 #include "cuda_kernels.cuh"
-
-
-/* result + beta * old, never reading old when beta is 0 */
-__device__ __forceinline__ float lgd_acc(float result, float beta, const float *old)
-{
-    return beta == 0.0f ? result : result + beta * *old;
-}
+#include "kernel_tables.h"
+#include "kernels_nn.h"
 
 /* ---- channel bias, scale/shift ---- */
 
@@ -56,9 +52,8 @@ __global__ void scale_shift_kernel(size_t total, size_t c, size_t s, const float
     }
 }
 
-extern "C" void lgd_cuda_scale_shift(lgd_backend *be, size_t n, size_t c, size_t s,
-                                     const float *x, const float *scale, const float *shift,
-                                     size_t stride, float *y)
+static void cuda_scale_shift(lgd_backend *be, size_t n, size_t c, size_t s, const float *x,
+                             const float *scale, const float *shift, size_t stride, float *y)
 {
     size_t total = n * c * s;
     if (total == 0)
@@ -80,9 +75,9 @@ __global__ void scale_shift_backward_kernel(size_t total, size_t c, size_t s, co
     }
 }
 
-extern "C" void lgd_cuda_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
-                                              const float *dy, const float *scale,
-                                              size_t stride, float beta, float *dx)
+static void cuda_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
+                                      const float *dy, const float *scale, size_t stride,
+                                      float beta, float *dx)
 {
     size_t total = n * c * s;
     if (total == 0)
@@ -94,37 +89,12 @@ extern "C" void lgd_cuda_scale_shift_backward(lgd_backend *be, size_t n, size_t 
 
 /* ---- activations ---- */
 
-#define LGD_SQRT1_2 0.70710678118654752440f        /* 1 / sqrt(2) */
-#define LGD_INV_SQRT_2PI 0.39894228040143267794f   /* 1 / sqrt(2 pi) */
-
-/* sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow (expf of a
- * non-positive argument only), as the CPU computes them */
-__device__ __forceinline__ void lgd_sigmoid2(float x, float *s, float *sm)
-{
-    if (x >= 0.0f) {
-        float e = expf(-x), v = 1.0f / (1.0f + e);
-        *s = v;
-        *sm = e * v;
-    } else {
-        float e = expf(x), v = 1.0f / (1.0f + e);
-        *s = e * v;
-        *sm = v;
-    }
-}
-
-/* standard normal CDF Phi(x) = 0.5 erfc(-x / sqrt 2): no cancellation for x << 0 */
-__device__ __forceinline__ float lgd_norm_cdf(float x)
-{
-    return 0.5f * erfcf(-x * LGD_SQRT1_2);
-}
-
 template <typename I>
 __global__ void activation_kernel(int f, size_t n, const float *x, float *y)
 {
     if (f == LGD_ACT_GELU) {
         LGD_GRID_STRIDE(I, i, n) {
-            float v = x[i];
-            y[i] = v * lgd_norm_cdf(v);
+            y[i] = lgd_gelu(x[i]);
         }
     } else {
         LGD_GRID_STRIDE(I, i, n) {
@@ -135,8 +105,8 @@ __global__ void activation_kernel(int f, size_t n, const float *x, float *y)
     }
 }
 
-extern "C" void lgd_cuda_activation(lgd_backend *be, lgd_activation f, size_t count,
-                                    const float *x, float *y)
+static void cuda_activation(lgd_backend *be, lgd_activation f, size_t count, const float *x,
+                            float *y)
 {
     if (count == 0)
         return;
@@ -150,11 +120,8 @@ __global__ void activation_backward_kernel(int f, size_t n, const float *x, cons
 {
     if (f == LGD_ACT_GELU) {
         /* d/dx x Phi(x) = Phi(x) + x phi(x) */
-        LGD_GRID_STRIDE(I, i, n) {
-            float v = x[i];
-            float d = lgd_norm_cdf(v) + v * LGD_INV_SQRT_2PI * expf(-0.5f * v * v);
-            dx[i] = lgd_acc(dy[i] * d, beta, dx + i);
-        }
+        LGD_GRID_STRIDE(I, i, n)
+            dx[i] = lgd_acc(dy[i] * lgd_gelu_grad(x[i]), beta, dx + i);
     } else {
         /* d/dx x s(x) = s (1 + x (1 - s)) */
         LGD_GRID_STRIDE(I, i, n) {
@@ -165,9 +132,8 @@ __global__ void activation_backward_kernel(int f, size_t n, const float *x, cons
     }
 }
 
-extern "C" void lgd_cuda_activation_backward(lgd_backend *be, lgd_activation f, size_t count,
-                                             const float *x, const float *dy, float beta,
-                                             float *dx)
+static void cuda_activation_backward(lgd_backend *be, lgd_activation f, size_t count,
+                                     const float *x, const float *dy, float beta, float *dx)
 {
     if (count == 0)
         return;
@@ -222,10 +188,9 @@ __global__ void group_norm_kernel(size_t rows, size_t groups, size_t cpg, size_t
     }
 }
 
-extern "C" void lgd_cuda_group_norm(lgd_backend *be, size_t n, size_t c, size_t s,
-                                    size_t groups, float eps, const float *x,
-                                    const float *gamma, const float *beta_, float *y,
-                                    float *mean, float *rstd)
+static void cuda_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                            float eps, const float *x, const float *gamma, const float *beta_,
+                            float *y, float *mean, float *rstd)
 {
     if (n == 0 || groups == 0 || c == 0 || s == 0)
         return;
@@ -275,10 +240,10 @@ __global__ void group_norm_backward_kernel(size_t rows, size_t groups, size_t cp
     }
 }
 
-extern "C" void lgd_cuda_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s,
-                                             size_t groups, const float *x, const float *gamma,
-                                             const float *mean, const float *rstd,
-                                             const float *dy, float beta, float *dx)
+static void cuda_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s,
+                                     size_t groups, const float *x, const float *gamma,
+                                     const float *mean, const float *rstd, const float *dy,
+                                     float beta, float *dx)
 {
     if (n == 0 || groups == 0 || c == 0 || s == 0)
         return;
@@ -303,8 +268,8 @@ __global__ void upsample_nearest_kernel(size_t total, size_t h, size_t w, size_t
     }
 }
 
-extern "C" void lgd_cuda_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w,
-                                          size_t fh, size_t fw, const float *x, float *y)
+static void cuda_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                                  size_t fw, const float *x, float *y)
 {
     size_t total = planes * h * fh * w * fw;
     if (total == 0)
@@ -332,9 +297,9 @@ __global__ void upsample_nearest_backward_kernel(size_t total, size_t h, size_t 
     }
 }
 
-extern "C" void lgd_cuda_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h,
-                                                   size_t w, size_t fh, size_t fw,
-                                                   const float *dy, float beta, float *dx)
+static void cuda_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
+                                           size_t fh, size_t fw, const float *dy, float beta,
+                                           float *dx)
 {
     size_t total = planes * h * w;
     if (total == 0)
@@ -363,8 +328,8 @@ __global__ void avg_pool_kernel(size_t total, size_t h, size_t w, size_t fh, siz
     }
 }
 
-extern "C" void lgd_cuda_avg_pool(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
-                                  size_t fw, const float *x, float *y)
+static void cuda_avg_pool(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
+                          size_t fw, const float *x, float *y)
 {
     if (fh == 0 || fw == 0)
         return;
@@ -390,9 +355,8 @@ __global__ void avg_pool_backward_kernel(size_t total, size_t h, size_t w, size_
     }
 }
 
-extern "C" void lgd_cuda_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
-                                           size_t fh, size_t fw, const float *dy, float beta,
-                                           float *dx)
+static void cuda_avg_pool_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
+                                   size_t fh, size_t fw, const float *dy, float beta, float *dx)
 {
     size_t total = planes * h * w;
     if (total == 0 || fh == 0 || fw == 0)
@@ -401,91 +365,19 @@ extern "C" void lgd_cuda_avg_pool_backward(lgd_backend *be, size_t planes, size_
     LGD_LAUNCH_FLAT(be, total, avg_pool_backward_kernel, total, h, w, fh, fw, dy, beta, dx);
 }
 
-/* ---- row copies, transposes ---- */
-
-template <typename I>
-__global__ void copy_rows_kernel(size_t total, size_t cols, const float *src, size_t lds,
-                                 float beta, float *dst, size_t ldd)
-{
-    LGD_GRID_STRIDE(I, i, total) {
-        I r = i / (I)cols, j = i - r * (I)cols;
-        float *d = dst + (size_t)r * ldd + (size_t)j;
-        *d = lgd_acc(src[(size_t)r * lds + (size_t)j], beta, d);
-    }
-}
-
-extern "C" void lgd_cuda_copy_rows(lgd_backend *be, size_t rows, size_t cols, const float *src,
-                                   size_t lds, float beta, float *dst, size_t ldd)
-{
-    size_t total = rows * cols;
-    if (total == 0)
-        return;
-    lgd_cuda_enter(be);
-    LGD_LAUNCH_FLAT(be, total, copy_rows_kernel, total, cols, src, lds, beta, dst, ldd);
-}
-
-/* y[b][j][i] = x[b][i][j] + beta y[b][j][i] through 32 x 32 shared-memory tiles
- * (reads and writes coalesced); blocks of 32 x 8 threads stride over the tiles. */
-#define LGD_TILE 32
-#define LGD_TILE_ROWS 8
-
-__global__ void transpose_kernel(size_t batch, size_t rows, size_t cols, const float *x,
-                                 float beta, float *y)
-{
-    __shared__ float tile[LGD_TILE][LGD_TILE + 1];
-    const size_t tr = (rows + LGD_TILE - 1) / LGD_TILE, tc = (cols + LGD_TILE - 1) / LGD_TILE;
-    const size_t tiles = batch * tr * tc;
-    const unsigned tx = threadIdx.x, ty = threadIdx.y;
-    for (size_t t = blockIdx.x; t < tiles; t += gridDim.x) { /* uniform in the block */
-        size_t tj = t % tc, u = t / tc;
-        size_t ti = u % tr, b = u / tr;
-        const float *xb = x + b * rows * cols;
-        float *yb = y + b * rows * cols;
-        size_t i0 = ti * LGD_TILE, j0 = tj * LGD_TILE;
-        for (unsigned k = ty; k < LGD_TILE; k += LGD_TILE_ROWS) {
-            size_t i = i0 + k, j = j0 + tx;
-            if (i < rows && j < cols)
-                tile[k][tx] = xb[i * cols + j];
-        }
-        __syncthreads();
-        for (unsigned k = ty; k < LGD_TILE; k += LGD_TILE_ROWS) {
-            size_t j = j0 + k, i = i0 + tx; /* y[j][i] */
-            if (i < rows && j < cols) {
-                float *d = yb + j * rows + i;
-                *d = lgd_acc(tile[tx][k], beta, d);
-            }
-        }
-        __syncthreads(); /* the tile is reused by the next iteration */
-    }
-}
-
-extern "C" void lgd_cuda_transpose(lgd_backend *be, size_t batch, size_t rows, size_t cols,
-                                   const float *x, float beta, float *y)
-{
-    if (batch == 0 || rows == 0 || cols == 0)
-        return;
-    lgd_cuda_enter(be);
-    size_t tiles = batch * ((rows + LGD_TILE - 1) / LGD_TILE) * ((cols + LGD_TILE - 1) / LGD_TILE);
-    size_t cap = (size_t)(be->sm_count > 0 ? be->sm_count : 16) * 32;
-    unsigned blocks = (unsigned)(tiles < cap ? tiles : cap);
-    transpose_kernel<<<blocks, dim3(LGD_TILE, LGD_TILE_ROWS), 0, be->stream>>>(batch, rows, cols,
-                                                                              x, beta, y);
-    LGD_CUDA_LAUNCHED(be, "transpose_kernel");
-}
-
-/* ---- sinusoidal time embedding (the CPU's formula, in float) ---- */
+/* ---- sinusoidal time embedding (the CPU's angles, lgd_time_embedding_angle) ---- */
 
 __global__ void time_embedding_kernel(float t, unsigned half, float *out)
 {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < half;
          i += gridDim.x * blockDim.x) {
-        float a = t * expf(-logf(10000.0f) * (float)i / (float)half);
+        float a = lgd_time_embedding_angle(t, i, half);
         out[i] = cosf(a);
         out[half + i] = sinf(a);
     }
 }
 
-extern "C" void lgd_cuda_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
+static void cuda_time_embedding(lgd_backend *be, float t, size_t dim, float *out)
 {
     if (dim < 2)
         return;
@@ -577,3 +469,20 @@ extern "C" int lgd_cuda_col2im(lgd_backend *be, const lgd_conv_shape *s, size_t 
     LGD_LAUNCH_FLAT(be, total, col2im_kernel, total, *s, dcol, beta, dx);
     return be->failed ? -1 : 0;
 }
+
+extern "C" const lgd_nn_kernels lgd_cuda_nn_kernels = {
+    .conv2d_forward = lgd_cuda_conv2d_forward,
+    .conv2d_backward_data = lgd_cuda_conv2d_backward_data,
+    .add_channel_bias = lgd_cuda_add_channel_bias,
+    .scale_shift = cuda_scale_shift,
+    .scale_shift_backward = cuda_scale_shift_backward,
+    .activation = cuda_activation,
+    .activation_backward = cuda_activation_backward,
+    .group_norm = cuda_group_norm,
+    .group_norm_backward = cuda_group_norm_backward,
+    .upsample_nearest = cuda_upsample_nearest,
+    .upsample_nearest_backward = cuda_upsample_nearest_backward,
+    .avg_pool = cuda_avg_pool,
+    .avg_pool_backward = cuda_avg_pool_backward,
+    .time_embedding = cuda_time_embedding,
+};

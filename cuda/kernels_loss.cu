@@ -1,8 +1,12 @@
 /*
- * ops_loss.cu - the built-in losses (squared error, logistic, linear residual),
- * one row group per row of x[rows][cols], as in src/backend_cpu.c.
+ * kernels_loss.cu - the built-in losses' kernel table on CUDA ("loss_builtin",
+ * losses/loss_kernels.h): squared error, logistic (lgd_softplus and lgd_sigmoid of
+ * core/hd_math.h, as on the CPU) and the linear inverse problem's residual, one row
+ * group per row of x[rows][cols]. The CPU's table is losses/loss_kernels_cpu.c.
  */
 #include "cuda_kernels.cuh"
+#include "kernel_tables.h"
+#include "losses/loss_kernels.h"
 
 template <int G>
 __global__ void loss_sqerr_kernel(size_t rows, size_t cols, const float *x, const float *target,
@@ -28,9 +32,9 @@ __global__ void loss_sqerr_kernel(size_t rows, size_t cols, const float *x, cons
     }
 }
 
-extern "C" void lgd_cuda_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                                    const float *target, size_t target_rows, size_t per_target,
-                                    const float *weights, float *loss, float *grad)
+static void cuda_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                            const float *target, size_t target_rows, size_t per_target,
+                            const float *weights, float *loss, float *grad)
 {
     if (rows == 0)
         return;
@@ -41,17 +45,6 @@ extern "C" void lgd_cuda_loss_sqerr(lgd_backend *be, size_t rows, size_t cols, c
     }
     LGD_LAUNCH_ROWS(be, rows, cols, loss_sqerr_kernel, rows, cols, x, target, target_rows,
                     per_target, weights, loss, grad);
-}
-
-/* softplus(t) = log(1 + e^t), stable for large |t| */
-__device__ __forceinline__ float softplus_f(float t)
-{
-    return t > 0 ? t + log1pf(expf(-t)) : log1pf(expf(t));
-}
-
-__device__ __forceinline__ float sigmoid_f(float t)
-{
-    return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
 }
 
 template <int G>
@@ -67,17 +60,17 @@ __global__ void loss_logistic_kernel(size_t rows, size_t cols, const float *x, c
             z += (double)a[j] * xr[j];
         z = (double)b + lgd_group<G>::sum(z, shm);
         if (lane == 0)
-            loss[r] = softplus_f(-(float)z);
+            loss[r] = lgd_softplus(-(float)z);
         if (grad) {
-            float s = -sigmoid_f(-(float)z);
+            float s = -lgd_sigmoid(-(float)z);
             for (size_t j = lane; j < cols; j += G)
                 grad[r * cols + j] = s * a[j];
         }
     }
 }
 
-extern "C" void lgd_cuda_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const float *x,
-                                       const float *a, float b, float *loss, float *grad)
+static void cuda_loss_logistic(lgd_backend *be, size_t rows, size_t cols, const float *x,
+                               const float *a, float b, float *loss, float *grad)
 {
     if (rows == 0)
         return;
@@ -106,9 +99,9 @@ __global__ void loss_residual_kernel(size_t rows, size_t m, const float *y, size
     }
 }
 
-extern "C" void lgd_cuda_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
-                                       size_t target_rows, size_t per_target, float inv_s2,
-                                       float *hx, float *loss)
+static void cuda_loss_residual(lgd_backend *be, size_t rows, size_t m, const float *y,
+                               size_t target_rows, size_t per_target, float inv_s2,
+                               float *hx, float *loss)
 {
     if (rows == 0)
         return;
@@ -122,22 +115,8 @@ extern "C" void lgd_cuda_loss_residual(lgd_backend *be, size_t rows, size_t m, c
                     inv_s2, hx, loss);
 }
 
-/* trajectory losses: one thread per row (a trajectory is a short sequential scan) */
-__global__ void loss_trajectory_kernel(size_t rows, size_t cols, const float *x,
-                                       lgd_traj_params p, float *loss, float *grad)
-{
-    LGD_GRID_STRIDE(size_t, r, rows)
-        lgd_traj_row(&p, cols, x + r * cols, r, loss + r, grad ? grad + r * cols : NULL);
-}
-
-extern "C" void lgd_cuda_loss_trajectory(lgd_backend *be, size_t rows, size_t cols,
-                                         const float *x, const lgd_traj_params *p, float *loss,
-                                         float *grad)
-{
-    if (rows == 0)
-        return;
-    lgd_cuda_enter(be);
-    loss_trajectory_kernel<<<lgd_cuda_blocks(be, rows, LGD_THREADS), LGD_THREADS, 0,
-                             be->stream>>>(rows, cols, x, *p, loss, grad);
-    LGD_CUDA_LAUNCHED(be, "loss_trajectory_kernel");
-}
+extern "C" const lgd_loss_kernels lgd_cuda_loss_kernels = {
+    .sqerr = cuda_loss_sqerr,
+    .logistic = cuda_loss_logistic,
+    .residual = cuda_loss_residual,
+};

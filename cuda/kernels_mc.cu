@@ -1,14 +1,18 @@
 /*
- * ops_mc.cu - the Monte Carlo reductions: the online log-sum-exp over draws that
- * LGD-MC and the exact estimator fold their draws into, chunk by chunk.
+ * kernels_mc.cu - the guidance's Monte Carlo reductions on CUDA ("mc",
+ * sampling/mc_kernels.h): the online log-sum-exp over draws that LGD-MC and the exact
+ * estimator fold their draws into, chunk by chunk. The CPU's table is
+ * sampling/mc_kernels_cpu.c.
  *
- * mc_accumulate gives each row a block. The block finds the new running max,
+ * accumulate gives each row a block. The block finds the new running max,
  * rescales the row's accumulator, and folds the draws in the CPU's order: the
  * weights w_j = exp(-l_j - max) of a tile of draws go to shared memory, each
  * thread adds w_j v_j[e] for its columns e draw after draw, and thread 0 keeps
- * the scalar sums (sum, sum2, wloss, lsum) sequentially, as src/backend_cpu.c does.
+ * the scalar sums (sum, sum2, wloss, lsum) sequentially, as the CPU does.
  */
 #include "cuda_kernels.cuh"
+#include "kernel_tables.h"
+#include "sampling/mc_kernels.h"
 
 #define MC_TILE 256 /* draws whose weights sit in shared memory at once */
 
@@ -28,7 +32,7 @@ __global__ void mc_reset_kernel(size_t rows, size_t cols, size_t n, float *max, 
     }
 }
 
-extern "C" void lgd_cuda_mc_reset(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st)
+static void cuda_mc_reset(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st)
 {
     size_t n = rows * cols > rows ? rows * cols : rows;
     if (n == 0)
@@ -99,8 +103,8 @@ __global__ void mc_accumulate_kernel(size_t rows, size_t draws, size_t cols, con
     }
 }
 
-extern "C" void lgd_cuda_mc_accumulate(lgd_backend *be, size_t rows, size_t draws, size_t cols,
-                                       const float *loss, const float *vec, lgd_mc_state *st)
+static void cuda_mc_accumulate(lgd_backend *be, size_t rows, size_t draws, size_t cols,
+                               const float *loss, const float *vec, lgd_mc_state *st)
 {
     if (rows == 0 || draws == 0)
         return;
@@ -129,8 +133,8 @@ __global__ void mc_finish_kernel(size_t rows, size_t cols, size_t n, const float
     }
 }
 
-extern "C" void lgd_cuda_mc_finish(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st,
-                                   float *out, float *ess)
+static void cuda_mc_finish(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st,
+                           float *out, float *ess)
 {
     size_t n = rows * cols > rows ? rows * cols : rows;
     if (n == 0)
@@ -140,3 +144,9 @@ extern "C" void lgd_cuda_mc_finish(lgd_backend *be, size_t rows, size_t cols, lg
         rows, cols, n, st->sum, st->sum2, st->wloss, st->vec, out, ess);
     LGD_CUDA_LAUNCHED(be, "mc_finish_kernel");
 }
+
+extern "C" const lgd_mc_kernels lgd_cuda_mc_kernels = {
+    .reset = cuda_mc_reset,
+    .accumulate = cuda_mc_accumulate,
+    .finish = cuda_mc_finish,
+};
