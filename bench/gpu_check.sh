@@ -276,8 +276,8 @@ fi
 # ---- configure, build ----
 rm -rf "$build"
 # shellcheck disable=SC2086 # LGD_GPU_MESON_ARGS is a list of words
-run_step "configure (meson setup -Dwith_cuda=enabled)" setup.log 120 \
-    meson setup "$build" "$repo" -Dwith_cuda=enabled -Dbuildtype=release \
+run_step "configure (meson setup -Dcuda=enabled)" setup.log 120 \
+    meson setup "$build" "$repo" -Dcuda=enabled -Dbuildtype=release \
     ${LGD_GPU_MESON_ARGS:-} || exit 1
 run_step "build (ninja)" build.log 300 ninja -C "$build" || exit 1
 module=""

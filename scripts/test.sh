@@ -2,7 +2,8 @@
 # test.sh - the whole test run, on a fresh build directory:
 #   1. scripts/setup.sh (installs missing packages);
 #   2. meson setup of a new build dir (default build-test; LGD_TEST_BUILD_DIR),
-#      extra arguments go to meson setup (e.g. -Dopenmp=disabled);
+#      extra arguments go to meson setup (e.g. -Dopenmp=disabled; .ci/run passes
+#      -Dwerror=true);
 #   3. ninja, then meson test --print-errorlogs (every suite);
 #   4. the 'unit' suite again under valgrind (leaks and memory errors fail),
 #      with CK_FORK=no and LGD_TEST_QUICK=1, leaving out the shell checks

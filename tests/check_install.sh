@@ -13,7 +13,12 @@
 #      creates a context and prints lgd_version_string();
 #   4. cc prog.c $(pkg-config --static --cflags --libs lgd), with a copy of
 #      lgd.pc whose libdir holds only liblgd.a: must link (Libs.private / Requires.private complete),
-#      must not need liblgd.so, and must run without LD_LIBRARY_PATH.
+#      must not need liblgd.so, and must run without LD_LIBRARY_PATH;
+#   5. the staged liblgd.so loads the same BLAS as the built one (run path kept), and
+#      the staged headers give the project's version (lgd/version.h, generated);
+#   6. the staged lgd tool runs without LD_LIBRARY_PATH (its install run path finds
+#      liblgd: $ORIGIN/../lib... points into the stage): `lgd mixture --samples 1000
+#      --seeds 1 --out DIR` exits 0 and writes DIR/kl.csv.
 set -u
 
 build=${1:?usage: check_install.sh BUILD_DIR EXPECTED_VERSION}
@@ -60,7 +65,7 @@ case "$libdir:$includedir" in
 *) fail "lgd.pc does not point into the stage after relocation (libdir=$libdir)" ;;
 esac
 
-for f in "$libdir/liblgd.so" "$libdir/liblgd.a" "$includedir/lgd/lgd.h"; do
+for f in "$libdir/liblgd.so" "$libdir/liblgd.a" "$includedir/lgd/lgd.h" "$includedir/lgd/version.h"; do
     [ -e "$f" ] || fail "${f#"$stage"} was not installed"
 done
 pc_version=$("$PKG_CONFIG" --modversion lgd)
@@ -141,4 +146,46 @@ if command -v c++ >/dev/null 2>&1; then
     out=$(LD_LIBRARY_PATH=$libdir "$tmp/prog-cxx") || fail "the C++ program failed"
     echo "   ok: C++ build printed $out"
 fi
-echo "ok: install, pkg-config (dynamic and --static) and run"
+
+# The installed liblgd loads the same BLAS as the build tree's (e.g. the OpenMP build
+# of OpenBLAS through its install run path, not the loader's default libopenblas.so.0).
+blas_of() { env -u LD_LIBRARY_PATH ldd "$1" | awk '/lib(open)?blas/ { print $3; exit }'; }
+built_blas=$(blas_of "$build/lib/liblgd.so")
+staged_blas=$(blas_of "$libdir/liblgd.so")
+[ "$built_blas" = "$staged_blas" ] ||
+    fail "the installed liblgd.so loads BLAS '$staged_blas', the built one '$built_blas' (run path lost on install?)"
+echo "   ok: installed liblgd.so loads ${staged_blas:-no separate BLAS}"
+
+# The installed headers carry the project version (lgd/version.h, made by meson).
+cat >"$tmp/ver.c" <<'CEOF'
+#include <lgd/lgd.h>
+#include <stdio.h>
+int main(void)
+{
+    printf("%d.%d.%d\n", LGD_VERSION_MAJOR, LGD_VERSION_MINOR, LGD_VERSION_PATCH);
+    return LGD_VERSION_NUMBER == LGD_VERSION_MAJOR * 10000 + LGD_VERSION_MINOR * 100 + LGD_VERSION_PATCH ? 0 : 1;
+}
+CEOF
+# shellcheck disable=SC2086
+$CC -std=c11 -Wall -Wextra -Werror -pedantic -o "$tmp/ver" "$tmp/ver.c" $cflags ||
+    fail "compiling against the installed lgd/version.h"
+out=$("$tmp/ver") || fail "the version macros are inconsistent"
+[ "$out" = "$want_version" ] || fail "the installed headers say version '$out', expected '$want_version'"
+echo "   ok: installed headers say $out"
+
+# The installed lgd tool must start with nothing but its install run path: no
+# LD_LIBRARY_PATH. With --destdir, a $ORIGIN-relative run path finds the staged liblgd.
+tool=$(find "$stage" -path '*/bin/lgd' -type f | head -n 1)
+[ -n "$tool" ] || fail "the lgd tool (bin/lgd) was not installed"
+echo "== ${tool#"$stage"} mixture --samples 1000 --seeds 1 (no LD_LIBRARY_PATH)"
+tool_out=$tmp/tool-out
+if ! env -u LD_LIBRARY_PATH OMP_WAIT_POLICY=passive "$tool" mixture --samples 1000 --seeds 1 \
+        --out "$tool_out" >"$tmp/tool.log" 2>&1; then
+    tail -n 20 "$tmp/tool.log"
+    echo "   readelf -d ${tool#"$stage"}:"
+    readelf -d "$tool" | grep -E 'RPATH|RUNPATH|NEEDED' | sed 's/^/   | /'
+    fail "the installed lgd tool failed without LD_LIBRARY_PATH (install run path?)"
+fi
+[ -s "$tool_out/kl.csv" ] || fail "the installed lgd tool wrote no kl.csv"
+echo "   ok: the installed tool ran and wrote kl.csv"
+echo "ok: install, pkg-config (dynamic and --static), headers' version, installed tool, run"

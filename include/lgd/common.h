@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <lgd/version.h>
+
 #if defined(_WIN32)
 #  if defined(LGD_BUILDING_LIBRARY)
 #    define LGD_API __declspec(dllexport)
@@ -28,13 +30,8 @@
 extern "C" {
 #endif
 
-/** Compile-time version of the headers. Compare with lgd_version() at run time. */
-#define LGD_VERSION_MAJOR 0
-#define LGD_VERSION_MINOR 2
-#define LGD_VERSION_PATCH 0
-/** The version as one integer: major * 10000 + minor * 100 + patch. */
-#define LGD_VERSION_NUMBER \
-    (LGD_VERSION_MAJOR * 10000 + LGD_VERSION_MINOR * 100 + LGD_VERSION_PATCH)
+/* LGD_VERSION_MAJOR, _MINOR, _PATCH and LGD_VERSION_NUMBER (lgd/version.h, generated
+ * from meson.build's project version) are included above. */
 
 /** Run-time version of the loaded library, as LGD_VERSION_NUMBER computes it. */
 LGD_API uint32_t lgd_version(void);
