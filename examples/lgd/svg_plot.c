@@ -1,5 +1,7 @@
 /*
- * svg_plot.c - the minimal SVG plotter of svg_plot.h.
+ * svg_plot.c - the minimal SVG plotter of svg_plot.h: building a figure in memory, then
+ * writing it panel by panel. Slightly over 600 lines, kept in one file: one small,
+ * self-contained component whose parts make sense only together.
  */
 #include "svg_plot.h"
 
@@ -307,7 +309,9 @@ static double py(const frame *fr, double y)
 
 static const char *dash_attr(svg_dash d)
 {
-    return d == SVG_DASHED ? " stroke-dasharray=\"7,4\"" : d == SVG_DOTTED ? " stroke-dasharray=\"2,3\"" : "";
+    return d == SVG_DASHED   ? " stroke-dasharray=\"7,4\""
+           : d == SVG_DOTTED ? " stroke-dasharray=\"2,3\""
+                             : "";
 }
 
 /* Coordinates far outside the plot are pulled in (the clip path hides them) so that
@@ -317,8 +321,9 @@ static double clampc(double v)
     return v < -1e5 ? -1e5 : v > 1e5 ? 1e5 : v;
 }
 
-static void write_panel(FILE *out, const panel *pa, int id, double ox, double oy, double pw,
-                        double ph)
+/* The plot area of a panel at (ox, oy) of size pw x ph, and its axis ranges: fixed, or
+ * the data's (y padded by 5 %, bars kept on 0). */
+static frame panel_frame(const panel *pa, double ox, double oy, double pw, double ph)
 {
     frame fr = { ox + MARGIN_LEFT, oy + MARGIN_TOP, pw - MARGIN_LEFT - MARGIN_RIGHT,
                  ph - MARGIN_TOP - MARGIN_BOTTOM, 0.0, 1.0, 0.0, 1.0 };
@@ -341,165 +346,211 @@ static void write_panel(FILE *out, const panel *pa, int id, double ox, double oy
         if (!bars_at_zero)
             fr.ymin -= 0.05 * span;
     }
+    return fr;
+}
 
-    /* Title. */
+/* Grid lines, the zero line, ticks and tick labels. */
+static void write_grid(FILE *out, const frame *fr)
+{
+    double xs = nice_step(fr->xmin, fr->xmax, 6), ys = nice_step(fr->ymin, fr->ymax, 5);
+    char buf[64];
+    fputs("<g stroke=\"#e4e4e4\" stroke-width=\"1\">\n", out);
+    for (double t = ceil(fr->xmin / xs - 1e-9) * xs; t <= fr->xmax + 1e-9 * xs; t += xs)
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", px(fr, t),
+                fr->y0, px(fr, t), fr->y0 + fr->h);
+    for (double t = ceil(fr->ymin / ys - 1e-9) * ys; t <= fr->ymax + 1e-9 * ys; t += ys)
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", fr->x0,
+                py(fr, t), fr->x0 + fr->w, py(fr, t));
+    fputs("</g>\n", out);
+    if (fr->ymin < 0.0 && fr->ymax > 0.0)
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#999\" "
+                     "stroke-width=\"1\"/>\n",
+                fr->x0, py(fr, 0.0), fr->x0 + fr->w, py(fr, 0.0));
+    fputs("<g font-size=\"11\" " FONT " fill=\"#222\">\n", out);
+    for (double t = ceil(fr->xmin / xs - 1e-9) * xs; t <= fr->xmax + 1e-9 * xs; t += xs) {
+        tick_label(buf, sizeof buf, t, xs);
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#222\"/>\n",
+                px(fr, t), fr->y0 + fr->h, px(fr, t), fr->y0 + fr->h + 4);
+        fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%s</text>\n",
+                px(fr, t), fr->y0 + fr->h + 16, buf);
+    }
+    for (double t = ceil(fr->ymin / ys - 1e-9) * ys; t <= fr->ymax + 1e-9 * ys; t += ys) {
+        tick_label(buf, sizeof buf, t, ys);
+        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#222\"/>\n",
+                fr->x0 - 4, py(fr, t), fr->x0, py(fr, t));
+        fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n", fr->x0 - 6,
+                py(fr, t) + 4, buf);
+    }
+    fputs("</g>\n", out);
+}
+
+/* The panel's title, above the plot area; oy: the panel's top edge. */
+static void write_title(FILE *out, const panel *pa, const frame *fr, double oy)
+{
     if (pa->title) {
         fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\" " FONT
                      " font-weight=\"bold\">",
-                fr.x0 + fr.w / 2, oy + 17.0);
+                fr->x0 + fr->w / 2, oy + 17.0);
         put_text(out, pa->title);
         fputs("</text>\n", out);
     }
+}
 
-    /* Grid, ticks and tick labels. */
-    double xs = nice_step(fr.xmin, fr.xmax, 6), ys = nice_step(fr.ymin, fr.ymax, 5);
-    char buf[64];
-    fputs("<g stroke=\"#e4e4e4\" stroke-width=\"1\">\n", out);
-    for (double t = ceil(fr.xmin / xs - 1e-9) * xs; t <= fr.xmax + 1e-9 * xs; t += xs)
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", px(&fr, t),
-                fr.y0, px(&fr, t), fr.y0 + fr.h);
-    for (double t = ceil(fr.ymin / ys - 1e-9) * ys; t <= fr.ymax + 1e-9 * ys; t += ys)
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", fr.x0,
-                py(&fr, t), fr.x0 + fr.w, py(&fr, t));
-    fputs("</g>\n", out);
-    if (fr.ymin < 0.0 && fr.ymax > 0.0)
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#999\" "
-                     "stroke-width=\"1\"/>\n",
-                fr.x0, py(&fr, 0.0), fr.x0 + fr.w, py(&fr, 0.0));
-    fputs("<g font-size=\"11\" " FONT " fill=\"#222\">\n", out);
-    for (double t = ceil(fr.xmin / xs - 1e-9) * xs; t <= fr.xmax + 1e-9 * xs; t += xs) {
-        tick_label(buf, sizeof buf, t, xs);
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#222\"/>\n",
-                px(&fr, t), fr.y0 + fr.h, px(&fr, t), fr.y0 + fr.h + 4);
-        fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%s</text>\n",
-                px(&fr, t), fr.y0 + fr.h + 16, buf);
-    }
-    for (double t = ceil(fr.ymin / ys - 1e-9) * ys; t <= fr.ymax + 1e-9 * ys; t += ys) {
-        tick_label(buf, sizeof buf, t, ys);
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#222\"/>\n",
-                fr.x0 - 4, py(&fr, t), fr.x0, py(&fr, t));
-        fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n", fr.x0 - 6,
-                py(&fr, t) + 4, buf);
-    }
-    fputs("</g>\n", out);
-
-    /* Axis labels. */
+/* The axis labels, below and left of the plot area; ox: the panel's left edge. */
+static void write_axis_labels(FILE *out, const panel *pa, const frame *fr, double ox)
+{
     if (pa->xlabel) {
         fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"12\" " FONT
                      ">",
-                fr.x0 + fr.w / 2, fr.y0 + fr.h + 34);
+                fr->x0 + fr->w / 2, fr->y0 + fr->h + 34);
         put_text(out, pa->xlabel);
         fputs("</text>\n", out);
     }
     if (pa->ylabel) {
-        double lx = ox + 14, ly = fr.y0 + fr.h / 2;
+        double lx = ox + 14, ly = fr->y0 + fr->h / 2;
         fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"12\" " FONT
                      " transform=\"rotate(-90 %.2f %.2f)\">",
                 lx, ly, lx, ly);
         put_text(out, pa->ylabel);
         fputs("</text>\n", out);
     }
+}
 
-    /* Series, clipped to the plot area: bars first, lines over them. */
+/* A histogram series: one rectangle per bin with a positive height. */
+static void write_bars(FILE *out, const series *s, const frame *fr)
+{
+    fprintf(out, "<g fill=\"%s\" fill-opacity=\"0.45\" stroke=\"%s\" "
+                 "stroke-opacity=\"0.8\" stroke-width=\"0.6\">\n",
+            s->color, s->color);
+    for (size_t j = 0; j < s->n; j++) {
+        if (!isfinite(s->y[j]) || s->y[j] <= 0.0)
+            continue;
+        double xa = clampc(px(fr, s->x[j])), xb = clampc(px(fr, s->x[j + 1]));
+        double yt = clampc(py(fr, s->y[j])), yb = clampc(py(fr, 0.0));
+        fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"/>\n", xa, yt,
+                xb - xa, yb - yt);
+    }
+    fputs("</g>\n", out);
+}
+
+/* A line series: one path per run of finite points. */
+static void write_line(FILE *out, const series *s, const frame *fr)
+{
+    int open = 0;
+    for (size_t j = 0; j < s->n; j++) {
+        if (!isfinite(s->x[j]) || !isfinite(s->y[j])) {
+            if (open)
+                fputs("\"/>\n", out);
+            open = 0;
+            continue;
+        }
+        if (!open)
+            fprintf(out, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%.2f\" "
+                         "stroke-linejoin=\"round\"%s d=\"M",
+                    s->color, s->width, dash_attr(s->dash));
+        else
+            fputs(" L", out);
+        fprintf(out, "%.1f %.1f", clampc(px(fr, s->x[j])), clampc(py(fr, s->y[j])));
+        open = 1;
+    }
+    if (open)
+        fputs("\"/>\n", out);
+}
+
+/* The series, clipped to the plot area: bars first, lines over them; then the frame. */
+static void write_series(FILE *out, const panel *pa, const frame *fr, int id)
+{
     fprintf(out, "<clipPath id=\"clip%d\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
                  "height=\"%.2f\"/></clipPath>\n",
-            id, fr.x0, fr.y0, fr.w, fr.h);
+            id, fr->x0, fr->y0, fr->w, fr->h);
     fprintf(out, "<g clip-path=\"url(#clip%d)\">\n", id);
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < pa->ns; i++) {
             const series *s = &pa->s[i];
             if (s->is_bars != (pass == 0))
                 continue;
-            if (s->is_bars) {
-                fprintf(out, "<g fill=\"%s\" fill-opacity=\"0.45\" stroke=\"%s\" "
-                             "stroke-opacity=\"0.8\" stroke-width=\"0.6\">\n",
-                        s->color, s->color);
-                for (size_t j = 0; j < s->n; j++) {
-                    if (!isfinite(s->y[j]) || s->y[j] <= 0.0)
-                        continue;
-                    double xa = clampc(px(&fr, s->x[j])), xb = clampc(px(&fr, s->x[j + 1]));
-                    double yt = clampc(py(&fr, s->y[j])), yb = clampc(py(&fr, 0.0));
-                    fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"/>\n",
-                            xa, yt, xb - xa, yb - yt);
-                }
-                fputs("</g>\n", out);
-                continue;
-            }
-            int open = 0;
-            for (size_t j = 0; j < s->n; j++) {
-                if (!isfinite(s->x[j]) || !isfinite(s->y[j])) {
-                    if (open)
-                        fputs("\"/>\n", out);
-                    open = 0;
-                    continue;
-                }
-                if (!open)
-                    fprintf(out, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%.2f\" "
-                                 "stroke-linejoin=\"round\"%s d=\"M",
-                            s->color, s->width, dash_attr(s->dash));
-                else
-                    fputs(" L", out);
-                fprintf(out, "%.1f %.1f", clampc(px(&fr, s->x[j])), clampc(py(&fr, s->y[j])));
-                open = 1;
-            }
-            if (open)
-                fputs("\"/>\n", out);
+            if (s->is_bars)
+                write_bars(out, s, fr);
+            else
+                write_line(out, s, fr);
         }
-    }
     fputs("</g>\n", out);
     fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
                  "stroke=\"#222\" stroke-width=\"1\"/>\n",
-            fr.x0, fr.y0, fr.w, fr.h);
+            fr->x0, fr->y0, fr->w, fr->h);
+}
 
-    /* Legend (top right) and notes (top left). */
-    size_t nl = 0, maxc = 0;
+/* Where the legend box goes: its corner, position and height. */
+typedef struct legend_box {
+    int right, bottom;
+    double x, y, w, h;
+    size_t entries;
+} legend_box;
+
+static legend_box place_legend(const panel *pa, const frame *fr)
+{
+    legend_box lb = { 0, 0, 0.0, 0.0, 0.0, 0.0, 0 };
+    size_t maxc = 0;
     for (size_t i = 0; i < pa->ns; i++) {
         if (pa->s[i].label) {
-            nl++;
+            lb.entries++;
             size_t c = strlen(pa->s[i].label);
             if (c > maxc)
                 maxc = c;
         }
     }
-    int right = pa->legend == SVG_TOP_RIGHT || pa->legend == SVG_BOTTOM_RIGHT;
-    int bottom = pa->legend == SVG_BOTTOM_RIGHT || pa->legend == SVG_BOTTOM_LEFT;
-    double lw = 40.0 + 6.6 * (double)maxc, lh = nl ? 15.0 * (double)nl + 6.0 : 0.0;
-    double lx = right ? fr.x0 + fr.w - lw - 6 : fr.x0 + 6;
-    double ly = bottom ? fr.y0 + fr.h - lh - 6 : fr.y0 + 6;
-    if (nl) {
-        fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#fff\" "
-                     "fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n",
-                lx, ly, lw, lh);
-        size_t k = 0;
-        for (size_t i = 0; i < pa->ns; i++) {
-            const series *s = &pa->s[i];
-            if (!s->label)
-                continue;
-            double yy = ly + 13.0 + 15.0 * (double)k++;
-            if (s->is_bars)
-                fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"20\" height=\"9\" fill=\"%s\" "
-                             "fill-opacity=\"0.45\" stroke=\"%s\"/>\n",
-                        lx + 6, yy - 8, s->color, s->color);
-            else
-                fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" "
-                             "stroke-width=\"%.2f\"%s/>\n",
-                        lx + 6, yy - 4, lx + 26, yy - 4, s->color, s->width, dash_attr(s->dash));
-            fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" " FONT ">", lx + 31, yy);
-            put_text(out, s->label);
-            fputs("</text>\n", out);
-        }
+    lb.right = pa->legend == SVG_TOP_RIGHT || pa->legend == SVG_BOTTOM_RIGHT;
+    lb.bottom = pa->legend == SVG_BOTTOM_RIGHT || pa->legend == SVG_BOTTOM_LEFT;
+    lb.w = 40.0 + 6.6 * (double)maxc;
+    lb.h = lb.entries ? 15.0 * (double)lb.entries + 6.0 : 0.0;
+    lb.x = lb.right ? fr->x0 + fr->w - lb.w - 6 : fr->x0 + 6;
+    lb.y = lb.bottom ? fr->y0 + fr->h - lb.h - 6 : fr->y0 + 6;
+    return lb;
+}
+
+/* The legend: a box with a sample of each labelled series and its label. */
+static void write_legend(FILE *out, const panel *pa, const legend_box *lb)
+{
+    if (!lb->entries)
+        return;
+    double lx = lb->x, ly = lb->y;
+    fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#fff\" "
+                 "fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n",
+            lx, ly, lb->w, lb->h);
+    size_t k = 0;
+    for (size_t i = 0; i < pa->ns; i++) {
+        const series *s = &pa->s[i];
+        if (!s->label)
+            continue;
+        double yy = ly + 13.0 + 15.0 * (double)k++;
+        if (s->is_bars)
+            fprintf(out, "<rect x=\"%.2f\" y=\"%.2f\" width=\"20\" height=\"9\" fill=\"%s\" "
+                         "fill-opacity=\"0.45\" stroke=\"%s\"/>\n",
+                    lx + 6, yy - 8, s->color, s->color);
+        else
+            fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" "
+                         "stroke-width=\"%.2f\"%s/>\n",
+                    lx + 6, yy - 4, lx + 26, yy - 4, s->color, s->width, dash_attr(s->dash));
+        fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" " FONT ">", lx + 31, yy);
+        put_text(out, s->label);
+        fputs("</text>\n", out);
     }
-    /* Notes: stacked above a bottom legend, or in the other top corner. */
+}
+
+/* Notes: stacked above a bottom legend, or in the other top corner. */
+static void write_notes(FILE *out, const panel *pa, const frame *fr, const legend_box *lb)
+{
+    int right = lb->right;
     for (size_t i = 0; i < pa->nnotes; i++) {
         double nx, ny;
         const char *anchor;
-        if (bottom) {
-            nx = right ? fr.x0 + fr.w - 8 : fr.x0 + 8;
-            ny = ly - 6.0 - 14.0 * (double)(pa->nnotes - 1 - i);
+        if (lb->bottom) {
+            nx = right ? fr->x0 + fr->w - 8 : fr->x0 + 8;
+            ny = lb->y - 6.0 - 14.0 * (double)(pa->nnotes - 1 - i);
             anchor = right ? "end" : "start";
         } else {
-            nx = right ? fr.x0 + 6 : fr.x0 + fr.w - 6;
-            ny = fr.y0 + 15.0 + 14.0 * (double)i;
+            nx = right ? fr->x0 + 6 : fr->x0 + fr->w - 6;
+            ny = fr->y0 + 15.0 + 14.0 * (double)i;
             anchor = right ? "start" : "end";
         }
         fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" " FONT
@@ -508,6 +559,20 @@ static void write_panel(FILE *out, const panel *pa, int id, double ox, double oy
         put_text(out, pa->notes[i]);
         fputs("</text>\n", out);
     }
+}
+
+/* Panel number id at (ox, oy), pw x ph pixels. */
+static void write_panel(FILE *out, const panel *pa, int id, double ox, double oy, double pw,
+                        double ph)
+{
+    frame fr = panel_frame(pa, ox, oy, pw, ph);
+    write_title(out, pa, &fr, oy);
+    write_grid(out, &fr);
+    write_axis_labels(out, pa, &fr, ox);
+    write_series(out, pa, &fr, id);
+    legend_box lb = place_legend(pa, &fr);
+    write_legend(out, pa, &lb);
+    write_notes(out, pa, &fr, &lb);
 }
 
 int svg_figure_write(const svg_figure *f, const char *path)

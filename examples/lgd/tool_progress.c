@@ -1,9 +1,9 @@
 /*
- * progress.c - the progress indicator of progress.h.
+ * tool_progress.c - the shared module's progress indicator (tool.h): one line on a
+ * terminal's stderr, and the sampler step callback that feeds it.
  */
-#include "progress.h"
+#include "tool.h"
 
-#include <stdio.h>
 #include <unistd.h>
 
 #include "tool_util.h"
@@ -19,6 +19,11 @@ void progress_start(progress *p, const char *label, double total, int quiet)
     p->total = total > 0.0 ? total : 1.0;
     p->done = 0.0;
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
+}
+
+void progress_idle(progress *p)
+{
+    progress_start(p, "", 1.0, 1);
 }
 
 void progress_advance(progress *p, double units)
@@ -53,4 +58,14 @@ void progress_end(progress *p)
         fflush(stderr);
     }
     p->drawn = 0;
+}
+
+int progress_on_step(void *user, int32_t step, int32_t num_steps, float sigma,
+                     const lgd_guidance_report *report)
+{
+    (void)sigma;
+    (void)report;
+    progress_run *run = user;
+    progress_show(run->p, run->units * (double)step / (double)num_steps, run->detail);
+    return 0;
 }

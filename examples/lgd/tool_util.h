@@ -1,6 +1,6 @@
 /*
- * tool_util.h - helpers shared by the example and benchmark programs, not part of
- * liblgd's API.
+ * tool_util.h - helpers shared by the lgd tool and the benchmark programs (bench/
+ * includes this folder), not part of liblgd's API.
  *
  * Header-only (static inline functions, C11 with POSIX clock_gettime):
  *   tool_parse_int   a whole decimal integer in [lo, hi]

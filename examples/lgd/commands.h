@@ -1,0 +1,26 @@
+/*
+ * commands.h - the subcommands of the `lgd` command-line tool.
+ *
+ * Not part of liblgd's API. The tool is a table of subcommands (main.c); each one
+ * lives in files of its own (mixture*.c, trajectory*.c) and provides
+ *   int  lgd_NAME_main(int argc, char **argv);   argv[0] is the subcommand's name
+ *   void lgd_NAME_usage(FILE *out);
+ * and returns the exit statuses of tool.h (0 success, 1 error, 2 bad usage). To add
+ * one: write its files on the shared module (tool.h), declare the two functions
+ * below, add a row to the table in main.c and the files to examples/lgd/meson.build.
+ */
+#ifndef LGD_COMMANDS_H
+#define LGD_COMMANDS_H
+
+#include <stdio.h>
+
+/* lgd mixture: the paper's 1-D Gaussian-mixture experiment (mixture.c). */
+int lgd_mixture_main(int argc, char **argv);
+void lgd_mixture_usage(FILE *out);
+
+/* lgd trajectory: the paper's controllable trajectory synthesis, Sec. 6.3
+ * (trajectory.c). */
+int lgd_trajectory_main(int argc, char **argv);
+void lgd_trajectory_usage(FILE *out);
+
+#endif /* LGD_COMMANDS_H */
