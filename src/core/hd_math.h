@@ -5,9 +5,9 @@
  * module's .cu files as __host__ __device__ functions (LGD_HD). Every formula used on
  * both sides of the backend interface lives here (or in a header of its module that
  * uses LGD_HD: core/philox.h, losses/trajectory_loss.h), so CPU and CUDA cannot drift
- * apart. nvcc contracts a * b + c into FMAs by default while ISO C compiles none, so
- * the two backends agree to rounding, not bitwise (the CUDA suite compares them with a
- * tolerance).
+ * apart. The CUDA module is compiled with -fmad=false (no contracted FMAs, as ISO C),
+ * but the device's expf, erfcf, ... are not glibc's, so the two backends agree to
+ * rounding, not bitwise (the CUDA suite compares them with a tolerance).
  *
  * Modelled on ggml's ggml-common.h. Nothing here allocates, branches on global state
  * or calls anything but <math.h>.
