@@ -118,12 +118,27 @@ lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t d
 lgd_model *lgd_model_retain(lgd_model *m);
 void lgd_model_release(lgd_model *m);
 
-/* lgd_model_create_network for the library's own networks: the callbacks return an
- * lgd_status (0 or negative) whose message is already recorded on the context. */
-lgd_status lgd_model_create_network_internal(lgd_context *ctx,
-                                             const lgd_network_callbacks *network,
-                                             const lgd_adapter_options *options,
-                                             lgd_model **out);
+/* A raw network F(x_in, t) as the adapters of model_network.c see it: all pointers
+ * backend memory, batch rows of dim floats (cond: cond_dim floats, NULL when 0), and an
+ * lgd_status returned with its message already recorded on the context. The library's
+ * loaded networks (network.c) implement it directly; users' host/device callbacks
+ * through a wrapper in model_network.c. */
+typedef struct lgd_raw_network_vtable {
+    lgd_status (*forward)(void *net, const float *x_in, float t, const float *cond,
+                          size_t batch, float *out);
+    /* out = (dF/dx_in)^T v; NULL when the network has none */
+    lgd_status (*vjp)(void *net, const float *x_in, float t, const float *cond, size_t batch,
+                      const float *v, float *out);
+    /* called with net when the model is destroyed; may be NULL */
+    void (*destroy)(void *net);
+} lgd_raw_network_vtable;
+
+/* The model D(x, sigma) = c_skip x + c_out F(c_in x, t(sigma)) of a raw network, with
+ * the adapter of options (NULL: defaults), checked as lgd_model_create_network checks
+ * them (messages name it). On failure nothing is destroyed: net stays the caller's. */
+lgd_status lgd_model_create_adapted(lgd_context *ctx, const lgd_raw_network_vtable *vt,
+                                    void *net, int64_t dim, int64_t cond_dim,
+                                    const lgd_adapter_options *options, lgd_model **out);
 
 /* ---- losses ---- */
 typedef struct lgd_loss_vtable {

@@ -10,6 +10,10 @@
  *   EDM: c_in = 1/sqrt(s^2+sd^2), c_skip = sd^2/(s^2+sd^2), c_out = s sd/sqrt(s^2+sd^2)
  * (VP: x_vp = x / sqrt(1 + s^2) = sqrt(abar) x0 + sqrt(1 - abar) eps, with
  *  s = sqrt((1 - abar)/abar); v = sqrt(abar) eps - sqrt(1 - abar) x0.)
+ *
+ * F is a raw network (lgd_raw_network_vtable, core/internal.h): backend pointers and
+ * lgd_status returns. A loaded network (nn/network.c) is one directly; the host or
+ * device callbacks of lgd_model_create_network are wrapped into one here.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -18,12 +22,11 @@
 #include "core/internal.h"
 
 typedef struct network_model {
-    lgd_network_callbacks net;
+    const lgd_raw_network_vtable *vt;
+    void *net;
     lgd_adapter_options opt;
     double *log_sigmas; /* [num_timesteps], increasing (discrete time inputs) */
-    lgd_staging stage;
     lgd_buffer x_in;    /* [B][D] scaled input */
-    int status_rc;      /* the callbacks return lgd_status with the message recorded */
 } network_model;
 
 void lgd_network_callbacks_init(lgd_network_callbacks *c)
@@ -111,26 +114,7 @@ static coeffs coeffs_of(const network_model *nm, float sigma)
     return c;
 }
 
-typedef struct net_closure {
-    const network_model *nm;
-    float t;
-    int64_t batch, dim;
-} net_closure;
-
-/* in = { x_in, cond, v } */
-static int call_forward(void *closure, const float *const *in, float *out)
-{
-    net_closure *c = closure;
-    return c->nm->net.forward(c->nm->net.user, in[0], c->t, in[1], c->batch, c->dim, out);
-}
-
-static int call_vjp(void *closure, const float *const *in, float *out)
-{
-    net_closure *c = closure;
-    return c->nm->net.vjp(c->nm->net.user, in[0], c->t, in[1], c->batch, c->dim, in[2], out);
-}
-
-/* out = F(c_in x, t) (v == NULL) or (dF/dx_in)^T v */
+/* out = F(c_in x, t) (v == NULL) or (dF/dx_in)^T v at x_in = c_in x */
 static lgd_status run_network(lgd_model *m, const coeffs *c, const float *x, const float *cond,
                               size_t batch, const float *v, float *out)
 {
@@ -141,21 +125,9 @@ static lgd_status run_network(lgd_model *m, const coeffs *c, const float *x, con
     if (st)
         return st;
     ctx->ops->axpby(ctx->be, n, c->c_in, x, 0.0f, nm->x_in.data);
-    const float *in[3] = { nm->x_in.data, cond, v };
-    size_t counts[3] = { n, batch * (size_t)m->cond_dim, n };
-    net_closure cl = { nm, c->t, (int64_t)batch, m->dim };
-    int rc = 0;
-    st = lgd_host_call(ctx, &nm->stage, nm->net.memory, 3, in, counts, out, n,
-                       v ? call_vjp : call_forward, &cl, &rc);
-    if (st)
-        return st;
-    if (rc != 0 && nm->status_rc)
-        return (lgd_status)rc;
-    if (rc != 0)
-        return lgd_error(ctx, LGD_ERR_CALLBACK,
-                         "network %s callback returned %d at sigma-time t = %g",
-                         v ? "vjp" : "forward", rc, (double)c->t);
-    return LGD_OK;
+    if (v)
+        return nm->vt->vjp(nm->net, nm->x_in.data, c->t, cond, batch, v, out);
+    return nm->vt->forward(nm->net, nm->x_in.data, c->t, cond, batch, out);
 }
 
 static lgd_status network_denoise(lgd_model *m, const float *x, float sigma, const float *cond,
@@ -174,7 +146,7 @@ static lgd_status network_vjp(lgd_model *m, const float *x, float sigma, const f
                               size_t batch, const float *v, float *out)
 {
     network_model *nm = m->impl;
-    if (!nm->net.vjp)
+    if (!nm->vt->vjp)
         return lgd_error(m->ctx, LGD_ERR_UNSUPPORTED,
                          "the network was registered without a vjp callback");
     coeffs c = coeffs_of(nm, sigma);
@@ -189,10 +161,9 @@ static lgd_status network_vjp(lgd_model *m, const float *x, float sigma, const f
 static void network_destroy(lgd_model *m)
 {
     network_model *nm = m->impl;
-    if (nm->net.destroy)
-        nm->net.destroy(nm->net.user);
+    if (nm->vt->destroy)
+        nm->vt->destroy(nm->net);
     lgd_buffer_release(m->ctx, &nm->x_in);
-    lgd_staging_free(&nm->stage);
     free(nm->log_sigmas);
     free(nm);
 }
@@ -220,35 +191,38 @@ lgd_status lgd_model_network_time(const lgd_model *m, float sigma, float *out_t)
     return LGD_OK;
 }
 
-static lgd_status create_network(lgd_context *ctx, const lgd_network_callbacks *network,
-                                 const lgd_adapter_options *options, int status_rc,
-                                 lgd_model **out)
+/* The adapter options over their defaults (lgd_read_options). */
+static lgd_status read_adapter_options(lgd_context *ctx, const char *fn,
+                                       const lgd_adapter_options *options,
+                                       lgd_adapter_options *opt)
 {
-    if (!ctx)
-        return LGD_ERR_INVALID_ARGUMENT;
-    const char *fn = "lgd_model_create_network";
-    if (!out || !network)
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                         out ? "network" : "out_model");
-    *out = NULL;
-    lgd_network_callbacks net, net_defaults = LGD_NETWORK_CALLBACKS_INIT;
-    lgd_adapter_options opt, opt_defaults = LGD_ADAPTER_OPTIONS_INIT;
-    if (!lgd_read_options(&net, sizeof net, network, &net_defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->struct_size is invalid", fn);
-    if (!lgd_read_options(&opt, sizeof opt, options, &opt_defaults))
+    lgd_adapter_options opt_defaults = LGD_ADAPTER_OPTIONS_INIT;
+    if (!lgd_read_options(opt, sizeof *opt, options, &opt_defaults))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: options->struct_size is invalid", fn);
-    if (net.dim <= 0 || net.cond_dim < 0 || !net.forward)
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: need dim > 0, cond_dim >= 0 and a forward callback", fn);
-    if (net.memory != LGD_MEMORY_HOST && net.memory != LGD_MEMORY_DEVICE)
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->memory is invalid", fn);
-    if ((unsigned)opt.prediction > LGD_PREDICT_EDM || (unsigned)opt.time_input > LGD_TIME_SIGMA)
+    return LGD_OK;
+}
+
+/* The prediction, time input and sigma_data (the schedule is create_adapted's). */
+static lgd_status check_adapter_options(lgd_context *ctx, const char *fn,
+                                        const lgd_adapter_options *opt)
+{
+    if ((unsigned)opt->prediction > LGD_PREDICT_EDM || (unsigned)opt->time_input > LGD_TIME_SIGMA)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: unknown prediction (%d) or time input (%d)", fn,
-                         (int)opt.prediction, (int)opt.time_input);
-    if (opt.prediction == LGD_PREDICT_EDM && !(opt.sigma_data > 0.0f && isfinite(opt.sigma_data)))
+                         (int)opt->prediction, (int)opt->time_input);
+    if (opt->prediction == LGD_PREDICT_EDM &&
+        !(opt->sigma_data > 0.0f && isfinite(opt->sigma_data)))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: sigma_data must be finite and > 0",
                          fn);
+    return LGD_OK;
+}
+
+/* The model of the raw network (vt, net) with the adapter opt (read and checked by the
+ * two functions above). */
+static lgd_status create_adapted(lgd_context *ctx, const char *fn,
+                                 const lgd_raw_network_vtable *vt, void *net, int64_t dim,
+                                 int64_t cond_dim, lgd_adapter_options opt, lgd_model **out)
+{
     int discrete = opt.time_input == LGD_TIME_DISCRETE || opt.time_input == LGD_TIME_DISCRETE_ROUND;
     network_model *nm = calloc(1, sizeof *nm);
     if (!nm)
@@ -279,10 +253,10 @@ static lgd_status create_network(lgd_context *ctx, const lgd_network_callbacks *
         }
     }
     opt.alphas_cumprod = NULL; /* not kept: the log sigmas are */
+    nm->vt = vt;
     nm->net = net;
     nm->opt = opt;
-    nm->status_rc = status_rc;
-    lgd_status st = lgd_model_new(ctx, &network_vtable, net.dim, net.cond_dim, nm, out);
+    lgd_status st = lgd_model_new(ctx, &network_vtable, dim, cond_dim, nm, out);
     if (st) {
         free(nm->log_sigmas);
         free(nm);
@@ -290,16 +264,135 @@ static lgd_status create_network(lgd_context *ctx, const lgd_network_callbacks *
     return st;
 }
 
+lgd_status lgd_model_create_adapted(lgd_context *ctx, const lgd_raw_network_vtable *vt,
+                                    void *net, int64_t dim, int64_t cond_dim,
+                                    const lgd_adapter_options *options, lgd_model **out)
+{
+    const char *fn = "lgd_model_create_network";
+    *out = NULL;
+    lgd_adapter_options opt;
+    lgd_status st = read_adapter_options(ctx, fn, options, &opt);
+    if (!st)
+        st = check_adapter_options(ctx, fn, &opt);
+    if (st)
+        return st;
+    return create_adapted(ctx, fn, vt, net, dim, cond_dim, opt, out);
+}
+
+/* ---- users' callbacks as a raw network ---- */
+
+typedef struct callback_net {
+    lgd_context *ctx; /* the model's (which outlives this) */
+    lgd_network_callbacks cb;
+    lgd_staging stage; /* host copies of the arguments on device backends */
+} callback_net;
+
+typedef struct callback_call {
+    const callback_net *cn;
+    float t;
+    int64_t batch;
+} callback_call;
+
+/* in = { x_in, cond, v } */
+static int call_forward(void *closure, const float *const *in, float *out)
+{
+    const callback_call *c = closure;
+    const lgd_network_callbacks *cb = &c->cn->cb;
+    return cb->forward(cb->user, in[0], c->t, in[1], c->batch, cb->dim, out);
+}
+
+static int call_vjp(void *closure, const float *const *in, float *out)
+{
+    const callback_call *c = closure;
+    const lgd_network_callbacks *cb = &c->cn->cb;
+    return cb->vjp(cb->user, in[0], c->t, in[1], c->batch, cb->dim, in[2], out);
+}
+
+/* the forward (v == NULL) or VJP callback, on host or device memory as registered */
+static lgd_status callback_run(callback_net *cn, const float *x_in, float t, const float *cond,
+                               size_t batch, const float *v, float *out)
+{
+    size_t n = batch * (size_t)cn->cb.dim;
+    const float *in[3] = { x_in, cond, v };
+    size_t counts[3] = { n, batch * (size_t)cn->cb.cond_dim, n };
+    callback_call cl = { cn, t, (int64_t)batch };
+    int rc = 0;
+    lgd_status st = lgd_host_call(cn->ctx, &cn->stage, cn->cb.memory, 3, in, counts, out, n,
+                                  v ? call_vjp : call_forward, &cl, &rc);
+    if (st)
+        return st;
+    if (rc != 0)
+        return lgd_error(cn->ctx, LGD_ERR_CALLBACK,
+                         "network %s callback returned %d at sigma-time t = %g",
+                         v ? "vjp" : "forward", rc, (double)t);
+    return LGD_OK;
+}
+
+static lgd_status callback_forward(void *net, const float *x_in, float t, const float *cond,
+                                   size_t batch, float *out)
+{
+    return callback_run(net, x_in, t, cond, batch, NULL, out);
+}
+
+static lgd_status callback_vjp(void *net, const float *x_in, float t, const float *cond,
+                               size_t batch, const float *v, float *out)
+{
+    return callback_run(net, x_in, t, cond, batch, v, out);
+}
+
+static void callback_destroy(void *net)
+{
+    callback_net *cn = net;
+    if (cn->cb.destroy)
+        cn->cb.destroy(cn->cb.user);
+    lgd_staging_free(&cn->stage);
+    free(cn);
+}
+
+static const lgd_raw_network_vtable callback_vtable = {
+    .forward = callback_forward,
+    .vjp = callback_vjp,
+    .destroy = callback_destroy,
+};
+
+/* registered without a vjp callback: the model's VJP is LGD_ERR_UNSUPPORTED */
+static const lgd_raw_network_vtable callback_vtable_no_vjp = {
+    .forward = callback_forward,
+    .destroy = callback_destroy,
+};
+
 lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
                                     const lgd_adapter_options *options, lgd_model **out)
 {
-    return create_network(ctx, network, options, 0, out);
-}
-
-lgd_status lgd_model_create_network_internal(lgd_context *ctx,
-                                             const lgd_network_callbacks *network,
-                                             const lgd_adapter_options *options,
-                                             lgd_model **out)
-{
-    return create_network(ctx, network, options, 1, out);
+    if (!ctx)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_model_create_network";
+    if (!out || !network)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                         out ? "network" : "out_model");
+    *out = NULL;
+    lgd_network_callbacks cb, cb_defaults = LGD_NETWORK_CALLBACKS_INIT;
+    lgd_adapter_options opt;
+    if (!lgd_read_options(&cb, sizeof cb, network, &cb_defaults))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->struct_size is invalid", fn);
+    lgd_status st = read_adapter_options(ctx, fn, options, &opt);
+    if (st)
+        return st;
+    if (cb.dim <= 0 || cb.cond_dim < 0 || !cb.forward)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: need dim > 0, cond_dim >= 0 and a forward callback", fn);
+    if (cb.memory != LGD_MEMORY_HOST && cb.memory != LGD_MEMORY_DEVICE)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->memory is invalid", fn);
+    if ((st = check_adapter_options(ctx, fn, &opt)))
+        return st;
+    callback_net *cn = calloc(1, sizeof *cn);
+    if (!cn)
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    cn->ctx = ctx;
+    cn->cb = cb;
+    st = create_adapted(ctx, fn, cb.vjp ? &callback_vtable : &callback_vtable_no_vjp, cn, cb.dim,
+                        cb.cond_dim, opt, out);
+    if (st)
+        free(cn); /* not callback_destroy: on failure the user's destroy is not called */
+    return st;
 }

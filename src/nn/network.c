@@ -1,8 +1,8 @@
 /*
  * network.c - the public side of networks loaded from files (include/lgd/network.h):
  * loading (safetensors.c parses, nn_build.c builds), forward and VJP on tensors,
- * and the glue that makes a network a denoiser through the adapters of
- * model_network.c.
+ * and the raw-network vtable through which the adapters of model_network.c make a
+ * network a denoiser.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -304,27 +304,31 @@ lgd_status lgd_network_vjp(lgd_network *net, const lgd_tensor *x, float t,
                         out->buf.data);
 }
 
-/* ---- as a denoiser ---- */
+/* ---- as a denoiser: the raw network of the adapters (model_network.c) ---- */
 
-static int net_forward(void *user, const float *x_in, float t, const float *cond, int64_t batch,
-                       int64_t dim, float *out)
+static lgd_status net_forward(void *self, const float *x_in, float t, const float *cond,
+                              size_t batch, float *out)
 {
-    lgd_network *net = user;
-    (void)dim;
-    return (int)nn_graph_forward(net->ctx, &net->g, x_in, t, cond, (size_t)batch, out);
+    lgd_network *net = self;
+    return nn_graph_forward(net->ctx, &net->g, x_in, t, cond, batch, out);
 }
 
 /* the adapters call the VJP right after the forward pass on the same x_in and t
  * (model_network.c), so the graph's tape is reused */
-static int net_vjp(void *user, const float *x_in, float t, const float *cond, int64_t batch,
-                   int64_t dim, const float *v, float *out)
+static lgd_status net_vjp(void *self, const float *x_in, float t, const float *cond,
+                          size_t batch, const float *v, float *out)
 {
-    lgd_network *net = user;
-    (void)dim;
-    return (int)nn_graph_vjp(net->ctx, &net->g, x_in, t, cond, (size_t)batch, v, out);
+    lgd_network *net = self;
+    return nn_graph_vjp(net->ctx, &net->g, x_in, t, cond, batch, v, out);
 }
 
-static void net_destroy(void *user) { network_release(user); }
+static void net_destroy(void *self) { network_release(self); }
+
+static const lgd_raw_network_vtable net_vtable = {
+    .forward = net_forward,
+    .vjp = net_vjp,
+    .destroy = net_destroy,
+};
 
 lgd_status lgd_model_create_from_network(lgd_context *ctx, lgd_network *net,
                                          const lgd_adapter_options *options, lgd_model **out)
@@ -343,16 +347,9 @@ lgd_status lgd_model_create_from_network(lgd_context *ctx, lgd_network *net,
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH,
                          "%s: the network maps %lld values to %lld; a denoiser needs the same",
                          fn, (long long)net->dim, (long long)net->out_dim);
-    lgd_network_callbacks cb = LGD_NETWORK_CALLBACKS_INIT;
-    cb.memory = LGD_MEMORY_DEVICE; /* backend memory, whatever the backend */
-    cb.dim = net->dim;
-    cb.cond_dim = net->g.cond_dim;
-    cb.forward = net_forward;
-    cb.vjp = net_vjp;
-    cb.destroy = net_destroy;
-    cb.user = net;
     const lgd_adapter_options *opt = options ? options : &net->adapter;
-    lgd_status st = lgd_model_create_network_internal(ctx, &cb, opt, out);
+    lgd_status st = lgd_model_create_adapted(ctx, &net_vtable, net, net->dim, net->g.cond_dim,
+                                             opt, out);
     if (st)
         return lgd_error(ctx, st, "%s: %s", fn, lgd_context_last_error(ctx));
     network_retain(net);

@@ -6,7 +6,8 @@
  * may hold "__metadata__", an object of string to string), then the tensor bytes
  * (docs/network-format.md). The parser accepts the dtypes F32, F16, BF16 and F64 and
  * refuses anything malformed with a status and a one-line message, never an
- * out-of-bounds read: it is meant for files from anywhere (and is fuzzed).
+ * out-of-bounds read: it is meant for files from anywhere (and is fuzzed). The JSON
+ * reader is json.c, the schema pass safetensors_header.c, the dtypes dtype.c.
  *
  * Rules, beyond JSON (RFC 8259, UTF-8, no NUL in strings, nesting <= 64):
  *   - 8 + N <= size, 1 <= N <= 100 MiB; the header begins with '{' and may be padded
@@ -33,8 +34,7 @@
 #include <stdint.h>
 
 #include "lgd/common.h"
-
-typedef enum lgd_st_dtype { LGD_ST_F32, LGD_ST_F16, LGD_ST_BF16, LGD_ST_F64 } lgd_st_dtype;
+#include "nn/dtype.h" /* lgd_st_dtype, lgd_st_dtype_size, lgd_st_dtype_name */
 
 #define LGD_ST_MAX_DIMS 8
 /* The largest header length accepted (the reference implementation's limit is 100 MB). */
@@ -71,11 +71,6 @@ typedef struct lgd_st_file {
     lgd_st_meta **meta_by_key;    /* metadata sorted by key, for lgd_st_meta_get */
 } lgd_st_file;
 
-/* Size in bytes of one element of dtype. */
-size_t lgd_st_dtype_size(lgd_st_dtype dtype);
-/* The dtype's name in the file ("F32", ...). */
-const char *lgd_st_dtype_name(lgd_st_dtype dtype);
-
 /* Parses size bytes (borrowed: must outlive *out). *out is overwritten, not freed. On
  * failure *out is empty (safe to lgd_st_free), the status is returned and err holds a
  * one-line message naming the problem (tensor name, offset...); on success err is "".
@@ -91,8 +86,8 @@ void lgd_st_free(lgd_st_file *f);
 const lgd_st_tensor *lgd_st_find(const lgd_st_file *f, const char *name);
 /* The metadata value of that key, or NULL. */
 const char *lgd_st_meta_get(const lgd_st_file *f, const char *key);
-/* Converts the tensor's numel values to float (f16/bf16 exactly incl. subnormals, inf,
- * nan; f64 rounded to nearest). Unaligned data is fine. Little-endian file data. */
+/* Converts the tensor's numel values to float (lgd_st_convert_f32: f16/bf16 exactly incl.
+ * subnormals, inf, nan; f64 rounded to nearest). Unaligned data is fine. */
 void lgd_st_to_f32(const lgd_st_tensor *t, float *out);
 
 #endif
