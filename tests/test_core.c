@@ -16,6 +16,8 @@
 
 #include "backend/backend.h"
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "lgd_config.h"
 #include "core/philox.h"
 #include "core/rng.h"

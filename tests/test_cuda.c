@@ -54,6 +54,8 @@
 #include <cuda_runtime_api.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "losses/loss_kernels.h"

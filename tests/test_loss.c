@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------ helpers */

@@ -9,6 +9,8 @@
 
 #include "testutil.h"
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "core/linalg.h"
 
 /* ---------- a double-precision reference Gaussian mixture ---------- */

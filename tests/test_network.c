@@ -12,6 +12,8 @@
 
 #include "testutil.h"
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "nn/safetensors.h"
 
 #ifndef LGD_FIXTURE_DIR

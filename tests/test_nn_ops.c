@@ -29,6 +29,8 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h" /* struct lgd_backend: onednn, dnnl_conv_calls */
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "lgd_config.h"
 #include "nn/nn_kernels.h"
 

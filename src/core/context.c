@@ -121,14 +121,20 @@ static const char *open_cuda(lgd_context *ctx, const lgd_context_options *o)
                             o->cuda_module_path ? "" : "liblgd-cuda.so." LGD_SOVERSION_STR,
                             o->cuda_module_path ? "" : "liblgd-cuda.so" };
     void *h = NULL;
-    const char *why_not = NULL;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
-        if (names[i][0] && !(h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)) && !why_not)
-            why_not = dlerror(); /* the first candidate's reason: the most specific one */
+    /* the first candidate's reason, the most specific one; copied at once, since the
+     * next dlopen frees dlerror()'s string */
+    char why_not[LGD_ERROR_CAP / 2] = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) {
+        if (!names[i][0] || (h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)))
+            continue;
+        const char *why = dlerror();
+        if (!why_not[0] && why)
+            snprintf(why_not, sizeof why_not, "%s", why);
+    }
     if (!h) {
         snprintf(cuda_open_error, sizeof cuda_open_error,
                  "the CUDA backend module liblgd-cuda.so is not installed or cannot be loaded"
-                 "%s%s", why_not ? ": " : "", why_not ? why_not : "");
+                 "%s%s", why_not[0] ? ": " : "", why_not);
         return cuda_open_error;
     }
     lgd_backend_open_fn open_fn;

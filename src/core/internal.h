@@ -1,5 +1,9 @@
 /*
- * internal.h - private structures shared by the core's files.
+ * internal.h - the core's private interface, shared by every layer above it: the
+ * context, errors and logging, accounted backend buffers, tensors, host staging for
+ * callbacks, option and argument helpers. The models', losses' and guidance's own
+ * private interfaces are models/model_internal.h, losses/loss_internal.h and
+ * sampling/guidance_internal.h.
  */
 #ifndef LGD_INTERNAL_H
 #define LGD_INTERNAL_H
@@ -86,94 +90,6 @@ typedef int (*lgd_host_thunk)(void *closure, const float *const *in, float *out)
 lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory, int n_in,
                          const float *const *in, const size_t *in_count, float *out,
                          size_t out_count, lgd_host_thunk fn, void *closure, int *rc);
-
-/* ---- models ---- */
-typedef struct lgd_model_vtable {
-    const char *name;
-    /* all pointers backend memory; cond may be NULL */
-    lgd_status (*denoise)(lgd_model *m, const float *x, float sigma, const float *cond,
-                          size_t batch, float *out);
-    lgd_status (*vjp)(lgd_model *m, const float *x, float sigma, const float *cond,
-                      size_t batch, const float *v, float *out);
-    /* may be NULL: unsupported */
-    lgd_status (*log_density)(lgd_model *m, const float *x, float sigma, size_t batch,
-                              float *out);
-    /* out[batch][draws][dim] from p(x0 | x); rng gives seed/step/rows/first draw */
-    lgd_status (*sample_posterior)(lgd_model *m, const float *x, float sigma, size_t batch,
-                                   size_t draws, const lgd_rng_stream *rng, float *out);
-    void (*destroy)(lgd_model *m);
-} lgd_model_vtable;
-
-struct lgd_model {
-    int refs;
-    lgd_context *ctx;
-    const lgd_model_vtable *vt;
-    int64_t dim;
-    int64_t cond_dim;
-    void *impl;
-};
-
-lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t dim,
-                         int64_t cond_dim, void *impl, lgd_model **out);
-lgd_model *lgd_model_retain(lgd_model *m);
-void lgd_model_release(lgd_model *m);
-
-/* A raw network F(x_in, t) as the adapters of model_network.c see it: all pointers
- * backend memory, batch rows of dim floats (cond: cond_dim floats, NULL when 0), and an
- * lgd_status returned with its message already recorded on the context. The library's
- * loaded networks (network.c) implement it directly; users' host/device callbacks
- * through a wrapper in model_network.c. */
-typedef struct lgd_raw_network_vtable {
-    lgd_status (*forward)(void *net, const float *x_in, float t, const float *cond,
-                          size_t batch, float *out);
-    /* out = (dF/dx_in)^T v; NULL when the network has none */
-    lgd_status (*vjp)(void *net, const float *x_in, float t, const float *cond, size_t batch,
-                      const float *v, float *out);
-    /* called with net when the model is destroyed; may be NULL */
-    void (*destroy)(void *net);
-} lgd_raw_network_vtable;
-
-/* The model D(x, sigma) = c_skip x + c_out F(c_in x, t(sigma)) of a raw network, with
- * the adapter of options (NULL: defaults), checked as lgd_model_create_network checks
- * them (messages name it). On failure nothing is destroyed: net stays the caller's. */
-lgd_status lgd_model_create_adapted(lgd_context *ctx, const lgd_raw_network_vtable *vt,
-                                    void *net, int64_t dim, int64_t cond_dim,
-                                    const lgd_adapter_options *options, lgd_model **out);
-
-/* ---- losses ---- */
-typedef struct lgd_loss_vtable {
-    const char *name;
-    /* x[batch][n][dim] -> loss[batch * n], grad (may be NULL) like x */
-    lgd_status (*eval)(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                       float *grad);
-    void (*destroy)(lgd_loss *l);
-} lgd_loss_vtable;
-
-struct lgd_loss {
-    int refs;
-    lgd_context *ctx;
-    const lgd_loss_vtable *vt;
-    int64_t dim;
-    void *impl;
-};
-
-lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim, void *impl,
-                        lgd_loss **out);
-lgd_loss *lgd_loss_retain(lgd_loss *l);
-void lgd_loss_release(lgd_loss *l);
-/* Evaluates through the vtable and checks the outputs are finite. */
-lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                             float *grad);
-
-/* ---- guidance (used by the sampler) ---- */
-lgd_guidance *lgd_guidance_retain(lgd_guidance *g);
-void lgd_guidance_release(lgd_guidance *g);
-lgd_context *lgd_guidance_context(const lgd_guidance *g);
-int64_t lgd_guidance_dim(const lgd_guidance *g);
-/* Guided denoiser on raw backend memory: out = xhat + lambda g. */
-lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma, size_t batch,
-                                    int32_t step, uint64_t first_row, float *out,
-                                    lgd_guidance_report *report);
 
 /* ---- helpers ---- */
 /* Reads an options struct from a caller that may know fewer fields: copies

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
 
 /* ---- the object ---- */
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
 #include "losses/loss_kernels.h"
 
 /* ---- shared checks ---- */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
 #include "losses/trajectory_kernels.h"
 
 typedef struct trajectory_loss {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "models/model_internal.h"
 #include "core/rng.h"
 
 /* ---- the object ---- */

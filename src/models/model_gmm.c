@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "models/model_internal.h"
 #include "core/linalg.h"
 #include "core/rng.h"
 #include "models/gmm_kernels.h"

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "models/model_internal.h"
 
 typedef struct network_model {
     const lgd_raw_network_vtable *vt;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "models/model_internal.h"
 
 void lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options)
 {

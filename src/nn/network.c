@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "models/model_internal.h"
 #include "lgd/network.h"
 #include "nn/nn_build.h"
 

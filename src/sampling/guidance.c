@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "losses/loss_internal.h"
+#include "models/model_internal.h"
+#include "sampling/guidance_internal.h"
 #include "core/rng.h"
 #include "sampling/mc_kernels.h"
 

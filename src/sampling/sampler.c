@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "sampling/guidance_internal.h"
 #include "core/rng.h"
 #include "sampling/sampler_grid.h"
 
