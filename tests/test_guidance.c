@@ -1893,26 +1893,17 @@ START_TEST(older_options_struct)
     lgd_loss *loss = logistic_loss(ctx, 2, a, 0.3f);
     float x[8] = { 0.1f, 0.2f, -0.3f, 0.4f, 1.0f, -1.0f, 0.0f, 2.0f };
     lgd_guidance_options full = guid_options(LGD_GUIDANCE_MC, 12, 0, 0);
+    lgd_guidance *g1 = make_guidance(ctx, m, loss, &full);
+    float *r1 = term_host(ctx, g1, x, 4, 2, 0.7f, 0, 0, NULL, NULL);
+    /* smaller than the first published layout (0.1.0 had every field): refused */
     lgd_guidance_options old = guid_options(LGD_GUIDANCE_MC, 12, 0, 987654321);
     old.struct_size = (uint32_t)offsetof(lgd_guidance_options, seed);
-    lgd_guidance *g1 = make_guidance(ctx, m, loss, &full);
-    lgd_guidance *g2 = make_guidance(ctx, m, loss, &old);
-    float *r1 = term_host(ctx, g1, x, 4, 2, 0.7f, 0, 0, NULL, NULL);
-    float *r2 = term_host(ctx, g2, x, 4, 2, 0.7f, 0, 0, NULL, NULL);
-    ck_assert_msg(memcmp(r1, r2, sizeof x) == 0,
-                  "a struct_size without seed must use the default seed 0");
-    /* an even older one, up to the step rule: scale defaults to 1 (and the window to all) */
-    lgd_guidance_options older = guid_options(LGD_GUIDANCE_MC, 12, 0, 0);
-    older.scale = 123.0f;
-    older.sigma_max_active = 0.1f;
-    older.struct_size = (uint32_t)offsetof(lgd_guidance_options, scale);
-    lgd_guidance *g3 = make_guidance(ctx, m, loss, &older);
-    float *o1 = denoise_host(ctx, g1, x, 4, 2, 0.7f, 0, 0, NULL);
-    lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
-    float *o3 = denoise_host(ctx, g3, x, 4, 2, 0.7f, 0, 0, &rep);
-    ck_assert_int_eq(rep.active, 1);
-    ck_assert_msg(memcmp(o1, o3, sizeof x) == 0, "defaults for the fields past struct_size");
-    /* a newer caller's larger struct: the known prefix is read, the rest ignored */
+    lgd_guidance *g2 = NULL;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_create(ctx, m, loss, &old, &g2));
+    ck_assert_ptr_null(g2);
+    ck_assert(strstr(lgd_context_last_error(ctx), "smaller than the first published") != NULL);
+    /* a newer caller's larger struct: refused while the fields this library does not
+     * know are not zero (a request it cannot honour), accepted once they are */
     struct {
         lgd_guidance_options o;
         unsigned char future[32];
@@ -1920,6 +1911,9 @@ START_TEST(older_options_struct)
     memset(&newer, 0x77, sizeof newer);
     newer.o = guid_options(LGD_GUIDANCE_MC, 12, 0, 0);
     newer.o.struct_size = (uint32_t)sizeof newer;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_create(ctx, m, loss, &newer.o, &g2));
+    ck_assert(strstr(lgd_context_last_error(ctx), "newer liblgd") != NULL);
+    memset(newer.future, 0, sizeof newer.future);
     lgd_guidance *g4 = make_guidance(ctx, m, loss, &newer.o);
     float *r4 = term_host(ctx, g4, x, 4, 2, 0.7f, 0, 0, NULL, NULL);
     ck_assert(memcmp(r1, r4, sizeof x) == 0);
@@ -1928,7 +1922,7 @@ START_TEST(older_options_struct)
     /* lgd_guidance_options_init gives the macro's defaults */
     lgd_guidance_options init, mac = LGD_GUIDANCE_OPTIONS_INIT;
     memset(&init, 0xab, sizeof init);
-    lgd_guidance_options_init(&init);
+    ck_assert_int_eq(lgd_guidance_options_init(&init, sizeof init), LGD_OK);
     ck_assert_uint_eq(init.struct_size, sizeof init);
     ck_assert(init.kind == mac.kind && init.n_samples == mac.n_samples &&
               init.chunk_size == mac.chunk_size && init.sigma_data == mac.sigma_data &&
@@ -1937,14 +1931,9 @@ START_TEST(older_options_struct)
               init.sigma_max_active == mac.sigma_max_active && init.seed == mac.seed);
     ck_assert(mac.kind == LGD_GUIDANCE_MC && mac.n_samples == 10 && mac.scale == 1.0f &&
               mac.sigma_data == 1.0f && isinf(mac.sigma_max_active));
-    lgd_guidance_options_init(NULL);
+    ck_assert_int_eq(lgd_guidance_options_init(NULL, sizeof init), LGD_ERR_INVALID_ARGUMENT);
     free(r1);
-    free(r2);
-    free(o1);
-    free(o3);
     lgd_guidance_destroy(g1);
-    lgd_guidance_destroy(g2);
-    lgd_guidance_destroy(g3);
     lgd_loss_destroy(loss);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);

@@ -821,23 +821,28 @@ START_TEST(test_callback_options)
     lgd_context *ctx = tu_context(1);
     lgd_loss_callbacks cb;
     memset(&cb, 0xAB, sizeof cb);
-    lgd_loss_callbacks_init(&cb);
+    ck_assert_int_eq(lgd_loss_callbacks_init(&cb, sizeof cb), LGD_OK);
     ck_assert_uint_eq(cb.struct_size, sizeof cb);
     ck_assert_int_eq(cb.memory, LGD_MEMORY_HOST);
     ck_assert_int_eq(cb.dim, 0);
     ck_assert(cb.eval == NULL && cb.destroy == NULL && cb.user == NULL);
-    lgd_loss_callbacks_init(NULL); /* no crash */
+    ck_assert_int_eq(lgd_loss_callbacks_init(NULL, sizeof cb), LGD_ERR_INVALID_ARGUMENT);
 
-    /* an older caller whose struct ends before destroy: destroy (and user) are not
-     * read, so the garbage we put there must not be called */
+    /* smaller than the first published layout: refused, and nothing is called */
     cb_state s = { 0 };
     cb.dim = 2;
-    cb.eval = wrong_grad_eval; /* ignores user, which an older struct does not carry */
+    cb.eval = wrong_grad_eval; /* ignores user */
     cb.destroy = cb_destroy;
     cb.user = &s;
     cb.struct_size = (uint32_t)offsetof(lgd_loss_callbacks, destroy);
     lgd_loss *l = NULL;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &cb, &l));
+    ck_assert_ptr_null(l);
+    ck_assert_int_eq(s.destroyed, 0);
+    cb.struct_size = sizeof cb;
+    cb.destroy = NULL;
     TU_OK(ctx, lgd_loss_create_callbacks(ctx, &cb, &l));
+    cb.destroy = cb_destroy;
     const float x[2] = { 1, 2 };
     float loss;
     TU_OK(ctx, eval_host(ctx, l, x, 1, 1, 2, &loss, NULL));
@@ -845,18 +850,21 @@ START_TEST(test_callback_options)
     lgd_loss_destroy(l);
     ck_assert_int_eq(s.destroyed, 0);
 
-    /* a newer caller with a larger struct: the extra field is ignored */
+    /* a newer caller with a larger struct: its unknown field must be zero */
     struct {
         lgd_loss_callbacks cb;
         int64_t future_field;
     } newer;
-    lgd_loss_callbacks_init(&newer.cb);
-    newer.cb.struct_size = (uint32_t)sizeof newer;
+    ck_assert_int_eq(lgd_loss_callbacks_init(&newer.cb, (uint32_t)sizeof newer), LGD_OK);
+    ck_assert_int_eq(newer.future_field, 0);
     newer.cb.dim = 2;
     newer.cb.eval = cb_eval;
     newer.cb.destroy = cb_destroy;
     newer.cb.user = &s;
     newer.future_field = 42;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &newer.cb, &l));
+    ck_assert_ptr_null(l);
+    newer.future_field = 0;
     TU_OK(ctx, lgd_loss_create_callbacks(ctx, &newer.cb, &l));
     TU_OK(ctx, eval_host(ctx, l, x, 1, 1, 2, &loss, NULL));
     ck_assert_int_eq(s.calls, 1);
@@ -864,7 +872,7 @@ START_TEST(test_callback_options)
     ck_assert_int_eq(s.destroyed, 1);
 
     /* struct_size 0 (uninitialised) is rejected, and destroy is not called */
-    lgd_loss_callbacks_init(&cb);
+    ck_assert_int_eq(lgd_loss_callbacks_init(&cb, sizeof cb), LGD_OK);
     cb.dim = 2;
     cb.eval = cb_eval;
     cb.destroy = cb_destroy;
@@ -873,10 +881,10 @@ START_TEST(test_callback_options)
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &cb, &l));
     assert_msg_contains(ctx, "struct_size");
     ck_assert_ptr_null(l);
-    /* a struct too short to hold eval: eval is missing */
+    /* a struct too short to hold eval: smaller than the first published layout */
     cb.struct_size = (uint32_t)offsetof(lgd_loss_callbacks, eval);
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &cb, &l));
-    assert_msg_contains(ctx, "eval");
+    assert_msg_contains(ctx, "first published layout");
     cb.struct_size = (uint32_t)sizeof cb;
     /* bad fields */
     cb.dim = 0;

@@ -690,7 +690,7 @@ START_TEST(network_adapters_exact_gaussian)
         o.time_input = LGD_TIME_SIGMA;
         o.sigma_data = 0.5f;
         lgd_model *m = NULL;
-        TU_OK(ctx, lgd_model_create_network(ctx, &cb, &o, &m));
+        TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &m));
         for (int si = 1; si < N_SIGMAS; si++) {
             double s = SIGMAS[si], shrink = 2.0 / (2.0 + s * s);
             lgd_tensor *tx = tu_tensor(ctx, B, D, x), *tv = tu_tensor(ctx, B, D, v),
@@ -784,7 +784,7 @@ START_TEST(network_adapter_vjp_fd)
         o.alphas_cumprod = abar;
         o.num_timesteps = 100;
         lgd_model *m = NULL;
-        TU_OK(ctx, lgd_model_create_network(ctx, &cb, &o, &m));
+        TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &m));
         for (int si = 1; si < 4; si++) {
             float s = SIGMAS[si], x[3] = { 0.4f, -1.2f, 0.7f }, v[3] = { 1.0f, 0.5f, -2.0f };
             float xs[6 * 3], out[6 * 3], jv[3];
@@ -836,11 +836,11 @@ START_TEST(network_time_inputs)
     o.alphas_cumprod = abar;
     o.num_timesteps = 50;
     lgd_model *m = NULL, *mr = NULL, *ml = NULL;
-    TU_OK(ctx, lgd_model_create_network(ctx, &cb, &o, &m));
+    TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &m));
     o.time_input = LGD_TIME_DISCRETE_ROUND;
-    TU_OK(ctx, lgd_model_create_network(ctx, &cb, &o, &mr));
+    TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &mr));
     o.time_input = LGD_TIME_LOG_SIGMA;
-    TU_OK(ctx, lgd_model_create_network(ctx, &cb, &o, &ml));
+    TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &ml));
     double sig[50];
     for (int i = 0; i < 50; i++)
         sig[i] = sqrt((1.0 - abar[i]) / abar[i]);
@@ -870,17 +870,17 @@ START_TEST(network_time_inputs)
     abar[20] = abar[19];
     o.time_input = LGD_TIME_DISCRETE;
     lgd_model *bad = NULL;
-    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network(ctx, &cb, &o, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network_callbacks(ctx, &cb, &o, &bad));
     ck_assert_ptr_null(bad);
     o.alphas_cumprod = NULL;
-    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network(ctx, &cb, &o, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network_callbacks(ctx, &cb, &o, &bad));
     o.time_input = LGD_TIME_SIGMA;
     o.prediction = LGD_PREDICT_EDM;
     o.sigma_data = 0.0f;
-    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network(ctx, &cb, &o, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network_callbacks(ctx, &cb, &o, &bad));
     o.sigma_data = 0.5f;
     o.prediction = (lgd_prediction)9;
-    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network(ctx, &cb, &o, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_network_callbacks(ctx, &cb, &o, &bad));
     lgd_model_destroy(m);
     lgd_model_destroy(mr);
     lgd_model_destroy(ml);
@@ -1021,14 +1021,20 @@ START_TEST(callback_model_bad_input)
     cb.struct_size = 0;
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_callbacks(ctx, &cb, &m));
     ck_assert_int_eq(st.destroyed, 0); /* never called on a failed create */
-    /* an older caller that knows only up to denoise: vjp/destroy/user default to NULL */
+    /* smaller than the first published layout: refused (no field is half-read) */
     cb.struct_size = (uint32_t)offsetof(lgd_model_callbacks, vjp);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_create_callbacks(ctx, &cb, &m));
+    ck_assert_ptr_null(m);
+    /* a model without a VJP and without destroy */
+    cb.struct_size = sizeof cb;
+    cb.destroy = NULL;
     TU_OK(ctx, lgd_model_create_callbacks(ctx, &cb, &m));
+    cb.destroy = cb_destroy;
     float x[4] = { 1, 2, 3, 4 };
     lgd_tensor *tx = tu_tensor(ctx, 2, 2, x), *to = tu_tensor(ctx, 2, 2, NULL),
                *t3 = tu_tensor(ctx, 2, 3, NULL), *tb = tu_tensor(ctx, 3, 2, NULL),
                *tc = tu_tensor(ctx, 2, 2, NULL);
-    lgd_model_destroy(m); /* destroy = NULL for the old caller: nothing to call */
+    lgd_model_destroy(m); /* destroy = NULL: nothing to call */
     ck_assert_int_eq(st.destroyed, 0);
     cb.struct_size = sizeof cb;
     TU_OK(ctx, lgd_model_create_callbacks(ctx, &cb, &m));

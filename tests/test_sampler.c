@@ -253,7 +253,7 @@ static const kind_case KINDS[] = {
 
 static void case_options(const kind_case *k, int32_t steps, lgd_sampler_options *o)
 {
-    lgd_sampler_options_init(o);
+    lgd_sampler_options_init(o, sizeof *o);
     o->kind = k->kind;
     o->eta = k->eta;
     o->s_churn = k->s_churn;
@@ -1220,7 +1220,7 @@ START_TEST(sampler_bad_options)
 
 #define BAD_OPTION(field, value)                                                            \
     do {                                                                                    \
-        lgd_sampler_options_init(&o);                                                       \
+        lgd_sampler_options_init(&o, sizeof o);                                             \
         o.field = value;                                                                    \
         s = NULL;                                                                           \
         TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_create(g, &o, &s));             \
@@ -1252,7 +1252,7 @@ START_TEST(sampler_bad_options)
     BAD_OPTION(schedule, LGD_SCHEDULE_USER); /* no array */
 #undef BAD_OPTION
     /* VP specifics */
-    lgd_sampler_options_init(&o);
+    lgd_sampler_options_init(&o, sizeof o);
     o.schedule = LGD_SCHEDULE_VP_LINEAR;
     o.vp_beta_start = 0.0f;
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_create(g, &o, &s));
@@ -1266,7 +1266,7 @@ START_TEST(sampler_bad_options)
     TU_OK(ctx, lgd_sampler_create(g, &o, &s));
     lgd_sampler_destroy(s);
     /* Karras levels that collide in float */
-    lgd_sampler_options_init(&o);
+    lgd_sampler_options_init(&o, sizeof o);
     o.sigma_min = 1.0f;
     o.sigma_max = 1.000001f;
     o.steps = 50;
@@ -1274,8 +1274,8 @@ START_TEST(sampler_bad_options)
 
     /* options_init equals the macro; NULL is harmless */
     lgd_sampler_options m = LGD_SAMPLER_OPTIONS_INIT;
-    lgd_sampler_options_init(&o);
-    lgd_sampler_options_init(NULL);
+    ck_assert_int_eq(lgd_sampler_options_init(&o, sizeof o), LGD_OK);
+    ck_assert_int_eq(lgd_sampler_options_init(NULL, sizeof o), LGD_ERR_INVALID_ARGUMENT);
     ck_assert_uint_eq(o.struct_size, sizeof o);
     ck_assert(o.kind == m.kind && o.steps == m.steps && o.schedule == m.schedule &&
               o.sigma_min == m.sigma_min && o.sigma_max == m.sigma_max && o.rho == m.rho &&
@@ -1311,8 +1311,8 @@ START_TEST(sampler_older_and_newer_options)
     lgd_context *ctx = tu_context(0);
     lgd_model *model = make_gmm1d(ctx);
     lgd_guidance *g = unguided(ctx, model);
-    /* an older caller knew the fields up to rho only: eta and the rest must take
-     * their defaults, whatever lies beyond struct_size */
+    /* smaller than the first published layout (0.1.0 had every field): refused,
+     * whatever lies beyond struct_size */
     lgd_sampler_options o;
     memset(&o, 0xFF, sizeof o); /* garbage: eta = NaN, s_churn = NaN, ... */
     o.struct_size = (uint32_t)offsetof(lgd_sampler_options, eta);
@@ -1323,6 +1323,17 @@ START_TEST(sampler_older_and_newer_options)
     o.sigma_max = 10.0f;
     o.rho = 7.0f;
     lgd_sampler *old = NULL;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_create(g, &o, &old));
+    ck_assert_ptr_null(old);
+    ck_assert(strstr(lgd_context_last_error(ctx), "options->struct_size = ") != NULL);
+    /* init for that size writes only the bytes it covers (the rest stays garbage) */
+    ck_assert_int_eq(lgd_sampler_options_init(&o, (uint32_t)offsetof(lgd_sampler_options, eta)),
+                     LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(lgd_sampler_options_init(&o, sizeof o), LGD_OK);
+    o.kind = LGD_SAMPLER_DDIM; /* DDIM with the default eta 0 */
+    o.steps = 7;
+    o.sigma_min = 0.01f;
+    o.sigma_max = 10.0f;
     TU_OK(ctx, lgd_sampler_create(g, &o, &old));
     ck_assert_int_eq(lgd_sampler_num_steps(old), 7);
     /* DDIM with the default eta 0 is Euler, to the bit */
@@ -1343,15 +1354,20 @@ START_TEST(sampler_older_and_newer_options)
     lgd_sampler_destroy(old);
     lgd_sampler_destroy(eul);
 
-    /* a newer caller with a larger struct: the unknown tail is ignored */
+    /* a newer caller with a larger struct: refused while its unknown tail is not
+     * zero, accepted once it is */
     unsigned char big[sizeof(lgd_sampler_options) + 32];
     memset(big, 0xAB, sizeof big);
-    lgd_sampler_options_init(&o);
+    ck_assert_int_eq(lgd_sampler_options_init(&o, sizeof o), LGD_OK);
     o.steps = 5;
     memcpy(big, &o, sizeof o);
     uint32_t bigsize = (uint32_t)sizeof big;
     memcpy(big, &bigsize, sizeof bigsize);
     lgd_sampler *nw = NULL;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_sampler_create(g, (const lgd_sampler_options *)(const void *)big, &nw));
+    ck_assert_ptr_null(nw);
+    memset(big + sizeof o, 0, sizeof big - sizeof o);
     TU_OK(ctx, lgd_sampler_create(g, (const lgd_sampler_options *)(const void *)big, &nw));
     ck_assert_int_eq(lgd_sampler_num_steps(nw), 5);
     lgd_sampler_destroy(nw);

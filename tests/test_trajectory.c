@@ -242,9 +242,13 @@ START_TEST(trajectory_loss_bad_input)
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
              lgd_loss_create_obstacle_avoidance(ctx, 8, &lo, goal, 1, obs, 1, &o, &l));
     ck_assert_ptr_null(l);
-    /* an older layout struct (without velocity_scale) still works: scale defaults to 1 */
+    /* smaller than the first published layout (0.1.0 had velocity_scale): refused */
     lo.struct_size = (uint32_t)offsetof(lgd_trajectory_layout, velocity_scale);
-    lo.velocity_scale = 1e9f; /* ignored */
+    lo.velocity_scale = 1e9f;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_path(ctx, 8, &lo, path, 1, &l));
+    ck_assert_ptr_null(l);
+    lo.struct_size = sizeof lo;
+    lo.velocity_scale = 1.0f;
     TU_OK(ctx, lgd_loss_create_path(ctx, 8, &lo, path, 1, &l));
     /* per-batch targets must match the batch */
     lgd_loss *l2 = NULL;

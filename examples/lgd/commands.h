@@ -9,8 +9,8 @@
  * one: write its files on the shared module (tool.h), declare the two functions
  * below, add a row to the table in main.c and the files to examples/lgd/meson.build.
  */
-#ifndef LGD_COMMANDS_H
-#define LGD_COMMANDS_H
+#ifndef LGD_TOOL_COMMANDS_H
+#define LGD_TOOL_COMMANDS_H
 
 #include <stdio.h>
 

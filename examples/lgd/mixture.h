@@ -10,8 +10,8 @@
  *   mixture_kl.c        3. KL summaries and tables (kl.csv, kl_summary.csv, timing.csv)
  *   mixture_figures.c   the figures (Fig. 4, 6, 8) and histograms*.csv
  */
-#ifndef LGD_MIXTURE_H
-#define LGD_MIXTURE_H
+#ifndef LGD_TOOL_MIXTURE_H
+#define LGD_TOOL_MIXTURE_H
 
 #include <stdint.h>
 

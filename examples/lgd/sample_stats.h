@@ -5,8 +5,8 @@
  * Not part of liblgd's API; the only arithmetic the tool does itself (every
  * estimator, model and sampler comes from liblgd).
  */
-#ifndef LGD_SAMPLE_STATS_H
-#define LGD_SAMPLE_STATS_H
+#ifndef LGD_TOOL_SAMPLE_STATS_H
+#define LGD_TOOL_SAMPLE_STATS_H
 
 #include <stdint.h>
 

@@ -15,8 +15,8 @@
  * Fallible calls return 0 on success and -1 on a bad argument or no memory
  * (svg_figure_write: also when the file cannot be written; errno is kept).
  */
-#ifndef LGD_SVG_PLOT_H
-#define LGD_SVG_PLOT_H
+#ifndef LGD_TOOL_SVG_PLOT_H
+#define LGD_TOOL_SVG_PLOT_H
 
 #include <stddef.h>
 

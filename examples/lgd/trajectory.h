@@ -12,8 +12,8 @@
  *   trajectory_csv.c       grid.csv, results.csv, trajectories.csv
  *   trajectory_figures.c   fig_path.svg, fig_obstacle.svg
  */
-#ifndef LGD_TRAJECTORY_H
-#define LGD_TRAJECTORY_H
+#ifndef LGD_TOOL_TRAJECTORY_H
+#define LGD_TOOL_TRAJECTORY_H
 
 #include <stdint.h>
 

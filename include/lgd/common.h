@@ -12,19 +12,60 @@
 
 #include <lgd/version.h>
 
-#if defined(_WIN32)
-#  if defined(LGD_BUILDING_LIBRARY)
-#    define LGD_API __declspec(dllexport)
-#  elif defined(LGD_STATIC)
-#    define LGD_API
+/* LGD_API marks the exported functions. A binding generator that cannot parse the
+ * attribute (cffi's cdef) defines LGD_API as empty before including the headers. */
+#ifndef LGD_API
+#  if defined(_WIN32)
+#    if defined(LGD_BUILDING_LIBRARY)
+#      define LGD_API __declspec(dllexport)
+#    elif defined(LGD_STATIC)
+#      define LGD_API
+#    else
+#      define LGD_API __declspec(dllimport)
+#    endif
+#  elif defined(__GNUC__) && __GNUC__ >= 4
+#    define LGD_API __attribute__((visibility("default")))
 #  else
-#    define LGD_API __declspec(dllimport)
+#    define LGD_API
 #  endif
-#elif defined(__GNUC__) && __GNUC__ >= 4
-#  define LGD_API __attribute__((visibility("default")))
-#else
-#  define LGD_API
 #endif
+
+/*
+ * Conventions at the boundary (for C, C++ and FFI callers alike):
+ *  - element counts, dimensions, batch sizes and indices into data are int64_t;
+ *  - byte sizes are size_t (the size of a file image in memory);
+ *  - small numbers (ndim, axes, steps, step indices, struct_size) and flags are
+ *    int32_t / uint32_t; a flag is 0 or 1;
+ *  - every enum is 32 bits wide (checked below with a static assertion) and numbered
+ *    explicitly; a binding may declare enum-typed fields and parameters as int32_t;
+ *  - option structs begin with `uint32_t struct_size` and only grow at the end: the
+ *    library reads only the bytes struct_size covers and refuses a larger struct
+ *    unless the fields it does not know are zero (see the *_init functions).
+ */
+
+/* Internal helpers of the public macros: the *_INIT initialisers are a braced list in
+ * C and a value of the struct type in C++, so both `T x = LGD_T_INIT;` and
+ * `T x{LGD_T_INIT};` compile there, without old-style casts. */
+#ifdef __cplusplus
+#  define LGD_CAST_(T, v) static_cast<T>(v)
+#  define LGD_STRUCT_INIT_(T, ...) T{ static_cast<uint32_t>(sizeof(T)), __VA_ARGS__ }
+#  define LGD_STATIC_ASSERT_(cond, msg) static_assert(cond, msg)
+#else
+#  define LGD_CAST_(T, v) ((T)(v))
+#  define LGD_STRUCT_INIT_(T, ...) { (uint32_t)sizeof(T), __VA_ARGS__ }
+#  if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#    define LGD_STATIC_ASSERT_(cond, msg) _Static_assert(cond, msg)
+#  else /* C99: a negative array size fails the build */
+#    define LGD_STATIC_ASSERT_JOIN2_(a, b) a##b
+#    define LGD_STATIC_ASSERT_JOIN_(a, b) LGD_STATIC_ASSERT_JOIN2_(a, b)
+#    define LGD_STATIC_ASSERT_(cond, msg) \
+         typedef char LGD_STATIC_ASSERT_JOIN_(lgd_static_assert_, __LINE__)[(cond) ? 1 : -1]
+#  endif
+#endif
+/* +infinity as a float constant expression */
+#define LGD_INFINITY_F_ LGD_CAST_(float, 1e30 * 1e30)
+/* every enum of the API is 4 bytes (int-sized); -fshort-enums breaks the ABI */
+#define LGD_ENUM_32_(E) LGD_STATIC_ASSERT_(sizeof(E) == 4, #E " must be 32 bits wide")
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,7 +100,9 @@ typedef enum lgd_status {
     LGD_ERR_INTERNAL = -12           /**< a bug in liblgd; please report it */
 } lgd_status;
 
-/** A short constant description of a status code. Never NULL. */
+LGD_ENUM_32_(lgd_status);
+
+/** A short constant description of a status code. Never NULL. (Since 0.1.0.) */
 LGD_API const char *lgd_status_string(lgd_status status);
 
 /** Where a callback wants its buffers. */
@@ -67,6 +110,7 @@ typedef enum lgd_memory {
     LGD_MEMORY_HOST = 0,    /**< host pointers; the library stages copies on GPU backends */
     LGD_MEMORY_DEVICE = 1   /**< the backend's own memory (host memory on the CPU backend) */
 } lgd_memory;
+LGD_ENUM_32_(lgd_memory);
 
 /** Opaque handles. Each has a create and a destroy; destroy(NULL) is a no-op. */
 typedef struct lgd_context lgd_context;

@@ -49,10 +49,11 @@ typedef struct lgd_context_options {
 } lgd_context_options;
 
 #define LGD_CONTEXT_OPTIONS_INIT \
-    { (uint32_t)sizeof(lgd_context_options), LGD_BACKEND_CPU, 0, 0, NULL, NULL, LGD_LOG_WARNING, NULL }
+    LGD_STRUCT_INIT_(lgd_context_options, LGD_BACKEND_CPU, 0, 0, NULL, NULL, \
+        LGD_LOG_WARNING, NULL)
 
 /** Fills *options with the defaults (for FFI users who cannot use the macro). */
-LGD_API void lgd_context_options_init(lgd_context_options *options);
+LGD_API lgd_status lgd_context_options_init(lgd_context_options *options, uint32_t struct_size);
 
 /**
  * Creates a context. options may be NULL for the defaults (CPU backend).

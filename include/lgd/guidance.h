@@ -67,10 +67,10 @@ typedef struct lgd_guidance_options {
     uint64_t seed;              /**< seed of the MC draws, default 0 */
 } lgd_guidance_options;
 
-#define LGD_GUIDANCE_OPTIONS_INIT                                                        \
-    { (uint32_t)sizeof(lgd_guidance_options), LGD_GUIDANCE_MC, 10, 0, 1.0f, NULL, NULL, \
-      LGD_STEP_SCORE, 1.0f, 0.0f, (float)(1e30 * 1e30), 0 }
-LGD_API void lgd_guidance_options_init(lgd_guidance_options *options);
+#define LGD_GUIDANCE_OPTIONS_INIT \
+    LGD_STRUCT_INIT_(lgd_guidance_options, LGD_GUIDANCE_MC, 10, 0, 1.0f, NULL, NULL, \
+        LGD_STEP_SCORE, 1.0f, 0.0f, LGD_INFINITY_F_, 0)
+LGD_API lgd_status lgd_guidance_options_init(lgd_guidance_options *options, uint32_t struct_size);
 
 /** Per-call diagnostics (averages over the batch). */
 typedef struct lgd_guidance_report {
@@ -84,7 +84,7 @@ typedef struct lgd_guidance_report {
     int32_t active;             /**< 1 if guidance was applied, 0 if off at this sigma */
 } lgd_guidance_report;
 
-#define LGD_GUIDANCE_REPORT_INIT { (uint32_t)sizeof(lgd_guidance_report), 0, 0, 0, 0, 0, 0, 0 }
+#define LGD_GUIDANCE_REPORT_INIT LGD_STRUCT_INIT_(lgd_guidance_report, 0, 0, 0, 0, 0, 0, 0)
 
 /**
  * Creates a guidance estimator for `model` and `loss` (kept alive by their own

@@ -11,6 +11,8 @@
  *   lgd_loss     - l(x0) with its gradient                        <lgd/loss.h>
  *   lgd_guidance - DPS, LGD-MC, exact estimators, step rules      <lgd/guidance.h>
  *   lgd_sampler  - Euler/DDIM, Heun, DPM-Solver++(2M), schedules  <lgd/sampler.h>
+ *   lgd_network  - networks from weights files or callbacks        <lgd/network.h>
+ *   trajectories - the paper's trajectory prior and losses         <lgd/trajectory.h>
  *
  * Conventions: every fallible call returns lgd_status (0 = LGD_OK) and leaves a
  * message in lgd_context_last_error(); handles are opaque, destroy(NULL) is a
@@ -28,5 +30,6 @@
 #include "schedule.h"
 #include "sampler.h"
 #include "network.h"
+#include "trajectory.h"
 
 #endif

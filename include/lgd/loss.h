@@ -33,8 +33,8 @@ typedef struct lgd_loss_callbacks {
 } lgd_loss_callbacks;
 
 #define LGD_LOSS_CALLBACKS_INIT \
-    { (uint32_t)sizeof(lgd_loss_callbacks), LGD_MEMORY_HOST, 0, NULL, NULL, NULL }
-LGD_API void lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks);
+    LGD_STRUCT_INIT_(lgd_loss_callbacks, LGD_MEMORY_HOST, 0, NULL, NULL, NULL)
+LGD_API lgd_status lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks, uint32_t struct_size);
 
 /** A loss from a host callback. On failure the destroy callback is NOT called. */
 LGD_API lgd_status lgd_loss_create_callbacks(lgd_context *context,
@@ -74,60 +74,6 @@ LGD_API lgd_status lgd_loss_create_logistic(lgd_context *context, int64_t dim, c
 LGD_API lgd_status lgd_loss_create_sum(lgd_context *context, int count,
                                        lgd_loss *const *terms, const float *weights,
                                        lgd_loss **out_loss);
-
-/**
- * Where a trajectory's root lives in a sample of `dim` floats: frame t's root is the
- * pair (x, y) at x[root_offset + t * frame_stride + {0, 1}]. With `velocities` (the
- * default) those are root velocities and the positions are their running sum,
- * p_t = velocity_scale * sum_{s <= t} v_s, starting at the origin (as a motion model's
- * root is integrated); otherwise they are the positions themselves.
- */
-typedef struct lgd_trajectory_layout {
-    uint32_t struct_size;
-    int64_t frames;          /**< T >= 1 (required) */
-    int64_t frame_stride;    /**< floats from one frame to the next, >= 2 (default 2) */
-    int64_t root_offset;     /**< index of frame 0's root x (default 0) */
-    int32_t velocities;      /**< 1 (default): velocities, integrated; 0: positions */
-    float velocity_scale;    /**< default 1 */
-} lgd_trajectory_layout;
-
-#define LGD_TRAJECTORY_LAYOUT_INIT { (uint32_t)sizeof(lgd_trajectory_layout), 0, 2, 0, 1, 1.0f }
-LGD_API void lgd_trajectory_layout_init(lgd_trajectory_layout *layout);
-
-/**
- * Path following (the paper's Eq. 14): l(x) = sum_t |y_t - p_t|^2 with p_t the root
- * position of frame t. path is [target_rows][frames][2] (copied), target_rows 1 or the
- * batch at evaluation. The paper's "Objective" is this loss divided by the frames.
- */
-LGD_API lgd_status lgd_loss_create_path(lgd_context *context, int64_t dim,
-                                        const lgd_trajectory_layout *layout, const float *path,
-                                        int64_t target_rows, lgd_loss **out_loss);
-
-/** Options of lgd_loss_create_obstacle_avoidance(); the defaults are the paper's Eq. 20. */
-typedef struct lgd_obstacle_options {
-    uint32_t struct_size;
-    float sharpness;         /**< default 50 */
-    float obstacle_weight;   /**< default 100 */
-    float goal_weight;       /**< default 1 */
-} lgd_obstacle_options;
-
-#define LGD_OBSTACLE_OPTIONS_INIT { (uint32_t)sizeof(lgd_obstacle_options), 50.0f, 100.0f, 1.0f }
-LGD_API void lgd_obstacle_options_init(lgd_obstacle_options *options);
-
-/**
- * Obstacle avoidance (the paper's Eq. 15 with the collision term of Eq. 20):
- *   l(x) = goal_weight |g - p_{T-1}|^2
- *        + sum_t sum_o obstacle_weight sigmoid(-(|p_t - c_o|^2 - r_o^2) sharpness).
- * goal is [target_rows][2] or NULL (no goal term); obstacles is [count][3] (centre x,
- * centre y, radius > 0), count >= 0 (the paper: radius 1). All copied. options NULL =
- * the paper's constants.
- */
-LGD_API lgd_status lgd_loss_create_obstacle_avoidance(lgd_context *context, int64_t dim,
-                                                      const lgd_trajectory_layout *layout,
-                                                      const float *goal, int64_t target_rows,
-                                                      const float *obstacles, int64_t count,
-                                                      const lgd_obstacle_options *options,
-                                                      lgd_loss **out_loss);
 
 /** Releases the caller's reference. */
 LGD_API void lgd_loss_destroy(lgd_loss *loss);

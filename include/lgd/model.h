@@ -50,87 +50,13 @@ typedef struct lgd_model_callbacks {
 } lgd_model_callbacks;
 
 #define LGD_MODEL_CALLBACKS_INIT \
-    { (uint32_t)sizeof(lgd_model_callbacks), LGD_MEMORY_HOST, 0, 0, NULL, NULL, NULL, NULL }
-LGD_API void lgd_model_callbacks_init(lgd_model_callbacks *callbacks);
+    LGD_STRUCT_INIT_(lgd_model_callbacks, LGD_MEMORY_HOST, 0, 0, NULL, NULL, NULL, NULL)
+LGD_API lgd_status lgd_model_callbacks_init(lgd_model_callbacks *callbacks, uint32_t struct_size);
 
 /** Creates a model from host callbacks. On failure the destroy callback is NOT called. */
 LGD_API lgd_status lgd_model_create_callbacks(lgd_context *context,
                                               const lgd_model_callbacks *callbacks,
                                               lgd_model **out_model);
-
-/** What a network predicts. */
-typedef enum lgd_prediction {
-    LGD_PREDICT_EPS = 0, /**< eps: xhat = x - sigma * F(c_in x, t) */
-    LGD_PREDICT_X0 = 1,  /**< x0: xhat = F(c_in x, t) */
-    LGD_PREDICT_V = 2,   /**< v = alpha eps - beta x0 (VP): xhat = alpha^2 x - beta F(c_in x, t) */
-    LGD_PREDICT_EDM = 3  /**< EDM F: xhat = c_skip x + c_out F(c_in x, c_noise) */
-} lgd_prediction;
-
-/** What the network receives as its time input t. */
-typedef enum lgd_time_input {
-    /** Fractional discrete timestep: sigma is located among the sigmas of
-     *  alphas_cumprod by linear interpolation in log sigma (k-diffusion's rule). */
-    LGD_TIME_DISCRETE = 0,
-    /** As LGD_TIME_DISCRETE, rounded to the nearest integer timestep. */
-    LGD_TIME_DISCRETE_ROUND = 1,
-    /** EDM noise conditioning c_noise = ln(sigma) / 4. */
-    LGD_TIME_LOG_SIGMA = 2,
-    /** sigma itself. */
-    LGD_TIME_SIGMA = 3
-} lgd_time_input;
-
-/**
- * A raw network F(x_in, t). x_in = c_in(sigma) * x where c_in = 1/sqrt(1 + sigma^2)
- * (the VP scaling: x_vp = sqrt(abar) x0 + sqrt(1 - abar) eps) for EPS, X0 and V, and
- * 1/sqrt(sigma^2 + sigma_data^2) for EDM.
- */
-typedef int (*lgd_network_forward_fn)(void *user, const float *x_in, float t,
-                                      const float *cond, int64_t batch, int64_t dim,
-                                      float *out);
-/** out = (dF/dx_in)^T v, called right after forward on the same x_in and t. */
-typedef int (*lgd_network_vjp_fn)(void *user, const float *x_in, float t, const float *cond,
-                                  int64_t batch, int64_t dim, const float *v, float *out);
-
-typedef struct lgd_network_callbacks {
-    uint32_t struct_size;
-    lgd_memory memory;
-    int64_t dim;
-    int64_t cond_dim;
-    lgd_network_forward_fn forward;  /**< required */
-    lgd_network_vjp_fn vjp;          /**< required for DPS / LGD-MC guidance */
-    void (*destroy)(void *user);
-    void *user;
-} lgd_network_callbacks;
-
-#define LGD_NETWORK_CALLBACKS_INIT \
-    { (uint32_t)sizeof(lgd_network_callbacks), LGD_MEMORY_HOST, 0, 0, NULL, NULL, NULL, NULL }
-LGD_API void lgd_network_callbacks_init(lgd_network_callbacks *callbacks);
-
-/** How a network is turned into D(x, sigma). */
-typedef struct lgd_adapter_options {
-    uint32_t struct_size;
-    lgd_prediction prediction;      /**< default LGD_PREDICT_EPS */
-    lgd_time_input time_input;      /**< default LGD_TIME_DISCRETE */
-    /** alphas_cumprod[num_timesteps] of the discrete VP schedule the network was
-     *  trained with (copied). Required for LGD_TIME_DISCRETE*; values strictly
-     *  decreasing in (0, 1). lgd_vp_alphas_cumprod() makes the usual ones. */
-    const float *alphas_cumprod;
-    int32_t num_timesteps;
-    float sigma_data;               /**< EDM only, default 0.5 */
-} lgd_adapter_options;
-
-#define LGD_ADAPTER_OPTIONS_INIT \
-    { (uint32_t)sizeof(lgd_adapter_options), LGD_PREDICT_EPS, LGD_TIME_DISCRETE, NULL, 0, 0.5f }
-LGD_API void lgd_adapter_options_init(lgd_adapter_options *options);
-
-/** Wraps a network as a denoiser. On failure the destroy callback is NOT called. */
-LGD_API lgd_status lgd_model_create_network(lgd_context *context,
-                                            const lgd_network_callbacks *network,
-                                            const lgd_adapter_options *options,
-                                            lgd_model **out_model);
-
-/** The network input time t that an adapted model passes for noise level sigma. */
-LGD_API lgd_status lgd_model_network_time(const lgd_model *model, float sigma, float *out_t);
 
 /** Covariance layout of a Gaussian mixture. */
 typedef enum lgd_covariance {
@@ -150,40 +76,6 @@ LGD_API lgd_status lgd_model_create_gmm(lgd_context *context, int64_t dim, int64
                                         const float *weights, const float *means,
                                         const float *covariances, lgd_covariance layout,
                                         lgd_model **out_model);
-
-/**
- * Options of lgd_model_create_trajectory_prior(): a multimodal prior over a root
- * trajectory's normalised 2-D velocities, laid out [frames][2] (vx, vy per frame, the
- * layout LGD_TRAJECTORY_LAYOUT_INIT describes). Component (h, k) walks at `speed` with a
- * heading that starts at 2 pi h / headings and turns at a constant rate to
- * theta_k = -max_turn + 2 max_turn k / (turns - 1) over the clip (straight when turns
- * is 1); around that mean, each velocity axis varies as a Gaussian process with a
- * squared-exponential kernel gp_std^2 exp(-(t - s)^2 / (2 gp_length^2)) plus jitter on
- * the diagonal. So many directions and smoothly curved paths are plausible and the
- * mixture (headings x turns equally weighted components) is strongly multimodal.
- */
-typedef struct lgd_trajectory_prior_options {
-    uint32_t struct_size;
-    int32_t frames;      /**< T, default 64 */
-    int32_t headings;    /**< initial headings, evenly spaced, default 8 */
-    int32_t turns;       /**< turn rates per heading (1 or more), default 3 */
-    float max_turn;      /**< largest total heading change over the clip, radians, default pi/2 */
-    float speed;         /**< mean speed, normalised units per frame, default 1 */
-    float gp_std;        /**< std of the smooth velocity variation, default 0.3 */
-    float gp_length;     /**< its length scale in frames, default 10 */
-    float jitter;        /**< white-noise variance on the diagonal, default 1e-4 */
-} lgd_trajectory_prior_options;
-
-#define LGD_TRAJECTORY_PRIOR_OPTIONS_INIT                                                   \
-    { (uint32_t)sizeof(lgd_trajectory_prior_options), 64, 8, 3, 1.5707963267948966f, 1.0f, \
-      0.3f, 10.0f, 1e-4f }
-LGD_API void lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options);
-
-/** Creates the trajectory prior as an exact Gaussian mixture (lgd_model_create_gmm with
- *  full covariances) of dim 2 * frames and headings * turns components. */
-LGD_API lgd_status lgd_model_create_trajectory_prior(lgd_context *context,
-                                                     const lgd_trajectory_prior_options *options,
-                                                     lgd_model **out_model);
 
 /** Releases the caller's reference (guidance objects keep their own). */
 LGD_API void lgd_model_destroy(lgd_model *model);

@@ -1,6 +1,5 @@
 /**
- * @file network.h
- * Networks loaded from weights files: a trained denoiser F(x_in, t) read from a
+ * lgd/network.h - networks as denoisers. Networks loaded from weights files: a trained denoiser F(x_in, t) read from a
  * safetensors file (docs/network-format.md) and run, with its vector-Jacobian
  * product, on the context's backend (CPU or CUDA).
  *
@@ -10,11 +9,13 @@
  * adapter that makes F a denoiser (prediction, time input, VP schedule).
  * tools/lgd_convert.py writes such files from PyTorch modules.
  *
- * Two ways in:
+ * Three ways in:
  *   - lgd_model_load(): one call from a file to an lgd_model D(x, sigma) usable by
  *     guidance and samplers, with the adapter the file names;
  *   - lgd_network_load() + lgd_network_forward()/lgd_network_vjp() for the raw
- *     network, and lgd_model_create_from_network() with an adapter of your choice.
+ *     network, and lgd_model_create_from_network() with an adapter of your choice;
+ *   - lgd_model_create_network_callbacks(): a network you run yourself (forward and
+ *     VJP callbacks), with the same adapters.
  *
  * Loading checks everything before it allocates: the file's structure (sizes,
  * offsets, dtypes, shapes; a truncated or hostile file gives LGD_ERR_FORMAT), the
@@ -37,6 +38,95 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- networks as denoisers: the adapters (for loaded and callback networks) ---- */
+
+/** What a network predicts. */
+typedef enum lgd_prediction {
+    LGD_PREDICT_EPS = 0, /**< eps: xhat = x - sigma * F(c_in x, t) */
+    LGD_PREDICT_X0 = 1,  /**< x0: xhat = F(c_in x, t) */
+    LGD_PREDICT_V = 2,   /**< v = alpha eps - beta x0 (VP): xhat = alpha^2 x - beta F(c_in x, t) */
+    LGD_PREDICT_EDM = 3  /**< EDM F: xhat = c_skip x + c_out F(c_in x, c_noise) */
+} lgd_prediction;
+
+/** What the network receives as its time input t. */
+typedef enum lgd_time_input {
+    /** Fractional discrete timestep: sigma is located among the sigmas of
+     *  alphas_cumprod by linear interpolation in log sigma (k-diffusion's rule). */
+    LGD_TIME_DISCRETE = 0,
+    /** As LGD_TIME_DISCRETE, rounded to the nearest integer timestep. */
+    LGD_TIME_DISCRETE_ROUND = 1,
+    /** EDM noise conditioning c_noise = ln(sigma) / 4. */
+    LGD_TIME_LOG_SIGMA = 2,
+    /** sigma itself. */
+    LGD_TIME_SIGMA = 3
+} lgd_time_input;
+
+/**
+ * A raw network F(x_in, t). x_in = c_in(sigma) * x where c_in = 1/sqrt(1 + sigma^2)
+ * (the VP scaling: x_vp = sqrt(abar) x0 + sqrt(1 - abar) eps) for EPS, X0 and V, and
+ * 1/sqrt(sigma^2 + sigma_data^2) for EDM.
+ */
+typedef int (*lgd_network_forward_fn)(void *user, const float *x_in, float t,
+                                      const float *cond, int64_t batch, int64_t dim,
+                                      float *out);
+/** out = (dF/dx_in)^T v, called right after forward on the same x_in and t. */
+typedef int (*lgd_network_vjp_fn)(void *user, const float *x_in, float t, const float *cond,
+                                  int64_t batch, int64_t dim, const float *v, float *out);
+
+typedef struct lgd_network_callbacks {
+    uint32_t struct_size;
+    lgd_memory memory;
+    int64_t dim;
+    int64_t cond_dim;
+    lgd_network_forward_fn forward;  /**< required */
+    lgd_network_vjp_fn vjp;          /**< required for DPS / LGD-MC guidance */
+    void (*destroy)(void *user);
+    void *user;
+} lgd_network_callbacks;
+
+#define LGD_NETWORK_CALLBACKS_INIT \
+    LGD_STRUCT_INIT_(lgd_network_callbacks, LGD_MEMORY_HOST, 0, 0, NULL, NULL, NULL, NULL)
+LGD_API lgd_status lgd_network_callbacks_init(lgd_network_callbacks *callbacks, uint32_t struct_size);
+
+/** How a network is turned into D(x, sigma). */
+typedef struct lgd_adapter_options {
+    uint32_t struct_size;
+    lgd_prediction prediction;      /**< default LGD_PREDICT_EPS */
+    lgd_time_input time_input;      /**< default LGD_TIME_DISCRETE */
+    /** alphas_cumprod[num_timesteps] of the discrete VP schedule the network was
+     *  trained with (copied). Required for LGD_TIME_DISCRETE*; values strictly
+     *  decreasing in (0, 1). lgd_vp_alphas_cumprod() makes the usual ones. */
+    const float *alphas_cumprod;
+    int32_t num_timesteps;
+    float sigma_data;               /**< EDM only, default 0.5 */
+} lgd_adapter_options;
+
+#define LGD_ADAPTER_OPTIONS_INIT \
+    LGD_STRUCT_INIT_(lgd_adapter_options, LGD_PREDICT_EPS, LGD_TIME_DISCRETE, NULL, 0, 0.5f)
+LGD_API lgd_status lgd_adapter_options_init(lgd_adapter_options *options, uint32_t struct_size);
+
+/**
+ * Wraps a network given as callbacks (your own forward and VJP, e.g. a PyTorch module
+ * through a binding) as a denoiser D(x, sigma) with the adapter in options (NULL:
+ * defaults, which need alphas_cumprod: see lgd_adapter_options). On failure the
+ * destroy callback is NOT called. (Since 0.3.0; it was lgd_model_create_network.)
+ */
+LGD_API lgd_status lgd_model_create_network_callbacks(lgd_context *context,
+                                                      const lgd_network_callbacks *network,
+                                                      const lgd_adapter_options *options,
+                                                      lgd_model **out_model);
+
+/** Deprecated since 0.3.0: the old name of lgd_model_create_network_callbacks(). */
+LGD_API lgd_status lgd_model_create_network(lgd_context *context,
+                                            const lgd_network_callbacks *network,
+                                            const lgd_adapter_options *options,
+                                            lgd_model **out_model);
+
+/** The network input time t that an adapted model passes for noise level sigma. */
+LGD_API lgd_status lgd_model_network_time(const lgd_model *model, float sigma, float *out_t);
+
+/* ---- networks loaded from files ---- */
 
 /** A network loaded from a file. */
 typedef struct lgd_network lgd_network;

@@ -54,11 +54,11 @@ typedef struct lgd_sampler_options {
     int32_t n_sigmas;
 } lgd_sampler_options;
 
-#define LGD_SAMPLER_OPTIONS_INIT                                                            \
-    { (uint32_t)sizeof(lgd_sampler_options), LGD_SAMPLER_EULER, 20, LGD_SCHEDULE_KARRAS,   \
-      0.002f, 80.0f, 7.0f, 0.0f, 0.0f, 0.0f, (float)(1e30 * 1e30), 1.0f, 1000, 1e-4f, 0.02f, \
-      NULL, 0 }
-LGD_API void lgd_sampler_options_init(lgd_sampler_options *options);
+#define LGD_SAMPLER_OPTIONS_INIT \
+    LGD_STRUCT_INIT_(lgd_sampler_options, LGD_SAMPLER_EULER, 20, LGD_SCHEDULE_KARRAS, \
+        0.002f, 80.0f, 7.0f, 0.0f, 0.0f, 0.0f, LGD_INFINITY_F_, 1.0f, 1000, 1e-4f, 0.02f, \
+        NULL, 0)
+LGD_API lgd_status lgd_sampler_options_init(lgd_sampler_options *options, uint32_t struct_size);
 
 /** Creates a sampler that uses `guidance` (kept alive by its own reference); use a
  *  guidance of kind LGD_GUIDANCE_NONE for unguided sampling. options NULL = defaults. */

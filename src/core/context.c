@@ -83,29 +83,12 @@ lgd_status lgd_backend_error(lgd_context *ctx, lgd_status status, const char *fm
     return lgd_error(ctx, status, "%s", msg);
 }
 
-int lgd_read_options(void *dst, size_t dst_size, const void *src, const void *defaults)
-{
-    memcpy(dst, defaults, dst_size);
-    if (!src)
-        return 1;
-    uint32_t size;
-    memcpy(&size, src, sizeof size);
-    if (size < sizeof(uint32_t))
-        return 0;
-    size_t n = size < dst_size ? size : dst_size;
-    memcpy(dst, src, n);
-    memcpy(dst, &(uint32_t){ (uint32_t)dst_size }, sizeof(uint32_t));
-    return 1;
-}
-
 int lgd_is_finite(float v) { return isfinite(v); }
 
-void lgd_context_options_init(lgd_context_options *o)
+lgd_status lgd_context_options_init(lgd_context_options *o, uint32_t struct_size)
 {
-    if (o) {
-        lgd_context_options d = LGD_CONTEXT_OPTIONS_INIT;
-        *o = d;
-    }
+    const lgd_context_options defaults = LGD_CONTEXT_OPTIONS_INIT;
+    return lgd_init_struct(o, struct_size, &defaults, sizeof defaults, offsetof(lgd_context_options, cuda_module_path));
 }
 
 /* The reason the CUDA backend could not be opened, for lgd_context_create's
@@ -179,9 +162,22 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
     }
     *out = NULL;
     lgd_context_options o, defaults = LGD_CONTEXT_OPTIONS_INIT;
-    if (!lgd_read_options(&o, sizeof o, options, &defaults)) {
-        *out_error = "options->struct_size is invalid (use LGD_CONTEXT_OPTIONS_INIT)";
-        return LGD_ERR_INVALID_ARGUMENT;
+    memcpy(&o, &defaults, sizeof o);
+    if (options) {
+        /* no context yet to hold a formatted message: the reasons are static */
+        const char *problem = lgd_struct_size_problem(
+            options, sizeof o, offsetof(lgd_context_options, cuda_module_path));
+        if (problem) {
+            *out_error = options->struct_size < offsetof(lgd_context_options, cuda_module_path)
+                             ? "options->struct_size is smaller than the first published "
+                               "lgd_context_options (use LGD_CONTEXT_OPTIONS_INIT or "
+                               "lgd_context_options_init)"
+                             : "options->struct_size is larger than this library's "
+                               "lgd_context_options and the fields it does not know are not "
+                               "zero (built against a newer liblgd?)";
+            return LGD_ERR_INVALID_ARGUMENT;
+        }
+        memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
     }
     if (o.backend != LGD_BACKEND_AUTO && o.backend != LGD_BACKEND_CPU &&
         o.backend != LGD_BACKEND_CUDA) {

@@ -92,10 +92,20 @@ lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory
                          size_t out_count, lgd_host_thunk fn, void *closure, int *rc);
 
 /* ---- helpers ---- */
-/* Reads an options struct from a caller that may know fewer fields: copies
- * min(struct_size, sizeof) bytes over the defaults. Returns 0 if struct_size is
- * too small to be valid (< 4). */
-int lgd_read_options(void *dst, size_t dst_size, const void *src, const void *defaults);
+/* Option structs across versions (options.c). lgd_struct_size_problem: NULL when
+ * src->struct_size is acceptable for a struct of this library's dst_size whose first
+ * published layout had min_size bytes (from min_size up; larger only with a zero
+ * tail), else a static reason. lgd_read_struct: dst = defaults, then the caller's
+ * fields over them (src NULL: the defaults), dst->struct_size = dst_size; on a bad
+ * size LGD_ERR_INVALID_ARGUMENT with "fn: name->struct_size = N ...". lgd_init_struct:
+ * the public *_init functions: writes the defaults over min(struct_size, size) bytes,
+ * zeroes a newer header's tail, sets struct_size; never writes past struct_size. */
+const char *lgd_struct_size_problem(const void *src, size_t dst_size, size_t min_size);
+lgd_status lgd_read_struct(lgd_context *ctx, const char *fn, const char *name, void *dst,
+                           size_t dst_size, size_t min_size, const void *src,
+                           const void *defaults);
+lgd_status lgd_init_struct(void *dst, uint32_t struct_size, const void *defaults, size_t size,
+                           size_t min_size);
 /* Checks a tensor argument: non-NULL, same context, and shape. */
 lgd_status lgd_check_tensor(lgd_context *ctx, const lgd_tensor *t, const char *name);
 /* batch and dim of a [batch][dim] tensor (or [batch][1][dim]); error if not 2-D-like */

@@ -194,12 +194,10 @@ static const lgd_loss_vtable callback_vtable = {
     .destroy = callback_destroy,
 };
 
-void lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks)
+lgd_status lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks, uint32_t struct_size)
 {
-    if (callbacks) {
-        lgd_loss_callbacks d = LGD_LOSS_CALLBACKS_INIT;
-        *callbacks = d;
-    }
+    const lgd_loss_callbacks defaults = LGD_LOSS_CALLBACKS_INIT;
+    return lgd_init_struct(callbacks, struct_size, &defaults, sizeof defaults, sizeof(lgd_loss_callbacks));
 }
 
 lgd_status lgd_loss_create_callbacks(lgd_context *ctx, const lgd_loss_callbacks *callbacks,
@@ -215,11 +213,13 @@ lgd_status lgd_loss_create_callbacks(lgd_context *ctx, const lgd_loss_callbacks 
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "lgd_loss_create_callbacks: callbacks is NULL");
     lgd_loss_callbacks cb, defaults = LGD_LOSS_CALLBACKS_INIT;
-    if (!lgd_read_options(&cb, sizeof cb, callbacks, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "lgd_loss_create_callbacks: callbacks->struct_size %u is invalid (use "
-                         "LGD_LOSS_CALLBACKS_INIT or lgd_loss_callbacks_init)",
-                         (unsigned)callbacks->struct_size);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, "lgd_loss_create_callbacks", "callbacks", &cb, sizeof cb,
+                            sizeof cb, callbacks, &defaults);
+        if (rst)
+            return rst;
+    }
     if (cb.memory != LGD_MEMORY_HOST && cb.memory != LGD_MEMORY_DEVICE)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "lgd_loss_create_callbacks: callbacks->memory = %d is not an lgd_memory",

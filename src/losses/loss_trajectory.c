@@ -17,20 +17,16 @@ typedef struct trajectory_loss {
     lgd_buffer path, goal, obstacles;
 } trajectory_loss;
 
-void lgd_trajectory_layout_init(lgd_trajectory_layout *layout)
+lgd_status lgd_trajectory_layout_init(lgd_trajectory_layout *layout, uint32_t struct_size)
 {
-    if (layout) {
-        lgd_trajectory_layout d = LGD_TRAJECTORY_LAYOUT_INIT;
-        *layout = d;
-    }
+    const lgd_trajectory_layout defaults = LGD_TRAJECTORY_LAYOUT_INIT;
+    return lgd_init_struct(layout, struct_size, &defaults, sizeof defaults, sizeof(lgd_trajectory_layout));
 }
 
-void lgd_obstacle_options_init(lgd_obstacle_options *options)
+lgd_status lgd_obstacle_options_init(lgd_obstacle_options *options, uint32_t struct_size)
 {
-    if (options) {
-        lgd_obstacle_options d = LGD_OBSTACLE_OPTIONS_INIT;
-        *options = d;
-    }
+    const lgd_obstacle_options defaults = LGD_OBSTACLE_OPTIONS_INIT;
+    return lgd_init_struct(options, struct_size, &defaults, sizeof defaults, sizeof(lgd_obstacle_options));
 }
 
 static lgd_status trajectory_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
@@ -89,9 +85,12 @@ static lgd_status begin(lgd_context *ctx, const char *fn, int64_t dim,
     if (!layout)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: layout is NULL", fn);
     lgd_trajectory_layout lo, defaults = LGD_TRAJECTORY_LAYOUT_INIT;
-    if (!lgd_read_options(&lo, sizeof lo, layout, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: layout->struct_size is invalid (use LGD_TRAJECTORY_LAYOUT_INIT)", fn);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, fn, "layout", &lo, sizeof lo, sizeof lo, layout, &defaults);
+        if (rst)
+            return rst;
+    }
     if (dim <= 0 || lo.frames < 1 || lo.frame_stride < 2 || lo.root_offset < 0)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: need dim > 0, frames >= 1, frame_stride >= 2, root_offset >= 0", fn);
@@ -179,9 +178,12 @@ lgd_status lgd_loss_create_obstacle_avoidance(lgd_context *ctx, int64_t dim,
     if (st)
         return st;
     lgd_obstacle_options o, defaults = LGD_OBSTACLE_OPTIONS_INIT;
-    if (!lgd_read_options(&o, sizeof o, options, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: options->struct_size is invalid (use LGD_OBSTACLE_OPTIONS_INIT)", fn);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, fn, "options", &o, sizeof o, sizeof o, options, &defaults);
+        if (rst)
+            return rst;
+    }
     if (!isfinite(o.sharpness) || o.sharpness <= 0.0f || !isfinite(o.obstacle_weight) ||
         o.obstacle_weight < 0.0f || !isfinite(o.goal_weight) || o.goal_weight < 0.0f)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,

@@ -219,12 +219,10 @@ typedef struct callback_model {
     lgd_staging stage; /* host copies of x | cond | v | out, for device backends */
 } callback_model;
 
-void lgd_model_callbacks_init(lgd_model_callbacks *c)
+lgd_status lgd_model_callbacks_init(lgd_model_callbacks *c, uint32_t struct_size)
 {
-    if (c) {
-        lgd_model_callbacks d = LGD_MODEL_CALLBACKS_INIT;
-        *c = d;
-    }
+    const lgd_model_callbacks defaults = LGD_MODEL_CALLBACKS_INIT;
+    return lgd_init_struct(c, struct_size, &defaults, sizeof defaults, sizeof(lgd_model_callbacks));
 }
 
 typedef struct callback_closure {
@@ -309,9 +307,12 @@ lgd_status lgd_model_create_callbacks(lgd_context *ctx, const lgd_model_callback
                          out ? "callbacks" : "out_model");
     *out = NULL;
     lgd_model_callbacks cb, defaults = LGD_MODEL_CALLBACKS_INIT;
-    if (!lgd_read_options(&cb, sizeof cb, callbacks, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: callbacks->struct_size is invalid (use LGD_MODEL_CALLBACKS_INIT)", fn);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, fn, "callbacks", &cb, sizeof cb, sizeof cb, callbacks, &defaults);
+        if (rst)
+            return rst;
+    }
     if (cb.dim <= 0 || cb.cond_dim < 0)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: dim = %lld must be > 0 and cond_dim = %lld >= 0", fn,

@@ -57,10 +57,12 @@ typedef struct lgd_raw_network_vtable {
 } lgd_raw_network_vtable;
 
 /* The model D(x, sigma) = c_skip x + c_out F(c_in x, t(sigma)) of a raw network, with
- * the adapter of options (NULL: defaults), checked as lgd_model_create_network checks
- * them (messages name it). On failure nothing is destroyed: net stays the caller's. */
-lgd_status lgd_model_create_adapted(lgd_context *ctx, const lgd_raw_network_vtable *vt,
-                                    void *net, int64_t dim, int64_t cond_dim,
-                                    const lgd_adapter_options *options, lgd_model **out);
+ * the adapter of options (NULL: defaults), checked (messages name fn, the public
+ * function the caller called). On failure nothing is destroyed: net stays the
+ * caller's. */
+lgd_status lgd_model_create_adapted(lgd_context *ctx, const char *fn,
+                                    const lgd_raw_network_vtable *vt, void *net, int64_t dim,
+                                    int64_t cond_dim, const lgd_adapter_options *options,
+                                    lgd_model **out);
 
 #endif

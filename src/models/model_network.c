@@ -30,20 +30,16 @@ typedef struct network_model {
     lgd_buffer x_in;    /* [B][D] scaled input */
 } network_model;
 
-void lgd_network_callbacks_init(lgd_network_callbacks *c)
+lgd_status lgd_network_callbacks_init(lgd_network_callbacks *c, uint32_t struct_size)
 {
-    if (c) {
-        lgd_network_callbacks d = LGD_NETWORK_CALLBACKS_INIT;
-        *c = d;
-    }
+    const lgd_network_callbacks defaults = LGD_NETWORK_CALLBACKS_INIT;
+    return lgd_init_struct(c, struct_size, &defaults, sizeof defaults, sizeof(lgd_network_callbacks));
 }
 
-void lgd_adapter_options_init(lgd_adapter_options *o)
+lgd_status lgd_adapter_options_init(lgd_adapter_options *o, uint32_t struct_size)
 {
-    if (o) {
-        lgd_adapter_options d = LGD_ADAPTER_OPTIONS_INIT;
-        *o = d;
-    }
+    const lgd_adapter_options defaults = LGD_ADAPTER_OPTIONS_INIT;
+    return lgd_init_struct(o, struct_size, &defaults, sizeof defaults, sizeof(lgd_adapter_options));
 }
 
 typedef struct coeffs {
@@ -192,15 +188,14 @@ lgd_status lgd_model_network_time(const lgd_model *m, float sigma, float *out_t)
     return LGD_OK;
 }
 
-/* The adapter options over their defaults (lgd_read_options). */
+/* The adapter options over their defaults (lgd_read_struct). */
 static lgd_status read_adapter_options(lgd_context *ctx, const char *fn,
                                        const lgd_adapter_options *options,
                                        lgd_adapter_options *opt)
 {
     lgd_adapter_options opt_defaults = LGD_ADAPTER_OPTIONS_INIT;
-    if (!lgd_read_options(opt, sizeof *opt, options, &opt_defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: options->struct_size is invalid", fn);
-    return LGD_OK;
+    return lgd_read_struct(ctx, fn, "options", opt, sizeof *opt, sizeof *opt, options,
+                           &opt_defaults);
 }
 
 /* The prediction, time input and sigma_data (the schedule is create_adapted's). */
@@ -265,11 +260,11 @@ static lgd_status create_adapted(lgd_context *ctx, const char *fn,
     return st;
 }
 
-lgd_status lgd_model_create_adapted(lgd_context *ctx, const lgd_raw_network_vtable *vt,
-                                    void *net, int64_t dim, int64_t cond_dim,
-                                    const lgd_adapter_options *options, lgd_model **out)
+lgd_status lgd_model_create_adapted(lgd_context *ctx, const char *fn,
+                                    const lgd_raw_network_vtable *vt, void *net, int64_t dim,
+                                    int64_t cond_dim, const lgd_adapter_options *options,
+                                    lgd_model **out)
 {
-    const char *fn = "lgd_model_create_network";
     *out = NULL;
     lgd_adapter_options opt;
     lgd_status st = read_adapter_options(ctx, fn, options, &opt);
@@ -362,21 +357,25 @@ static const lgd_raw_network_vtable callback_vtable_no_vjp = {
     .destroy = callback_destroy,
 };
 
-lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
-                                    const lgd_adapter_options *options, lgd_model **out)
+lgd_status lgd_model_create_network_callbacks(lgd_context *ctx,
+                                              const lgd_network_callbacks *network,
+                                              const lgd_adapter_options *options,
+                                              lgd_model **out)
 {
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
-    const char *fn = "lgd_model_create_network";
+    const char *fn = "lgd_model_create_network_callbacks";
     if (!out || !network)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                          out ? "network" : "out_model");
     *out = NULL;
     lgd_network_callbacks cb, cb_defaults = LGD_NETWORK_CALLBACKS_INIT;
     lgd_adapter_options opt;
-    if (!lgd_read_options(&cb, sizeof cb, network, &cb_defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: network->struct_size is invalid", fn);
-    lgd_status st = read_adapter_options(ctx, fn, options, &opt);
+    lgd_status st = lgd_read_struct(ctx, fn, "network", &cb, sizeof cb, sizeof cb, network,
+                                    &cb_defaults);
+    if (st)
+        return st;
+    st = read_adapter_options(ctx, fn, options, &opt);
     if (st)
         return st;
     if (cb.dim <= 0 || cb.cond_dim < 0 || !cb.forward)
@@ -396,4 +395,10 @@ lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callback
     if (st)
         free(cn); /* not callback_destroy: on failure the user's destroy is not called */
     return st;
+}
+
+lgd_status lgd_model_create_network(lgd_context *ctx, const lgd_network_callbacks *network,
+                                    const lgd_adapter_options *options, lgd_model **out)
+{
+    return lgd_model_create_network_callbacks(ctx, network, options, out);
 }

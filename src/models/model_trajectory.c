@@ -9,12 +9,10 @@
 #include "core/internal.h"
 #include "models/model_internal.h"
 
-void lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options)
+lgd_status lgd_trajectory_prior_options_init(lgd_trajectory_prior_options *options, uint32_t struct_size)
 {
-    if (options) {
-        lgd_trajectory_prior_options d = LGD_TRAJECTORY_PRIOR_OPTIONS_INIT;
-        *options = d;
-    }
+    const lgd_trajectory_prior_options defaults = LGD_TRAJECTORY_PRIOR_OPTIONS_INIT;
+    return lgd_init_struct(options, struct_size, &defaults, sizeof defaults, sizeof(lgd_trajectory_prior_options));
 }
 
 lgd_status lgd_model_create_trajectory_prior(lgd_context *ctx,
@@ -28,10 +26,12 @@ lgd_status lgd_model_create_trajectory_prior(lgd_context *ctx,
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: out_model is NULL", fn);
     *out = NULL;
     lgd_trajectory_prior_options o, defaults = LGD_TRAJECTORY_PRIOR_OPTIONS_INIT;
-    if (!lgd_read_options(&o, sizeof o, options, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: options->struct_size is invalid (use "
-                         "LGD_TRAJECTORY_PRIOR_OPTIONS_INIT)", fn);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, fn, "options", &o, sizeof o, sizeof o, options, &defaults);
+        if (rst)
+            return rst;
+    }
     if (o.frames < 1 || o.frames > 4096 || o.headings < 1 || o.turns < 1 ||
         (int64_t)o.headings * o.turns > 4096)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,

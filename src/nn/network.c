@@ -349,10 +349,10 @@ lgd_status lgd_model_create_from_network(lgd_context *ctx, lgd_network *net,
                          "%s: the network maps %lld values to %lld; a denoiser needs the same",
                          fn, (long long)net->dim, (long long)net->out_dim);
     const lgd_adapter_options *opt = options ? options : &net->adapter;
-    lgd_status st = lgd_model_create_adapted(ctx, &net_vtable, net, net->dim, net->g.cond_dim,
-                                             opt, out);
+    lgd_status st = lgd_model_create_adapted(ctx, fn, &net_vtable, net, net->dim,
+                                             net->g.cond_dim, opt, out);
     if (st)
-        return lgd_error(ctx, st, "%s: %s", fn, lgd_context_last_error(ctx));
+        return st;
     network_retain(net);
     return LGD_OK;
 }

@@ -46,12 +46,10 @@ struct lgd_guidance {
  * (finite_flag) and read back once at the end of the call (check_flags). */
 enum { FLAG_XHAT, FLAG_LOSS, FLAG_GRAD, FLAG_TERM, FLAG_COUNT };
 
-void lgd_guidance_options_init(lgd_guidance_options *o)
+lgd_status lgd_guidance_options_init(lgd_guidance_options *o, uint32_t struct_size)
 {
-    if (o) {
-        lgd_guidance_options d = LGD_GUIDANCE_OPTIONS_INIT;
-        *o = d;
-    }
+    const lgd_guidance_options defaults = LGD_GUIDANCE_OPTIONS_INIT;
+    return lgd_init_struct(o, struct_size, &defaults, sizeof defaults, sizeof(lgd_guidance_options));
 }
 
 lgd_guidance *lgd_guidance_retain(lgd_guidance *g)
@@ -115,9 +113,12 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
                          out ? "model" : "out_guidance");
     *out = NULL;
     lgd_guidance_options o, defaults = LGD_GUIDANCE_OPTIONS_INIT;
-    if (!lgd_read_options(&o, sizeof o, options, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: options->struct_size is invalid (use LGD_GUIDANCE_OPTIONS_INIT)", fn);
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, fn, "options", &o, sizeof o, sizeof o, options, &defaults);
+        if (rst)
+            return rst;
+    }
     if (model->ctx != ctx || (loss && loss->ctx != ctx))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: the model and the loss must belong to this context", fn);

@@ -58,12 +58,10 @@ struct lgd_sampler {
     lgd_buffer d;            /* derivative (x - xhat) / sigma */
 };
 
-void lgd_sampler_options_init(lgd_sampler_options *options)
+lgd_status lgd_sampler_options_init(lgd_sampler_options *options, uint32_t struct_size)
 {
-    if (options) {
-        lgd_sampler_options d = LGD_SAMPLER_OPTIONS_INIT;
-        *options = d;
-    }
+    const lgd_sampler_options defaults = LGD_SAMPLER_OPTIONS_INIT;
+    return lgd_init_struct(options, struct_size, &defaults, sizeof defaults, sizeof(lgd_sampler_options));
 }
 
 static int finite_nonneg(float v) { return isfinite(v) && v >= 0.0f; }
@@ -106,10 +104,13 @@ lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options 
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "lgd_sampler_create: out_sampler is NULL");
     *out_sampler = NULL;
     lgd_sampler_options o, defaults = LGD_SAMPLER_OPTIONS_INIT;
-    if (!lgd_read_options(&o, sizeof o, options, &defaults))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "lgd_sampler_create: options->struct_size is invalid "
-                         "(use LGD_SAMPLER_OPTIONS_INIT or lgd_sampler_options_init)");
+    {
+        lgd_status rst =
+            lgd_read_struct(ctx, "lgd_sampler_create", "options", &o, sizeof o, sizeof o,
+                            options, &defaults);
+        if (rst)
+            return rst;
+    }
     lgd_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "lgd_sampler_create: out of memory");
