@@ -11,8 +11,10 @@ set -euo pipefail
 # (meson.build prefers it). gfortran: openblas.pc lists -lgfortran in Libs.private, which the static link
 # of the install test (pkg-config --static lgd) needs. libdnnl-dev: oneDNN (OpenMP
 # build) for the CPU backend's GEMMs and convolutions (meson option onednn).
-packages=(gcc libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
-          libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev)
+# g++: the C++ header test (tests/test_cxx_api.cpp). abigail-tools: the ABI check
+# against lib/lgd.abi (tests/check_abi.sh).
+packages=(gcc g++ libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
+          libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev abigail-tools)
 
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     missing=()

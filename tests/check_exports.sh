@@ -53,8 +53,9 @@ fi
 
 if [ -n "$hdr_dir" ]; then
     # names of the functions declared LGD_API in the public headers
-    # (preprocessor lines, with their continuations, are dropped first)
-    declared=$(awk '/^[[:space:]]*#/ || cont { cont = /\\$/; next } { print }' "$hdr_dir"/*.h |
+    # (comments, then preprocessor lines with their continuations, are dropped first)
+    declared=$(cat "$hdr_dir"/*.h | perl -0pe 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g' |
+               awk '/^[[:space:]]*#/ || cont { cont = /\\$/; next } { print }' |
                tr '\n' ' ' | grep -oE 'LGD_API[^;(]*\(' |
                sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\($/\1/' | sort -u)
     if [ -z "$declared" ]; then

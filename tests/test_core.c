@@ -9,6 +9,9 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1787,6 +1790,463 @@ START_TEST(tensor_outlives_context)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ handles (issue 11) */
+
+#ifndef LGD_FIXTURE_DIR
+#error "LGD_FIXTURE_DIR must name tests/fixtures/nn"
+#endif
+
+#define H_DIM 3
+#define H_BATCH 5
+
+/* The objects of one small guided problem: a 2-component mixture, a squared error, LGD-MC
+ * and DDIM (stochastic, so every random stream is used). */
+typedef struct handles {
+    lgd_model *m;
+    lgd_loss *l;
+    lgd_guidance *g;
+    lgd_sampler *s;
+} handles;
+
+static handles handles_make(lgd_context *ctx)
+{
+    static const float w[2] = { 0.4f, 0.6f };
+    static const float mu[2 * H_DIM] = { -1.0f, 0.5f, 0.0f, 1.0f, -0.5f, 0.25f };
+    static const float var[2] = { 0.3f, 0.5f };
+    static const float target[H_DIM] = { 0.5f, 0.5f, -0.5f };
+    handles h = { NULL, NULL, NULL, NULL };
+    TU_OK(ctx, lgd_model_create_gmm(ctx, H_DIM, 2, w, mu, var, LGD_COVARIANCE_ISOTROPIC, &h.m));
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, H_DIM, target, 1, NULL, &h.l));
+    TU_OK(ctx, lgd_guidance_mc(ctx, h.m, h.l, 8, &h.g));
+    lgd_sampler_options so = LGD_SAMPLER_OPTIONS_INIT;
+    so.kind = LGD_SAMPLER_DDIM;
+    so.eta = 1.0f;
+    so.steps = 6;
+    TU_OK(ctx, lgd_sampler_create(h.g, &so, &h.s));
+    return h;
+}
+
+static void handles_free(handles *h)
+{
+    lgd_sampler_destroy(h->s);
+    lgd_guidance_destroy(h->g);
+    lgd_loss_destroy(h->l);
+    lgd_model_destroy(h->m);
+}
+
+static lgd_network *load_mlp(lgd_context *ctx)
+{
+    lgd_network *net = NULL;
+    TU_OK(ctx, lgd_network_load(ctx, LGD_FIXTURE_DIR "/mlp.safetensors", &net));
+    return net;
+}
+
+/* Every handle: retain returns its argument (NULL for NULL), each reference is dropped by
+ * one destroy, the object stays usable until the last, and the last frees its memory. */
+START_TEST(handles_retain_release)
+{
+    lgd_context *ctx = tu_context(1);
+    ck_assert_ptr_eq(lgd_context_retain(ctx), ctx);
+    lgd_context_destroy(ctx); /* one of the two references */
+    ck_assert_ptr_null(lgd_context_retain(NULL));
+    ck_assert_ptr_null(lgd_tensor_retain(NULL));
+    ck_assert_ptr_null(lgd_model_retain(NULL));
+    ck_assert_ptr_null(lgd_loss_retain(NULL));
+    ck_assert_ptr_null(lgd_guidance_retain(NULL));
+    ck_assert_ptr_null(lgd_sampler_retain(NULL));
+    ck_assert_ptr_null(lgd_network_retain(NULL));
+
+    size_t cur0, cur;
+    lgd_context_memory_usage(ctx, &cur0, NULL);
+    lgd_tensor *t = tu_tensor(ctx, 4, 8, NULL);
+    lgd_context_memory_usage(ctx, &cur, NULL);
+    ck_assert_uint_eq(cur, cur0 + 32 * sizeof(float));
+    for (int i = 0; i < 3; i++)
+        ck_assert_ptr_eq(lgd_tensor_retain(t), t);
+    for (int i = 0; i < 3; i++) {
+        lgd_tensor_destroy(t);
+        TU_OK(ctx, lgd_tensor_fill(t, (float)i)); /* still alive */
+        lgd_context_memory_usage(ctx, &cur, NULL);
+        ck_assert_uint_eq(cur, cur0 + 32 * sizeof(float));
+    }
+    lgd_tensor_destroy(t); /* the last reference */
+    lgd_context_memory_usage(ctx, &cur, NULL);
+    ck_assert_uint_eq(cur, cur0);
+
+    /* the objects: an extra reference each, dropped before the caller's own; the
+     * sampler still runs after the first drops */
+    handles h = handles_make(ctx);
+    lgd_network *net = load_mlp(ctx);
+    ck_assert_ptr_eq(lgd_model_retain(h.m), h.m);
+    ck_assert_ptr_eq(lgd_loss_retain(h.l), h.l);
+    ck_assert_ptr_eq(lgd_guidance_retain(h.g), h.g);
+    ck_assert_ptr_eq(lgd_sampler_retain(h.s), h.s);
+    ck_assert_ptr_eq(lgd_network_retain(net), net);
+    lgd_sampler_destroy(h.s);
+    lgd_guidance_destroy(h.g);
+    lgd_loss_destroy(h.l);
+    lgd_model_destroy(h.m);
+    lgd_network_destroy(net);
+    lgd_tensor *x = tu_tensor(ctx, H_BATCH, H_DIM, NULL);
+    TU_OK(ctx, lgd_sampler_run(h.s, x, 7, 0, NULL, NULL));
+    ck_assert_int_eq(lgd_network_dim(net) > 0, 1);
+    lgd_tensor_destroy(x);
+    handles_free(&h);
+    lgd_network_destroy(net);
+    lgd_context_memory_usage(ctx, &cur, NULL);
+    ck_assert_uint_eq(cur, 0); /* the last references freed everything */
+    lgd_context_destroy(ctx);  /* the last reference (valgrind checks) */
+}
+END_TEST
+
+/* lgd_X_context: the context each object was made from; NULL for NULL. */
+START_TEST(handles_context_getters)
+{
+    lgd_context *ctx = tu_context(1), *other = tu_context(1);
+    handles h = handles_make(ctx);
+    lgd_network *net = load_mlp(ctx);
+    lgd_tensor *t = tu_tensor(ctx, 2, 2, NULL), *u = tu_tensor(other, 2, 2, NULL);
+    ck_assert_ptr_eq(lgd_tensor_context(t), ctx);
+    ck_assert_ptr_eq(lgd_tensor_context(u), other);
+    ck_assert_ptr_eq(lgd_model_context(h.m), ctx);
+    ck_assert_ptr_eq(lgd_loss_context(h.l), ctx);
+    ck_assert_ptr_eq(lgd_guidance_context(h.g), ctx);
+    ck_assert_ptr_eq(lgd_sampler_context(h.s), ctx);
+    ck_assert_ptr_eq(lgd_network_context(net), ctx);
+    ck_assert_ptr_null(lgd_tensor_context(NULL));
+    ck_assert_ptr_null(lgd_model_context(NULL));
+    ck_assert_ptr_null(lgd_loss_context(NULL));
+    ck_assert_ptr_null(lgd_guidance_context(NULL));
+    ck_assert_ptr_null(lgd_sampler_context(NULL));
+    ck_assert_ptr_null(lgd_network_context(NULL));
+    /* what a binding does after a failed call on an object: read its context's error */
+    ck_assert_int_eq(lgd_tensor_copy(t, u), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(lgd_context_last_error(lgd_tensor_context(t)), "context") != NULL);
+    /* the getter's pointer is valid while the object is, after the caller's own
+     * context reference is gone */
+    lgd_context_destroy(ctx);
+    ck_assert_str_eq(lgd_context_backend_name(lgd_tensor_context(t)),
+                     lgd_context_backend_name(other));
+    lgd_tensor_destroy(t);
+    lgd_tensor_destroy(u);
+    lgd_network_destroy(net);
+    handles_free(&h);
+    lgd_context_destroy(other);
+}
+END_TEST
+
+START_TEST(tensor_int_boundary)
+{
+    lgd_context *ctx = tu_context(1);
+    int64_t shape[3] = { 2, 3, 4 };
+    lgd_tensor *t = NULL;
+    TU_OK(ctx, lgd_tensor_create(ctx, (int32_t)3, shape, &t));
+    int32_t nd = lgd_tensor_ndim(t);
+    ck_assert_int_eq(nd, 3);
+    ck_assert_int_eq(lgd_tensor_dim(t, (int32_t)2), 4);
+    ck_assert_int_eq(lgd_tensor_dim(t, INT32_MAX), 0);
+    ck_assert_int_eq(lgd_tensor_dim(t, INT32_MIN), 0);
+    float host[24] = { 0 };
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_tensor_upload(t, host, -1));
+    ck_assert(strstr(lgd_context_last_error(ctx), "negative") != NULL);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_tensor_download(t, host, INT64_MIN));
+    TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH, lgd_tensor_upload(t, host, INT64_MAX));
+    TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH, lgd_tensor_download(t, host, 23));
+    TU_OK(ctx, lgd_tensor_upload(t, host, (int64_t)24));
+    lgd_tensor_destroy(t);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_tensor_create(ctx, INT32_MIN, shape, &t));
+    ck_assert_ptr_null(t);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* A wrapped tensor's release callback: counts its calls. */
+typedef struct release_count {
+    int calls;
+} release_count;
+
+static void count_release(void *user)
+{
+    release_count *rc = user;
+    rc->calls++;
+}
+
+START_TEST(tensor_wrap_basics)
+{
+    lgd_context *ctx = tu_context(1);
+    float mem[2 * 3 + 1];
+    for (int i = 0; i < 7; i++)
+        mem[i] = (float)i - 2.5f;
+    int64_t shape[2] = { 2, 3 };
+    release_count rc = { 0 };
+    size_t cur0, cur;
+    lgd_context_memory_usage(ctx, &cur0, NULL);
+    lgd_tensor *t = NULL;
+    /* both memory kinds are host memory on the CPU; a pointer aligned to a float only */
+    for (int kind = 0; kind < 2; kind++) {
+        lgd_memory memory = kind ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST;
+        float *data = mem + 1;
+        TU_OK(ctx, lgd_tensor_wrap(ctx, memory, 2, shape, data, count_release, &rc, &t));
+        ck_assert_ptr_eq(lgd_tensor_data(t), data); /* zero-copy */
+        ck_assert_ptr_eq(lgd_tensor_context(t), ctx);
+        ck_assert_int_eq(lgd_tensor_ndim(t), 2);
+        ck_assert_int_eq(lgd_tensor_dim(t, 1), 3);
+        ck_assert_int_eq(lgd_tensor_numel(t), 6);
+        lgd_context_memory_usage(ctx, &cur, NULL);
+        ck_assert_uint_eq(cur, cur0); /* the caller's memory is not counted */
+        float back[6];
+        TU_OK(ctx, lgd_tensor_download(t, back, 6));
+        check_bytes_eq("wrapped download", data, back, sizeof back);
+        TU_OK(ctx, lgd_tensor_fill(t, 4.0f)); /* writes go to the caller's memory */
+        for (int i = 0; i < 6; i++)
+            ck_assert(data[i] == 4.0f);
+        ck_assert(mem[0] == -2.5f); /* nothing outside */
+        float up[6] = { 1, 2, 3, 4, 5, 6 };
+        TU_OK(ctx, lgd_tensor_upload(t, up, 6));
+        check_bytes_eq("wrapped upload", up, data, sizeof up);
+        lgd_tensor *c = tu_tensor(ctx, 2, 3, NULL);
+        TU_OK(ctx, lgd_tensor_copy(c, t));
+        TU_OK(ctx, lgd_tensor_fill(c, -1.0f));
+        TU_OK(ctx, lgd_tensor_copy(t, c));
+        ck_assert(data[5] == -1.0f);
+        lgd_tensor_destroy(c);
+        /* release runs once, at the last reference */
+        ck_assert_ptr_eq(lgd_tensor_retain(t), t);
+        lgd_tensor_destroy(t);
+        ck_assert_int_eq(rc.calls, kind);
+        lgd_tensor_destroy(t);
+        ck_assert_int_eq(rc.calls, kind + 1);
+    }
+    /* no release callback: nothing is called, nothing freed */
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, mem, NULL, NULL, &t));
+    lgd_tensor_destroy(t);
+
+    /* failures: *out NULL, a message, release not called */
+    rc.calls = 0;
+    lgd_tensor *bad = (lgd_tensor *)&rc;
+    ck_assert_int_eq(lgd_tensor_wrap(NULL, LGD_MEMORY_HOST, 2, shape, mem, count_release, &rc,
+                                     &bad),
+                     LGD_ERR_INVALID_ARGUMENT);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, mem, count_release, &rc, NULL));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, NULL, count_release, &rc, &bad));
+    ck_assert_ptr_null(bad);
+    ck_assert(strstr(lgd_context_last_error(ctx), "data") != NULL);
+    unsigned char *bytes = (unsigned char *)mem;
+    void *odd = bytes + 2;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, odd, count_release, &rc, &bad));
+    ck_assert(strstr(lgd_context_last_error(ctx), "aligned") != NULL);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 0, shape, mem, count_release, &rc, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 5, shape, mem, count_release, &rc, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, NULL, mem, count_release, &rc, &bad));
+    int64_t zero[2] = { 2, 0 }, huge[2] = { INT64_MAX / 2, 3 };
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, zero, mem, count_release, &rc, &bad));
+    TU_FAILS(ctx, LGD_ERR_OUT_OF_MEMORY,
+             lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, huge, mem, count_release, &rc, &bad));
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+             lgd_tensor_wrap(ctx, (lgd_memory)7, 2, shape, mem, count_release, &rc, &bad));
+    ck_assert(strstr(lgd_context_last_error(ctx), "lgd_memory") != NULL);
+    ck_assert_ptr_null(bad);
+    ck_assert_int_eq(rc.calls, 0);
+
+    /* the tensor keeps the context alive, and runs release before freeing it */
+    rc.calls = 0;
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, mem, count_release, &rc, &t));
+    lgd_context_destroy(ctx);
+    ck_assert_int_eq(lgd_tensor_fill(t, 1.0f), LGD_OK);
+    lgd_tensor_destroy(t);
+    ck_assert_int_eq(rc.calls, 1);
+}
+END_TEST
+
+/* A wrapped tensor works everywhere a tensor does: sampling in place into the caller's
+ * array (at an address aligned to a float only) gives the bytes of a run on a created
+ * tensor, and so do the model, loss and guidance on wrapped inputs and outputs. */
+START_TEST(tensor_wrap_sampling)
+{
+    lgd_context *ctx = tu_context(1);
+    handles h = handles_make(ctx);
+    const size_t n = (size_t)H_BATCH * H_DIM;
+    int64_t shape[2] = { H_BATCH, H_DIM };
+
+    lgd_tensor *x = tu_tensor(ctx, H_BATCH, H_DIM, NULL);
+    TU_OK(ctx, lgd_sampler_run(h.s, x, 11, 3, NULL, NULL));
+    float *want = tu_download(x);
+
+    float *arr = calloc(n + 1, sizeof *arr); /* +1: data at arr + 1, not 8-byte aligned */
+    ck_assert_ptr_nonnull(arr);
+    release_count rc = { 0 };
+    lgd_tensor *xw = NULL;
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, arr + 1, count_release, &rc, &xw));
+    TU_OK(ctx, lgd_sampler_run(h.s, xw, 11, 3, NULL, NULL));
+    check_bytes_eq("sampled in place", want, arr + 1, n * sizeof(float));
+    ck_assert(arr[0] == 0.0f);
+
+    /* model, loss and guidance with every input and output wrapped */
+    float *o1 = calloc(n, sizeof *o1), *o2 = calloc(n, sizeof *o2), *l1 = calloc(H_BATCH, 4);
+    ck_assert(o1 && o2 && l1);
+    lgd_tensor *ow = NULL, *gw = NULL, *lw = NULL;
+    int64_t lshape[1] = { H_BATCH };
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 2, shape, o1, NULL, NULL, &ow));
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_DEVICE, 2, shape, o2, NULL, NULL, &gw));
+    TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 1, lshape, l1, NULL, NULL, &lw));
+    lgd_tensor *o = tu_tensor(ctx, H_BATCH, H_DIM, NULL), *g = tu_tensor(ctx, H_BATCH, H_DIM, NULL);
+    lgd_tensor *lt = tu_tensor_nd(ctx, 1, lshape, NULL);
+    float *ref;
+
+    TU_OK(ctx, lgd_model_denoise(h.m, x, 0.7f, NULL, o));
+    TU_OK(ctx, lgd_model_denoise(h.m, xw, 0.7f, NULL, ow));
+    ref = tu_download(o);
+    check_bytes_eq("denoise", ref, o1, n * sizeof(float));
+    free(ref);
+    TU_OK(ctx, lgd_model_vjp(h.m, x, 0.7f, NULL, o, g));
+    TU_OK(ctx, lgd_model_vjp(h.m, xw, 0.7f, NULL, ow, gw));
+    ref = tu_download(g);
+    check_bytes_eq("vjp", ref, o2, n * sizeof(float));
+    free(ref);
+    TU_OK(ctx, lgd_loss_eval(h.l, x, lt, g));
+    TU_OK(ctx, lgd_loss_eval(h.l, xw, lw, gw));
+    ref = tu_download(lt);
+    check_bytes_eq("loss", ref, l1, H_BATCH * sizeof(float));
+    free(ref);
+    ref = tu_download(g);
+    check_bytes_eq("loss gradient", ref, o2, n * sizeof(float));
+    free(ref);
+    TU_OK(ctx, lgd_guidance_term(h.g, x, 2.0f, 1, 0, g, o, NULL));
+    TU_OK(ctx, lgd_guidance_term(h.g, xw, 2.0f, 1, 0, gw, ow, NULL));
+    ref = tu_download(g);
+    check_bytes_eq("guidance term", ref, o2, n * sizeof(float));
+    free(ref);
+    ref = tu_download(o);
+    check_bytes_eq("guidance xhat", ref, o1, n * sizeof(float));
+    free(ref);
+
+    lgd_tensor_destroy(o);
+    lgd_tensor_destroy(g);
+    lgd_tensor_destroy(lt);
+    lgd_tensor_destroy(ow);
+    lgd_tensor_destroy(gw);
+    lgd_tensor_destroy(lw);
+    lgd_tensor_destroy(xw);
+    ck_assert_int_eq(rc.calls, 1);
+    lgd_tensor_destroy(x);
+    free(want);
+    free(arr);
+    free(o1);
+    free(o2);
+    free(l1);
+    handles_free(&h);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* Releases from another thread while the owner keeps working on the same context
+ * (the thread contract, rule 3): a second thread drops references to tensors, to a
+ * used guidance and sampler (whose last release frees backend scratch), to a network
+ * and to the context while the owner samples, allocates and frees. The owner's samples
+ * equal a run without the other thread, and the memory accounting returns to zero. */
+#define REL_TENSORS 64
+
+typedef struct releaser {
+    lgd_tensor *tensors[REL_TENSORS];
+    handles h;          /* used once by the owner, released here */
+    handles extra;      /* extra references to the owner's own objects */
+    lgd_network *net;
+    lgd_context *ctx_refs[8];
+    atomic_int go;
+    release_count rc;   /* the wrapped tensors' release calls, made on this thread */
+} releaser;
+
+static void *releaser_main(void *arg)
+{
+    releaser *r = arg;
+    while (!atomic_load(&r->go))
+        sched_yield();
+    for (int i = 0; i < REL_TENSORS; i++) {
+        lgd_tensor_destroy(r->tensors[i]);
+        if (i % 8 == 0)
+            sched_yield();
+        if (i == REL_TENSORS / 2) {
+            handles_free(&r->h);
+            handles_free(&r->extra);
+            lgd_network_destroy(r->net);
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        lgd_context_destroy(r->ctx_refs[i]);
+    return NULL;
+}
+
+START_TEST(handles_release_from_another_thread)
+{
+    lgd_context *ctx = tu_context(1);
+    handles own = handles_make(ctx);
+    const size_t n = (size_t)H_BATCH * H_DIM;
+    lgd_tensor *x = tu_tensor(ctx, H_BATCH, H_DIM, NULL);
+    float *want[4];
+    for (int k = 0; k < 4; k++) {
+        TU_OK(ctx, lgd_sampler_run(own.s, x, 100 + (uint64_t)k, 0, NULL, NULL));
+        want[k] = tu_download(x);
+    }
+
+    releaser *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    static float wrapped_mem[REL_TENSORS / 2][8];
+    int64_t shape[1] = { 8 };
+    for (int i = 0; i < REL_TENSORS; i++) {
+        if (i % 2)
+            TU_OK(ctx, lgd_tensor_wrap(ctx, LGD_MEMORY_HOST, 1, shape, wrapped_mem[i / 2],
+                                       count_release, &r->rc, &r->tensors[i]));
+        else
+            r->tensors[i] = tu_tensor(ctx, 16, 16 + i, NULL);
+    }
+    r->h = handles_make(ctx);
+    lgd_tensor *y = tu_tensor(ctx, H_BATCH, H_DIM, NULL);
+    TU_OK(ctx, lgd_sampler_run(r->h.s, y, 1, 0, NULL, NULL)); /* scratch allocated */
+    lgd_tensor_destroy(y);
+    r->extra.m = lgd_model_retain(own.m);
+    r->extra.l = lgd_loss_retain(own.l);
+    r->extra.g = lgd_guidance_retain(own.g);
+    r->extra.s = lgd_sampler_retain(own.s);
+    r->net = load_mlp(ctx);
+    for (int i = 0; i < 8; i++)
+        r->ctx_refs[i] = lgd_context_retain(ctx);
+    atomic_init(&r->go, 0);
+
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, releaser_main, r), 0);
+    atomic_store(&r->go, 1);
+    for (int k = 0; k < 4; k++) { /* the owner keeps working meanwhile */
+        lgd_tensor *tmp = tu_tensor(ctx, 32, 32 + k, NULL);
+        TU_OK(ctx, lgd_sampler_run(own.s, x, 100 + (uint64_t)k, 0, NULL, NULL));
+        lgd_tensor_destroy(tmp);
+        float *got = tu_download(x);
+        check_bytes_eq("samples while another thread releases", want[k], got,
+                       n * sizeof(float));
+        free(got);
+    }
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(r->rc.calls, REL_TENSORS / 2);
+
+    lgd_tensor_destroy(x);
+    handles_free(&own);
+    size_t cur, peak;
+    lgd_context_memory_usage(ctx, &cur, &peak);
+    ck_assert_uint_eq(cur, 0);
+    ck_assert_uint_gt(peak, 0);
+    for (int k = 0; k < 4; k++)
+        free(want[k]);
+    free(r);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ suite */
 
 /* ------------------------------------------------------------------ the interface */
@@ -1949,6 +2409,15 @@ static Suite *core_suite(void)
     tcase_add_test(tc, tensor_basics);
     tcase_add_test(tc, tensor_bad_input);
     tcase_add_test(tc, tensor_outlives_context);
+    tcase_add_test(tc, tensor_int_boundary);
+    tcase_add_test(tc, tensor_wrap_basics);
+    tcase_add_test(tc, tensor_wrap_sampling);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("handles");
+    tcase_add_test(tc, handles_retain_release);
+    tcase_add_test(tc, handles_context_getters);
+    tcase_add_test(tc, handles_release_from_another_thread);
     suite_add_tcase(s, tc);
     return s;
 }

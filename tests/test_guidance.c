@@ -14,7 +14,7 @@
  *    DPS is far too large at sigma = 80 and LGD-MC much closer (the paper's Fig. 4).
  *  - DPS = MC(n = 1, r = 0) bitwise, = -J^T grad l(xhat) built by hand; LGD-MC
  *    rebuilt by hand from the draws a callback loss saw.
- *  - Chunking, memory independent of n, step rules, the sigma window, reports,
+ *  - Chunking (and a loss on the draw index, eval_draws), memory independent of n, step rules, the sigma window, reports,
  *    determinism and batch splits, conditioning, bad input and recovery.
  *
  * LGD_TEST_QUICK=1 shrinks the statistical tests (for valgrind runs);
@@ -1094,6 +1094,192 @@ START_TEST(chunked_equals_unchunked)
 }
 END_TEST
 
+/* ------------------------------------------ losses that know which draws they get */
+
+/* l(x) = w_k 0.5 |x - t|^2 with the draw's weight w_k = 1 + 0.5 sin(1.7 k): k is the
+ * draw index first_draw + i (eval_draws), or, in the wrong variant, the index i within
+ * the call (eval), which changes with the chunk size. Records the calls it gets. */
+typedef struct draw_loss {
+    lgd_context *ctx;
+    const char *message; /* lgd_context_set_callback_error when not NULL */
+    int32_t rc;          /* returned when non-zero */
+    int calls;
+    int64_t first[64], n[64], total[64];
+} draw_loss;
+
+static int32_t draw_loss_fill(draw_loss *d, const float *x, int64_t batch, int64_t n,
+                              int64_t dim, int64_t first, int64_t total, float *loss,
+                              float *grad)
+{
+    if (d->calls < 64) {
+        d->first[d->calls] = first;
+        d->n[d->calls] = n;
+        d->total[d->calls] = total;
+    }
+    d->calls++;
+    if (d->message)
+        lgd_context_set_callback_error(d->ctx, d->message);
+    if (d->rc)
+        return d->rc;
+    static const float t[2] = { 0.7f, -0.4f };
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < n; i++) {
+            int64_t r = b * n + i;
+            double w = 1.0 + 0.5 * sin(1.7 * (double)(first + i)), acc = 0.0;
+            for (int64_t j = 0; j < dim; j++) {
+                double e = (double)x[r * dim + j] - t[j % 2];
+                acc += 0.5 * w * e * e;
+                if (grad)
+                    grad[r * dim + j] = (float)(w * e);
+            }
+            loss[r] = (float)acc;
+        }
+    return 0;
+}
+
+static int32_t draw_loss_eval_draws(void *user, const float *x, int64_t batch, int64_t n,
+                                    int64_t dim, int64_t first_draw, int64_t total_draws,
+                                    float *loss, float *grad)
+{
+    return draw_loss_fill(user, x, batch, n, dim, first_draw, total_draws, loss, grad);
+}
+
+static int32_t draw_loss_eval_local(void *user, const float *x, int64_t batch, int64_t n,
+                                    int64_t dim, float *loss, float *grad)
+{
+    return draw_loss_fill(user, x, batch, n, dim, 0, -1, loss, grad);
+}
+
+static lgd_loss *draw_loss_create(lgd_context *ctx, draw_loss *d, int global)
+{
+    memset(d, 0, sizeof *d);
+    d->ctx = ctx;
+    lgd_loss_callbacks cb = LGD_LOSS_CALLBACKS_INIT;
+    cb.dim = 2;
+    if (global)
+        cb.eval_draws = draw_loss_eval_draws;
+    else
+        cb.eval = draw_loss_eval_local;
+    cb.user = d;
+    lgd_loss *l = NULL;
+    TU_OK(ctx, lgd_loss_create_callbacks(ctx, &cb, &l));
+    return l;
+}
+
+START_TEST(eval_draws_covers_every_draw_once)
+{
+    lgd_context *ctx = tu_context(1);
+    lgd_model *m = mixture2d(ctx);
+    draw_loss d;
+    lgd_loss *loss = draw_loss_create(ctx, &d, 1);
+    const int64_t B = 3, D = 2;
+    float x[6] = { 0.3f, -1.0f, 1.2f, 0.4f, -0.5f, 2.0f };
+    const lgd_guidance_kind kinds[2] = { LGD_GUIDANCE_MC, LGD_GUIDANCE_EXACT };
+    const int32_t chunks[3] = { 16, 0, 5 };
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 3; c++) {
+            lgd_guidance *gd = simple_guidance(ctx, m, loss, kinds[k], 37, chunks[c], 3);
+            d.calls = 0;
+            float *g = term_host(ctx, gd, x, B, D, 0.8f, 0, 0, NULL, NULL);
+            int64_t chunk = chunks[c] ? chunks[c] : 16;
+            ck_assert_int_eq(d.calls, (int)((37 + chunk - 1) / chunk));
+            int seen[37] = { 0 };
+            int64_t next = 0;
+            for (int i = 0; i < d.calls; i++) {
+                ck_assert_int_eq(d.total[i], 37);
+                ck_assert_int_eq(d.first[i], next); /* in order, no gap, no overlap */
+                ck_assert_int_eq(d.n[i], 37 - next < chunk ? 37 - next : chunk);
+                for (int64_t j = d.first[i]; j < d.first[i] + d.n[i]; j++)
+                    seen[j]++;
+                next += d.n[i];
+            }
+            for (int j = 0; j < 37; j++)
+                ck_assert_msg(seen[j] == 1, "kind %d chunk %d: draw %d seen %d times",
+                              (int)kinds[k], chunks[c], j, seen[j]);
+            free(g);
+            lgd_guidance_destroy(gd);
+        }
+    /* DPS: one draw, the loss at xhat */
+    lgd_guidance *gd = simple_guidance(ctx, m, loss, LGD_GUIDANCE_DPS, 37, 16, 3);
+    d.calls = 0;
+    free(term_host(ctx, gd, x, B, D, 0.8f, 0, 0, NULL, NULL));
+    ck_assert_int_eq(d.calls, 1);
+    ck_assert_int_eq(d.first[0], 0);
+    ck_assert_int_eq(d.n[0], 1);
+    ck_assert_int_eq(d.total[0], 1);
+    lgd_guidance_destroy(gd);
+
+    /* a message from the loss reaches the context's last error, after the step */
+    gd = simple_guidance(ctx, m, loss, LGD_GUIDANCE_MC, 37, 16, 3);
+    lgd_tensor *tx = tu_tensor(ctx, B, D, x), *tg = tu_tensor(ctx, B, D, NULL);
+    d.message = "the classifier is not loaded";
+    d.rc = 2;
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_guidance_term(gd, tx, 0.8f, 3, 0, tg, NULL, NULL));
+    assert_msg_contains(ctx, "step 3");
+    assert_msg_contains(ctx, "eval_draws returned 2");
+    assert_msg_contains(ctx, ": the classifier is not loaded");
+    d.rc = 0; /* a message with success is discarded */
+    TU_OK(ctx, lgd_guidance_term(gd, tx, 0.8f, 3, 0, tg, NULL, NULL));
+    d.message = NULL;
+    d.rc = 5;
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, lgd_guidance_term(gd, tx, 0.8f, 3, 0, tg, NULL, NULL));
+    ck_assert_ptr_null(strstr(lgd_context_last_error(ctx), "classifier"));
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(tg);
+    lgd_guidance_destroy(gd);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(draw_dependent_loss_independent_of_chunk)
+{
+    lgd_context *ctx = tu_context(0);
+    lgd_model *m = mixture2d(ctx);
+    const int64_t B = 6, D = 2;
+    float x[12];
+    tu_rng rng = { 77 };
+    tu_fill_normal(&rng, x, 12, 1.5f);
+    const lgd_guidance_kind kinds[2] = { LGD_GUIDANCE_MC, LGD_GUIDANCE_EXACT };
+    for (int global = 1; global >= 0; global--) {
+        draw_loss d;
+        lgd_loss *loss = draw_loss_create(ctx, &d, global);
+        for (int k = 0; k < 2; k++) {
+            lgd_guidance *ref = simple_guidance(ctx, m, loss, kinds[k], 37, 37, 11);
+            float *g0 = term_host(ctx, ref, x, B, D, 0.6f, 2, 0, NULL, NULL);
+            double amax = 0.0;
+            for (int i = 0; i < 12; i++)
+                amax = fmax(amax, fabs(g0[i]));
+            const int32_t chunks[4] = { 16, 5, 1, 0 };
+            double worst = 0.0;
+            for (int c = 0; c < 4; c++) {
+                lgd_guidance *gd = simple_guidance(ctx, m, loss, kinds[k], 37, chunks[c], 11);
+                float *g1 = term_host(ctx, gd, x, B, D, 0.6f, 2, 0, NULL, NULL);
+                double e = tu_max_scaled_err(g1, g0, 12, 1e-5 * amax, 1e-5);
+                worst = fmax(worst, e);
+                if (global)
+                    ck_assert_msg(e <= 1.0,
+                                  "kind %d chunk %d: a loss on the draw index depends on the "
+                                  "chunk (scaled err %g)",
+                                  (int)kinds[k], chunks[c], e);
+                free(g1);
+                lgd_guidance_destroy(gd);
+            }
+            /* the test can tell: indexing by the position in the call does depend on it */
+            if (!global)
+                ck_assert_msg(worst > 10.0, "kind %d: the local-index loss gave the same term "
+                              "for every chunk (scaled err %g)", (int)kinds[k], worst);
+            free(g0);
+            lgd_guidance_destroy(ref);
+        }
+        lgd_loss_destroy(loss);
+    }
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 /* Peak backend memory of a fresh context after one guidance call. */
 static size_t peak_after_call(lgd_guidance_kind kind, int32_t n, int32_t chunk)
 {
@@ -1454,6 +1640,235 @@ START_TEST(reports)
     lgd_tensor_destroy(th);
     lgd_tensor_destroy(tl);
     lgd_guidance_destroy(dps);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* ------------------------------------------------ per-row diagnostics (issue 11) */
+
+/* The batch fields are computed from the per-row floats: mean = their mean accumulated
+ * in double in row order, min_ess = their minimum. */
+static void assert_rows_make_batch(const lgd_guidance_report *r, int64_t B, int have_lambda)
+{
+    double m[4] = { 0, 0, 0, 0 };
+    float mn = r->row_ess[0];
+    for (int64_t b = 0; b < B; b++) {
+        m[0] += r->row_loss[b];
+        m[1] += r->row_ess[b];
+        m[2] += r->row_grad_norm[b];
+        m[3] += r->row_lambda[b];
+        mn = r->row_ess[b] < mn ? r->row_ess[b] : mn;
+        ck_assert(isfinite(r->row_loss[b]) && isfinite(r->row_grad_norm[b]));
+        if (!have_lambda)
+            ck_assert(r->row_lambda[b] == 0.0f);
+    }
+    ck_assert_msg(r->mean_loss == (float)(m[0] / (double)B), "mean_loss %.9g, rows give %.9g",
+                  (double)r->mean_loss, m[0] / (double)B);
+    ck_assert_msg(r->mean_ess == (float)(m[1] / (double)B), "mean_ess %.9g, rows give %.9g",
+                  (double)r->mean_ess, m[1] / (double)B);
+    ck_assert_msg(r->min_ess == mn, "min_ess %.9g, rows give %.9g", (double)r->min_ess,
+                  (double)mn);
+    ck_assert_msg(r->mean_grad_norm == (float)(m[2] / (double)B),
+                  "mean_grad_norm %.9g, rows give %.9g", (double)r->mean_grad_norm,
+                  m[2] / (double)B);
+    ck_assert_msg(r->mean_lambda == (float)(m[3] / (double)B), "mean_lambda %.9g, rows give %.9g",
+                  (double)r->mean_lambda, m[3] / (double)B);
+}
+
+START_TEST(per_row_report)
+{
+    enum { B = 7, D = 3, R = B + 2, N = 10 };
+    lgd_context *ctx = tu_context(0);
+    lgd_model *m = mixture3d(ctx);
+    lgd_loss *loss = loss3d(ctx);
+    float x[B * D];
+    tu_rng rng = { 81 };
+    tu_fill_normal(&rng, x, B * D, 1.2f);
+    const float sigma = 0.7f;
+    lgd_guidance_kind kinds[3] = { LGD_GUIDANCE_DPS, LGD_GUIDANCE_MC, LGD_GUIDANCE_EXACT };
+    for (int ki = 0; ki < 3; ki++) {
+        lgd_guidance_options o = guid_options(kinds[ki], N, 4, 3);
+        o.step_rule = LGD_STEP_NORMALIZED; /* lambda differs per row */
+        o.sigma_max_active = 5.0f;
+        lgd_guidance *gd = make_guidance(ctx, m, loss, &o);
+        float rl[R], re[R], rg[R], rw[R];
+        for (int b = 0; b < R; b++)
+            rl[b] = re[b] = rg[b] = rw[b] = -3.0f;
+        lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
+        r.rows = R;
+        r.row_loss = rl;
+        r.row_ess = re;
+        r.row_grad_norm = rg;
+        r.row_lambda = rw;
+        /* the guided denoiser: lambda applied */
+        float *out = denoise_host(ctx, gd, x, B, D, sigma, 2, 5, &r);
+        ck_assert(r.active == 1 && r.rows == R && r.row_loss == rl && r.row_lambda == rw);
+        assert_rows_make_batch(&r, B, 1);
+        for (int b = 0; b < B; b++) {
+            ck_assert(re[b] >= 1.0f - 1e-5f && re[b] <= (float)N * (1.0f + 1e-5f));
+            if (kinds[ki] == LGD_GUIDANCE_DPS)
+                ck_assert(re[b] == 1.0f);
+            ck_assert(rw[b] > 0.0f);
+        }
+        ck_assert(rl[B] == -3.0f && re[B + 1] == -3.0f && rg[B] == -3.0f && rw[B + 1] == -3.0f);
+        /* the term, same keys: row_grad_norm = |g| of each row; no lambda */
+        float *g = term_host(ctx, gd, x, B, D, sigma, 2, 5, NULL, &r);
+        assert_rows_make_batch(&r, B, 0);
+        for (int b = 0; b < B; b++) {
+            double n2 = 0.0;
+            for (int j = 0; j < D; j++)
+                n2 += (double)g[b * D + j] * g[b * D + j];
+            ck_assert_msg(fabs(rg[b] - sqrt(n2)) <= 1e-5 * sqrt(n2) + 1e-12,
+                          "kind %d row %d: |g| %g, want %g", (int)kinds[ki], b, (double)rg[b],
+                          sqrt(n2));
+        }
+        free(g);
+        free(out);
+        /* inactive (sigma above the window): every row 0 */
+        for (int b = 0; b < R; b++)
+            rl[b] = re[b] = rg[b] = rw[b] = -3.0f;
+        out = denoise_host(ctx, gd, x, B, D, 8.0f, 3, 5, &r);
+        ck_assert_int_eq(r.active, 0);
+        for (int b = 0; b < B; b++)
+            ck_assert(rl[b] == 0.0f && re[b] == 0.0f && rg[b] == 0.0f && rw[b] == 0.0f);
+        ck_assert(rl[B] == -3.0f);
+        free(out);
+        /* only some arrays: those given are filled, the others left alone */
+        for (int b = 0; b < R; b++)
+            rl[b] = re[b] = -3.0f;
+        r.row_loss = r.row_grad_norm = r.row_lambda = NULL;
+        out = denoise_host(ctx, gd, x, B, D, sigma, 2, 5, &r);
+        float mn = re[0];
+        for (int b = 0; b < B; b++) {
+            ck_assert(re[b] >= 1.0f - 1e-5f && rl[b] == -3.0f);
+            mn = re[b] < mn ? re[b] : mn;
+        }
+        ck_assert(r.min_ess == mn && r.row_loss == NULL && r.row_ess == re);
+        free(out);
+        lgd_guidance_destroy(gd);
+    }
+    /* rows < batch: refused before any work, naming the function and the report */
+    lgd_guidance *gd = simple_guidance(ctx, m, loss, LGD_GUIDANCE_MC, N, 0, 1);
+    lgd_tensor *tx = tu_tensor(ctx, B, D, x), *tg = tu_tensor(ctx, B, D, NULL);
+    float few[B];
+    few[0] = -3.0f;
+    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
+    r.rows = B - 1;
+    r.row_ess = few;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_term(gd, tx, 1.0f, 0, 0, tg, NULL, &r));
+    assert_msg_contains(ctx, "lgd_guidance_term: report->rows = 6");
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_denoise(gd, tx, 1.0f, 0, 0, tg, &r));
+    assert_msg_contains(ctx, "lgd_guidance_denoise: report->rows");
+    r.rows = -1;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_denoise(gd, tx, 1.0f, 0, 0, tg, &r));
+    ck_assert(few[0] == -3.0f);
+    /* rows is ignored when no array is given */
+    r.row_ess = NULL;
+    TU_OK(ctx, lgd_guidance_denoise(gd, tx, 1.0f, 0, 0, tg, &r));
+    /* 0.1.0's report (ends at `active`): what lies past it is never read nor written,
+     * even when it looks like a per-row request */
+    struct {
+        lgd_guidance_report r;
+        unsigned char guard[16];
+    } old;
+    memset(&old, 0xA5, sizeof old);
+    old.r.struct_size = (uint32_t)offsetof(lgd_guidance_report, rows);
+    TU_OK(ctx, lgd_guidance_denoise(gd, tx, 1.0f, 0, 0, tg, &old.r));
+    ck_assert(old.r.active == 1 && old.r.mean_ess >= 1.0f);
+    const unsigned char *tail = (const unsigned char *)&old.r + offsetof(lgd_guidance_report, rows);
+    for (size_t i = 0; i < sizeof old - offsetof(lgd_guidance_report, rows); i++)
+        ck_assert_msg(tail[i] == 0xA5, "byte %zu past the old report was written", i);
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(tg);
+    lgd_guidance_destroy(gd);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(report_init_function)
+{
+    const size_t first = offsetof(lgd_guidance_report, rows);
+    ck_assert_uint_eq(first, 32); /* 0.1.0's sizeof(lgd_guidance_report) */
+    struct {
+        lgd_guidance_report r;
+        unsigned char guard[24];
+    } box;
+    const lgd_guidance_report want = LGD_GUIDANCE_REPORT_INIT;
+    /* today's size: the macro's values */
+    memset(&box, 0x77, sizeof box);
+    ck_assert_int_eq(lgd_guidance_report_init(&box.r, sizeof box.r), LGD_OK);
+    ck_assert(box.r.struct_size == sizeof box.r && box.r.rows == 0 && !box.r.row_loss &&
+              !box.r.row_ess && !box.r.row_grad_norm && !box.r.row_lambda &&
+              box.r.active == 0 && box.r.mean_ess == 0.0f);
+    ck_assert(want.struct_size == sizeof want && want.rows == 0 && !want.row_lambda);
+    ck_assert(box.guard[0] == 0x77 && box.guard[23] == 0x77);
+    /* the first published size: nothing past it */
+    memset(&box, 0x77, sizeof box);
+    ck_assert_int_eq(lgd_guidance_report_init(&box.r, (uint32_t)first), LGD_OK);
+    ck_assert(box.r.struct_size == first && box.r.sigma == 0.0f && box.r.active == 0);
+    const unsigned char *p = (const unsigned char *)&box.r;
+    for (size_t i = first; i < sizeof box; i++)
+        ck_assert_msg(p[i] == 0x77, "byte %zu written", i);
+    /* a newer, larger struct: its unknown tail is zeroed (off) */
+    memset(&box, 0x77, sizeof box);
+    ck_assert_int_eq(lgd_guidance_report_init(&box.r, (uint32_t)(sizeof box.r + 8)), LGD_OK);
+    ck_assert(box.r.struct_size == sizeof box.r + 8);
+    for (size_t i = 0; i < 8; i++)
+        ck_assert(box.guard[i] == 0);
+    ck_assert(box.guard[8] == 0x77);
+    /* too small, NULL */
+    ck_assert_int_eq(lgd_guidance_report_init(&box.r, (uint32_t)first - 4),
+                     LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(lgd_guidance_report_init(&box.r, 0), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(lgd_guidance_report_init(NULL, sizeof box.r), LGD_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
+/* One row far from the loss's minimum: its draws' losses differ by hundreds, one draw
+ * takes all the weight. The batch averages hide it; the per-row ESS finds it. */
+START_TEST(per_row_report_finds_collapsed_ess)
+{
+    enum { B = 9, D = 2, N = 64, BAD = 5 };
+    lgd_context *ctx = tu_context(0);
+    lgd_model *m = mixture2d(ctx);
+    const float target[2] = { 0.0f, 0.0f }, w[2] = { 0.5f, 0.5f };
+    lgd_loss *loss = sqerr_loss(ctx, D, target, w);
+    float x[B * D];
+    tu_rng rng = { 91 };
+    tu_fill_normal(&rng, x, B * D, 0.3f);
+    x[BAD * D] = 60.0f;
+    x[BAD * D + 1] = -60.0f;
+    lgd_guidance *gd = simple_guidance(ctx, m, loss, LGD_GUIDANCE_MC, N, 0, 7);
+    float rl[B], re[B], rg[B];
+    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
+    r.rows = B;
+    r.row_loss = rl;
+    r.row_ess = re;
+    r.row_grad_norm = rg;
+    float *out = denoise_host(ctx, gd, x, B, D, 1.0f, 0, 0, &r);
+    int argmin = 0, argmax = 0;
+    for (int b = 1; b < B; b++) {
+        argmin = re[b] < re[argmin] ? b : argmin;
+        argmax = rl[b] > rl[argmax] ? b : argmax;
+    }
+    if (verbose())
+        for (int b = 0; b < B; b++)
+            printf("row %d: loss %g ess %g |g| %g\n", b, (double)rl[b], (double)re[b],
+                   (double)rg[b]);
+    ck_assert_int_eq(argmin, BAD);
+    ck_assert_int_eq(argmax, BAD);
+    ck_assert_msg(re[BAD] < 1.5f, "the far row's ESS %g is not collapsed", (double)re[BAD]);
+    ck_assert(r.min_ess == re[BAD]);
+    for (int b = 0; b < B; b++)
+        if (b != BAD)
+            ck_assert_msg(re[b] > N / 4, "row %d: ESS %g", b, (double)re[b]);
+    ck_assert_msg(r.mean_ess > N / 4, "the batch mean %g", (double)r.mean_ess);
+    free(out);
+    lgd_guidance_destroy(gd);
     lgd_loss_destroy(loss);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);
@@ -2261,6 +2676,8 @@ int main(void)
     tcase_add_test(tc, mc_matches_manual_snis_from_recorded_draws);
     tcase_add_test(tc, exact_matches_manual_snis_from_recorded_draws);
     tcase_add_test(tc, chunked_equals_unchunked);
+    tcase_add_test(tc, eval_draws_covers_every_draw_once);
+    tcase_add_test(tc, draw_dependent_loss_independent_of_chunk);
     tcase_add_test(tc, memory_independent_of_n);
     suite_add_tcase(s, tc);
 
@@ -2271,6 +2688,12 @@ int main(void)
     tcase_add_test(tc, reports);
     tcase_add_test(tc, determinism_and_batch_split);
     tcase_add_test(tc, conditioning);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("per_row_reports");
+    tcase_add_test(tc, per_row_report);
+    tcase_add_test(tc, report_init_function);
+    tcase_add_test(tc, per_row_report_finds_collapsed_ess);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("inactive_reports");

@@ -1,7 +1,8 @@
 /*
  * test_loss.c - losses: exact values of the built-ins, gradients against central
  * finite differences, the paper's mixture classifier, callbacks (layout, staging,
- * failures, non-finite output, older option structs), bad input and lifetimes.
+ * failures, non-finite output, older option structs, messages from callbacks, unwritten
+ * outputs, draw indices), bad input and lifetimes.
  */
 #include <float.h>
 #include <math.h>
@@ -909,6 +910,317 @@ START_TEST(test_callback_options)
 }
 END_TEST
 
+/* ------------------------------------------------- callbacks that report errors */
+
+/* l(x_row) = sum_j x_j^2 (+ draw_weight * the draw index with eval_draws); misbehaves
+ * on request: sets a message, returns rc, leaves an output entry unwritten. */
+typedef struct report_loss {
+    lgd_context *ctx;
+    const char *message; /* lgd_context_set_callback_error(ctx, message) when not NULL */
+    int32_t rc;          /* returned */
+    int64_t skip_loss;   /* loss[skip_loss] left unwritten when >= 0 */
+    int64_t skip_grad;   /* grad[skip_grad] left unwritten when >= 0 */
+    int calls;
+    int64_t first_draw, total_draws; /* what eval_draws last received */
+} report_loss;
+
+static int32_t report_fill(report_loss *r, const float *x, int64_t rows, int64_t dim,
+                           float *loss, float *grad)
+{
+    r->calls++;
+    if (r->message)
+        lgd_context_set_callback_error(r->ctx, r->message);
+    if (r->rc)
+        return r->rc;
+    for (int64_t k = 0; k < rows; k++) {
+        double l = 0.0;
+        for (int64_t j = 0; j < dim; j++) {
+            l += (double)x[k * dim + j] * x[k * dim + j];
+            if (grad && k * dim + j != r->skip_grad)
+                grad[k * dim + j] = 2.0f * x[k * dim + j];
+        }
+        if (k != r->skip_loss)
+            loss[k] = (float)l;
+    }
+    return 0;
+}
+
+static int32_t report_eval(void *user, const float *x, int64_t batch, int64_t n, int64_t dim,
+                           float *loss, float *grad)
+{
+    return report_fill(user, x, batch * n, dim, loss, grad);
+}
+
+static int32_t report_eval_draws(void *user, const float *x, int64_t batch, int64_t n,
+                                 int64_t dim, int64_t first_draw, int64_t total_draws,
+                                 float *loss, float *grad)
+{
+    report_loss *r = user;
+    r->first_draw = first_draw;
+    r->total_draws = total_draws;
+    return report_fill(r, x, batch * n, dim, loss, grad);
+}
+
+static lgd_loss *report_loss_create(lgd_context *ctx, report_loss *r, lgd_memory memory,
+                                    int draws)
+{
+    lgd_loss_callbacks cb = LGD_LOSS_CALLBACKS_INIT;
+    cb.memory = memory;
+    cb.dim = 3;
+    if (draws)
+        cb.eval_draws = report_eval_draws;
+    else
+        cb.eval = report_eval;
+    cb.user = r;
+    r->ctx = ctx;
+    r->skip_loss = r->skip_grad = -1;
+    lgd_loss *l = NULL;
+    TU_OK(ctx, lgd_loss_create_callbacks(ctx, &cb, &l));
+    return l;
+}
+
+static void assert_msg_lacks(lgd_context *ctx, const char *needle)
+{
+    const char *msg = lgd_context_last_error(ctx);
+    ck_assert_msg(strstr(msg, needle) == NULL, "error message \"%s\" has \"%s\"", msg, needle);
+}
+
+START_TEST(test_callback_error_message)
+{
+    lgd_context *ctx = tu_context(1);
+    lgd_backend_ops fake = *ctx->ops;
+    fake.host_memory = 0;
+    const lgd_backend_ops *real = ctx->ops;
+    const float x[6] = { 1, 2, 3, -1, 0, 1 };
+    float loss[2], grad[6];
+    /* eval and eval_draws; direct host pointers, staged host copies, device memory */
+    for (int draws = 0; draws < 2; draws++)
+        for (int mode = 0; mode < 3; mode++) {
+            report_loss r = { 0 };
+            lgd_loss *l =
+                report_loss_create(ctx, &r, mode == 2 ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST, draws);
+            if (mode == 1)
+                ctx->ops = &fake;
+            /* the callback's message ends the error, after the library's description */
+            r.message = "label 7 is out of range";
+            r.rc = 1;
+            TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 1, 3, loss, grad));
+            assert_msg_contains(ctx, draws ? "callback loss: eval_draws returned 1"
+                                           : "callback loss: eval returned 1");
+            assert_msg_contains(ctx, "): label 7 is out of range");
+            /* a message set by a callback that then returns 0 is discarded ... */
+            r.rc = 0;
+            r.message = "a warning nobody asked for";
+            TU_OK(ctx, eval_host(ctx, l, x, 2, 1, 3, loss, grad));
+            ck_assert_float_eq(loss[1], 2.0f);
+            /* ... and does not reach a later failure that sets none */
+            r.message = NULL;
+            r.rc = -2;
+            TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 1, 3, loss, NULL));
+            assert_msg_contains(ctx, "returned -2");
+            assert_msg_lacks(ctx, "nobody");
+            /* a message set outside any callback is cleared before the next call */
+            lgd_context_set_callback_error(ctx, "stale");
+            TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 1, 3, loss, NULL));
+            assert_msg_lacks(ctx, "stale");
+            /* the last call wins; NULL clears */
+            r.message = "second";
+            lgd_context_set_callback_error(ctx, "first");
+            TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 1, 3, loss, NULL));
+            assert_msg_contains(ctx, ": second");
+            assert_msg_lacks(ctx, "first");
+            ctx->ops = real;
+            lgd_loss_destroy(l);
+        }
+
+    /* inside a sum the term is named and the message kept */
+    report_loss r = { 0 };
+    lgd_loss *l = report_loss_create(ctx, &r, LGD_MEMORY_HOST, 0), *sq = NULL, *sum = NULL;
+    const float zero[3] = { 0, 0, 0 };
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, zero, 1, NULL, &sq));
+    lgd_loss *terms[2] = { sq, l };
+    TU_OK(ctx, lgd_loss_create_sum(ctx, 2, terms, NULL, &sum));
+    r.message = "no target loaded";
+    r.rc = 4;
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, sum, x, 2, 1, 3, loss, grad));
+    assert_msg_contains(ctx, "term 1");
+    assert_msg_contains(ctx, "returned 4");
+    assert_msg_contains(ctx, ": no target loaded");
+    lgd_loss_destroy(sum);
+    lgd_loss_destroy(sq);
+    lgd_loss_destroy(l);
+
+    /* harmless without a context; a long message is truncated, not overflowed */
+    lgd_context_set_callback_error(NULL, "nowhere");
+    lgd_context_set_callback_error(ctx, NULL);
+    char longmsg[2000];
+    memset(longmsg, 'z', sizeof longmsg - 1);
+    longmsg[sizeof longmsg - 1] = '\0';
+    report_loss r2 = { 0 };
+    l = report_loss_create(ctx, &r2, LGD_MEMORY_HOST, 0);
+    r2.message = longmsg;
+    r2.rc = 1;
+    TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 1, 3, loss, NULL));
+    assert_msg_contains(ctx, "callback loss: eval returned 1");
+    assert_msg_contains(ctx, "zzzz");
+    ck_assert_uint_lt(strlen(lgd_context_last_error(ctx)), LGD_ERROR_CAP);
+    lgd_loss_destroy(l);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_callback_unwritten_outputs)
+{
+    lgd_context *ctx = tu_context(1); /* check_callback_outputs = 1 (testutil.c) */
+    lgd_backend_ops fake = *ctx->ops;
+    fake.host_memory = 0;
+    const lgd_backend_ops *real = ctx->ops;
+    const float x[12] = { 1, 2, 3, -1, 0, 1, 0.5f, 0.5f, 0.5f, 2, 2, 2 };
+    float loss[4], grad[12];
+    for (int mode = 0; mode < 3; mode++) { /* direct host, staged host, device memory */
+        report_loss r = { 0 };
+        lgd_loss *l =
+            report_loss_create(ctx, &r, mode == 2 ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST, 0);
+        if (mode == 1)
+            ctx->ops = &fake;
+        TU_OK(ctx, eval_host(ctx, l, x, 2, 2, 3, loss, grad));
+        ck_assert_float_eq(loss[3], 12.0f);
+        /* a loss value left unwritten: named with its index on host memory */
+        r.skip_loss = 3;
+        TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 2, 3, loss, grad));
+        if (mode < 2) {
+            assert_msg_contains(ctx, "callback loss: eval returned 0 but left loss[3] "
+                                     "unwritten (NaN; 1 of 4 values unwritten; "
+                                     "check_callback_outputs is on)");
+        } else {
+            assert_msg_contains(ctx, "callback loss: eval returned 0 but left loss non-finite");
+            assert_msg_contains(ctx, "check_callback_outputs is on");
+        }
+        TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 2, 3, loss, NULL));
+        r.skip_loss = -1;
+        /* a gradient entry left unwritten; not looked at when no gradient is asked for */
+        r.skip_grad = 7;
+        TU_FAILS(ctx, LGD_ERR_CALLBACK, eval_host(ctx, l, x, 2, 2, 3, loss, grad));
+        assert_msg_contains(ctx, mode < 2 ? "left grad[7] unwritten" : "left grad non-finite");
+        TU_OK(ctx, eval_host(ctx, l, x, 2, 2, 3, loss, NULL));
+        r.skip_grad = -1;
+        TU_OK(ctx, eval_host(ctx, l, x, 2, 2, 3, loss, grad));
+        ctx->ops = real;
+        lgd_loss_destroy(l);
+    }
+    /* on host memory a NaN the callback did write is still a non-finite value, not an
+     * unwritten one (liblgd's fill has a payload of its own) */
+    cb_state s = { .write_nan = 1 };
+    lgd_loss *l = make_cb_loss(ctx, &s, 3);
+    TU_FAILS(ctx, LGD_ERR_NON_FINITE, eval_host(ctx, l, x, 2, 1, 3, loss, grad));
+    lgd_loss_destroy(l);
+    lgd_context_destroy(ctx);
+
+    /* off (the default): nothing is filled or checked; the entry keeps what was there */
+    lgd_context_options o = LGD_CONTEXT_OPTIONS_INIT;
+    ck_assert_int_eq(o.check_callback_outputs, 0);
+    ctx = NULL;
+    ck_assert_int_eq(lgd_context_create(&o, &ctx, NULL), LGD_OK);
+    for (int mode = 0; mode < 2; mode++) {
+        report_loss r = { 0 };
+        l = report_loss_create(ctx, &r, mode ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST, 0);
+        int64_t shape[3] = { 2, 2, 3 };
+        lgd_tensor *tx = tu_tensor_nd(ctx, 3, shape, x);
+        const float before[4] = { -5, -6, -7, -8 };
+        lgd_tensor *tl = tu_tensor(ctx, 2, 2, before);
+        r.skip_loss = 2;
+        TU_OK(ctx, lgd_loss_eval(l, tx, tl, NULL));
+        TU_OK(ctx, lgd_tensor_download(tl, loss, 4));
+        ck_assert_float_eq(loss[1], 2.0f);
+        ck_assert_float_eq(loss[2], -7.0f);
+        lgd_tensor_destroy(tx);
+        lgd_tensor_destroy(tl);
+        lgd_loss_destroy(l);
+    }
+    /* an older lgd_context_options without the field: off */
+    o.struct_size = (uint32_t)offsetof(lgd_context_options, check_callback_outputs);
+    lgd_context *old = NULL;
+    ck_assert_int_eq(lgd_context_create(&o, &old, NULL), LGD_OK);
+    ck_assert_int_eq(old->check_callback_outputs, 0);
+    lgd_context_destroy(old);
+    ck_assert_int_eq(lgd_context_options_init(&o, sizeof o), LGD_OK);
+    ck_assert_int_eq(o.check_callback_outputs, 0);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_callback_eval_draws)
+{
+    lgd_context *ctx = tu_context(1);
+    report_loss r = { 0 };
+    lgd_loss *l = report_loss_create(ctx, &r, LGD_MEMORY_HOST, 1);
+    const float x[12] = { 1, 2, 3, -1, 0, 1, 0.5f, 0.5f, 0.5f, 2, 2, 2 };
+    float loss[4], grad[12];
+    /* outside guidance: the whole call is draws 0 .. n - 1 of n */
+    r.first_draw = r.total_draws = -1;
+    TU_OK(ctx, eval_host(ctx, l, x, 2, 2, 3, loss, grad));
+    ck_assert_int_eq(r.first_draw, 0);
+    ck_assert_int_eq(r.total_draws, 2);
+    ck_assert_float_eq(loss[1], 2.0f);
+    /* the internal entry points the guidance and sums use pass them on */
+    TU_OK(ctx, lgd_loss_eval_draws(l, x, 1, 4, 16, 37, loss, NULL));
+    ck_assert_int_eq(r.first_draw, 16);
+    ck_assert_int_eq(r.total_draws, 37);
+    lgd_loss *sq = NULL, *sum = NULL;
+    const float zero[3] = { 0, 0, 0 };
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, zero, 1, NULL, &sq));
+    lgd_loss *terms[2] = { sq, l };
+    TU_OK(ctx, lgd_loss_create_sum(ctx, 2, terms, NULL, &sum));
+    TU_OK(ctx, lgd_loss_eval_draws(sum, x, 2, 2, 32, 37, loss, grad));
+    ck_assert_int_eq(r.first_draw, 32);
+    ck_assert_int_eq(r.total_draws, 37);
+    ck_assert_float_eq(loss[3], 24.0f);
+    TU_OK(ctx, lgd_loss_eval_raw(sum, x, 4, 1, loss, NULL));
+    ck_assert_int_eq(r.first_draw, 0);
+    ck_assert_int_eq(r.total_draws, 1);
+    lgd_loss_destroy(sum);
+    lgd_loss_destroy(sq);
+    lgd_loss_destroy(l);
+
+    /* exactly one of eval and eval_draws */
+    lgd_loss_callbacks cb = LGD_LOSS_CALLBACKS_INIT;
+    ck_assert_ptr_null((void *)cb.eval_draws);
+    cb.dim = 3;
+    cb.eval = report_eval;
+    cb.eval_draws = report_eval_draws;
+    cb.user = &r;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &cb, &l));
+    assert_msg_contains(ctx, "exactly one");
+    ck_assert_ptr_null(l);
+    cb.eval = NULL;
+    cb.eval_draws = NULL;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_loss_create_callbacks(ctx, &cb, &l));
+    assert_msg_contains(ctx, "eval_draws");
+
+    /* the first published layout (without eval_draws) is still accepted, and _init
+     * writes no further than it */
+    cb.eval = report_eval;
+    cb.struct_size = (uint32_t)offsetof(lgd_loss_callbacks, eval_draws);
+    TU_OK(ctx, lgd_loss_create_callbacks(ctx, &cb, &l));
+    TU_OK(ctx, eval_host(ctx, l, x, 2, 2, 3, loss, NULL));
+    lgd_loss_destroy(l);
+    lgd_loss_callbacks small;
+    memset(&small, 0xAB, sizeof small);
+    ck_assert_int_eq(lgd_loss_callbacks_init(&small, (uint32_t)offsetof(lgd_loss_callbacks,
+                                                                        eval_draws)),
+                     LGD_OK);
+    unsigned char tail[sizeof small - offsetof(lgd_loss_callbacks, eval_draws)];
+    memset(tail, 0xAB, sizeof tail);
+    ck_assert_int_eq(memcmp((unsigned char *)&small + offsetof(lgd_loss_callbacks, eval_draws),
+                            tail, sizeof tail),
+                     0);
+    ck_assert_int_eq(lgd_loss_callbacks_init(&small, (uint32_t)offsetof(lgd_loss_callbacks,
+                                                                        eval_draws) - 1),
+                     LGD_ERR_INVALID_ARGUMENT);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------ bad input */
 
 START_TEST(test_create_bad_input)
@@ -1273,6 +1585,9 @@ int main(void)
     tcase_add_test(unit, test_callback_failure);
     tcase_add_test(unit, test_callback_non_finite);
     tcase_add_test(unit, test_callback_options);
+    tcase_add_test(unit, test_callback_error_message);
+    tcase_add_test(unit, test_callback_unwritten_outputs);
+    tcase_add_test(unit, test_callback_eval_draws);
     tcase_add_test(unit, test_create_bad_input);
     tcase_add_test(unit, test_eval_bad_input);
     tcase_add_test(unit, test_wrong_target_rows);

@@ -1,9 +1,10 @@
 /*
  * test_model.c - models: the Gaussian mixture against its closed form (denoiser,
  * Tweedie, VJP by finite differences, density, exact posterior), network adapters,
- * host-callback models, and bad input.
+ * host-callback models (messages from callbacks, unwritten outputs), and bad input.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1119,6 +1120,221 @@ START_TEST(gmm_bad_input)
 }
 END_TEST
 
+/* ---------- callbacks that report errors or leave outputs unwritten ---------- */
+
+/* Model callbacks D(x) = 0.5 x, J^T v = 0.5 v, or network callbacks F(x_in) = 0.5 x_in
+ * (x0-prediction) with the same VJP; the callback `which` (0: denoise / forward, 1: vjp)
+ * misbehaves on request. */
+typedef struct report_cb {
+    lgd_context *ctx;
+    int which;
+    const char *message; /* lgd_context_set_callback_error(ctx, message) when not NULL */
+    int32_t rc;          /* returned */
+    int64_t skip;        /* out[skip] left unwritten when >= 0 */
+} report_cb;
+
+static int32_t report_run(report_cb *r, int which, const float *in, int64_t count, float *out)
+{
+    if (r->which == which) {
+        if (r->message)
+            lgd_context_set_callback_error(r->ctx, r->message);
+        if (r->rc)
+            return r->rc;
+    }
+    for (int64_t i = 0; i < count; i++)
+        if (r->which != which || i != r->skip)
+            out[i] = 0.5f * in[i];
+    return 0;
+}
+
+static int32_t report_denoise(void *user, const float *x, float sigma, const float *cond,
+                              int64_t B, int64_t D, float *xhat)
+{
+    (void)sigma;
+    (void)cond;
+    return report_run(user, 0, x, B * D, xhat);
+}
+
+static int32_t report_vjp(void *user, const float *x, float sigma, const float *cond, int64_t B,
+                          int64_t D, const float *v, float *out)
+{
+    (void)x;
+    (void)sigma;
+    (void)cond;
+    return report_run(user, 1, v, B * D, out);
+}
+
+static int32_t report_forward(void *user, const float *x_in, float t, const float *cond,
+                              int64_t B, int64_t D, float *out)
+{
+    (void)t;
+    (void)cond;
+    return report_run(user, 0, x_in, B * D, out);
+}
+
+static int32_t report_net_vjp(void *user, const float *x_in, float t, const float *cond,
+                              int64_t B, int64_t D, const float *v, float *out)
+{
+    (void)x_in;
+    (void)t;
+    (void)cond;
+    return report_run(user, 1, v, B * D, out);
+}
+
+/* kind 0: lgd_model_create_callbacks, 1: lgd_model_create_network_callbacks */
+static lgd_model *report_model(lgd_context *ctx, report_cb *r, int kind, lgd_memory memory)
+{
+    r->ctx = ctx;
+    r->skip = -1;
+    lgd_model *m = NULL;
+    if (kind == 0) {
+        lgd_model_callbacks cb = LGD_MODEL_CALLBACKS_INIT;
+        cb.memory = memory;
+        cb.dim = 2;
+        cb.denoise = report_denoise;
+        cb.vjp = report_vjp;
+        cb.user = r;
+        TU_OK(ctx, lgd_model_create_callbacks(ctx, &cb, &m));
+    } else {
+        lgd_network_callbacks cb = LGD_NETWORK_CALLBACKS_INIT;
+        cb.memory = memory;
+        cb.dim = 2;
+        cb.forward = report_forward;
+        cb.vjp = report_net_vjp;
+        cb.user = r;
+        lgd_adapter_options o = LGD_ADAPTER_OPTIONS_INIT;
+        o.prediction = LGD_PREDICT_X0;
+        o.time_input = LGD_TIME_SIGMA;
+        TU_OK(ctx, lgd_model_create_network_callbacks(ctx, &cb, &o, &m));
+    }
+    return m;
+}
+
+static void assert_error_has(lgd_context *ctx, const char *needle, int want)
+{
+    const char *msg = lgd_context_last_error(ctx);
+    ck_assert_msg((strstr(msg, needle) != NULL) == want, "error message \"%s\" %s \"%s\"", msg,
+                  want ? "lacks" : "has", needle);
+}
+
+/* the failing call for callback `which` */
+static lgd_status report_call(lgd_model *m, int which, lgd_tensor *tx, lgd_tensor *to)
+{
+    return which ? lgd_model_vjp(m, tx, 1.0f, NULL, tx, to)
+                 : lgd_model_denoise(m, tx, 1.0f, NULL, to);
+}
+
+static const char *const REPORT_NAMES[2][2] = { { "model denoise callback",
+                                                  "model vjp callback" },
+                                                { "network forward callback",
+                                                  "network vjp callback" } };
+
+START_TEST(callback_messages_reach_last_error)
+{
+    lgd_context *ctx = tu_context(0);
+    lgd_backend_ops fake = *ctx->ops;
+    fake.host_memory = 0;
+    const lgd_backend_ops *real = ctx->ops;
+    float x[4] = { 1, 2, 3, 4 };
+    lgd_tensor *tx = tu_tensor(ctx, 2, 2, x), *to = tu_tensor(ctx, 2, 2, NULL);
+    char want[128];
+    for (int kind = 0; kind < 2; kind++)
+        for (int mode = 0; mode < 3; mode++) /* direct host, staged host, device memory */
+            for (int which = 0; which < 2; which++) {
+                report_cb r = { 0 };
+                lgd_model *m =
+                    report_model(ctx, &r, kind, mode == 2 ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST);
+                if (mode == 1)
+                    ctx->ops = &fake;
+                r.which = which;
+                r.message = "weights not loaded";
+                r.rc = 3;
+                TU_FAILS(ctx, LGD_ERR_CALLBACK, report_call(m, which, tx, to));
+                snprintf(want, sizeof want, "%s returned 3", REPORT_NAMES[kind][which]);
+                assert_error_has(ctx, want, 1);
+                assert_error_has(ctx, ": weights not loaded", 1);
+                /* set, then return 0: discarded, and not seen by a later failure */
+                r.rc = 0;
+                r.message = "just a remark";
+                TU_OK(ctx, report_call(m, which, tx, to));
+                r.message = NULL;
+                r.rc = 9;
+                TU_FAILS(ctx, LGD_ERR_CALLBACK, report_call(m, which, tx, to));
+                snprintf(want, sizeof want, "%s returned 9", REPORT_NAMES[kind][which]);
+                assert_error_has(ctx, want, 1);
+                assert_error_has(ctx, "remark", 0);
+                ctx->ops = real;
+                lgd_model_destroy(m);
+            }
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(to);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(callback_unwritten_outputs)
+{
+    lgd_context *ctx = tu_context(0); /* check_callback_outputs = 1 (testutil.c) */
+    lgd_backend_ops fake = *ctx->ops;
+    fake.host_memory = 0;
+    const lgd_backend_ops *real = ctx->ops;
+    float x[4] = { 1, 2, 3, 4 }, out[4];
+    lgd_tensor *tx = tu_tensor(ctx, 2, 2, x), *to = tu_tensor(ctx, 2, 2, NULL);
+    char want[160];
+    for (int kind = 0; kind < 2; kind++)
+        for (int mode = 0; mode < 3; mode++) /* direct host, staged host, device memory */
+            for (int which = 0; which < 2; which++) {
+                report_cb r = { 0 };
+                lgd_model *m =
+                    report_model(ctx, &r, kind, mode == 2 ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST);
+                if (mode == 1)
+                    ctx->ops = &fake;
+                r.which = which;
+                TU_OK(ctx, report_call(m, which, tx, to));
+                r.skip = 3;
+                TU_FAILS(ctx, LGD_ERR_CALLBACK, report_call(m, which, tx, to));
+                const char *out_name = kind == 0 && which == 0 ? "xhat" : "out";
+                if (mode < 2)
+                    snprintf(want, sizeof want,
+                             "%s returned 0 but left %s[3] unwritten (NaN; 1 of 4 values "
+                             "unwritten; check_callback_outputs is on)",
+                             REPORT_NAMES[kind][which], out_name);
+                else
+                    snprintf(want, sizeof want, "%s returned 0 but left %s non-finite",
+                             REPORT_NAMES[kind][which], out_name);
+                assert_error_has(ctx, want, 1);
+                r.skip = -1;
+                TU_OK(ctx, report_call(m, which, tx, to));
+                ctx->ops = real;
+                lgd_model_destroy(m);
+            }
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(to);
+    lgd_context_destroy(ctx);
+
+    /* off (the default): not filled, not checked; the entry keeps what was there */
+    lgd_context_options o = LGD_CONTEXT_OPTIONS_INIT;
+    ctx = NULL;
+    ck_assert_int_eq(lgd_context_create(&o, &ctx, NULL), LGD_OK);
+    const float before[4] = { -1, -2, -3, -4 };
+    tx = tu_tensor(ctx, 2, 2, x);
+    to = tu_tensor(ctx, 2, 2, before);
+    for (int mode = 0; mode < 2; mode++) {
+        report_cb r = { 0 };
+        lgd_model *m = report_model(ctx, &r, 0, mode ? LGD_MEMORY_DEVICE : LGD_MEMORY_HOST);
+        r.skip = 3;
+        TU_OK(ctx, lgd_model_denoise(m, tx, 1.0f, NULL, to));
+        TU_OK(ctx, lgd_tensor_download(to, out, 4));
+        ck_assert_float_eq(out[2], 1.5f);
+        ck_assert_float_eq(out[3], -4.0f);
+        lgd_model_destroy(m);
+    }
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(to);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -1143,6 +1359,8 @@ int main(void)
     TCase *tcb = tcase_create("callbacks");
     tcase_add_test(tcb, callback_model_roundtrip_and_failures);
     tcase_add_test(tcb, callback_model_bad_input);
+    tcase_add_test(tcb, callback_messages_reach_last_error);
+    tcase_add_test(tcb, callback_unwritten_outputs);
     suite_add_tcase(s, tcb);
     return tu_run(s);
 }

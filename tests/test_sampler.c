@@ -1555,6 +1555,420 @@ START_TEST(sampler_error_message_names_the_caller)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* runs from the caller's x: lgd_sampler_start / lgd_sampler_run_from        */
+/* ------------------------------------------------------------------------ */
+
+enum { START_STEPS = 12, START_B = 5 };
+
+/* LGD-MC on the 6-D mixture with a squared-error loss: its draws are keyed by the
+ * step and the row as the sampler's own noise is. */
+static lgd_guidance *guided6(lgd_context *ctx, lgd_model *model, lgd_loss **loss)
+{
+    float target[D6];
+    for (int j = 0; j < D6; j++)
+        target[j] = 0.5f - 0.1f * (float)j;
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, D6, target, 1, NULL, loss));
+    lgd_guidance_options o = LGD_GUIDANCE_OPTIONS_INIT;
+    o.kind = LGD_GUIDANCE_MC;
+    o.n_samples = 4;
+    o.scale = 0.5f;
+    lgd_guidance *g = NULL;
+    TU_OK(ctx, lgd_guidance_create(ctx, model, *loss, &o, &g));
+    return g;
+}
+
+static lgd_sampler *start_sampler(lgd_context *ctx, lgd_guidance *g, const kind_case *k)
+{
+    lgd_sampler_options o;
+    case_options(k, START_STEPS, &o);
+    o.s_noise = 1.003f;
+    lgd_sampler *s = NULL;
+    TU_OK(ctx, lgd_sampler_create(g, &o, &s));
+    return s;
+}
+
+static void finish_steps(lgd_context *ctx, lgd_sampler *s, lgd_tensor *x)
+{
+    while (!lgd_sampler_done(s))
+        TU_OK(ctx, lgd_sampler_step(s, x, NULL));
+}
+
+/* A run started at step k with the x a full run had after k steps continues exactly
+ * as the full run (same bytes), for every sampler but DPM++(2M) after step 0 (its
+ * first started step has no history: checked for determinism and closeness). Also:
+ * init == start at 0 from x = 0 with LGD_START_ADD_NOISE; x may be overwritten between
+ * steps; run_from == start + steps. */
+START_TEST(sampler_start_continues_a_run)
+{
+    const kind_case *k = &KINDS[_i];
+    int history = k->kind == LGD_SAMPLER_DPMPP_2M;
+    lgd_context *ctx = tu_context(0);
+    lgd_model *model = make_gmm6(ctx);
+    lgd_loss *loss = NULL;
+    lgd_guidance *g = guided6(ctx, model, &loss);
+    lgd_sampler *s = start_sampler(ctx, g, k);
+    float grid[START_STEPS + 1];
+    TU_OK(ctx, lgd_sampler_sigmas(s, grid, START_STEPS + 1));
+    const size_t n = (size_t)START_B * D6;
+    const uint64_t seed = 77, first_row = 3;
+    lgd_tensor *x = tu_tensor(ctx, START_B, D6, NULL);
+    lgd_tensor *y = tu_tensor(ctx, START_B, D6, NULL);
+
+    /* the full run, with x after every step */
+    static float at[START_STEPS + 1][START_B * D6];
+    TU_OK(ctx, lgd_sampler_init(s, x, seed, first_row));
+    TU_OK(ctx, lgd_tensor_download(x, at[0], n));
+    for (int i = 0; i < START_STEPS; i++) {
+        TU_OK(ctx, lgd_sampler_step(s, x, NULL));
+        TU_OK(ctx, lgd_tensor_download(x, at[i + 1], n));
+    }
+    float *out = malloc(n * sizeof(float)), *out2 = malloc(n * sizeof(float));
+
+    /* init is start at 0 on zeros with LGD_START_ADD_NOISE */
+    TU_OK(ctx, lgd_tensor_fill(y, 0.0f));
+    TU_OK(ctx, lgd_sampler_start(s, y, 0, LGD_START_ADD_NOISE, seed, first_row));
+    TU_OK(ctx, lgd_tensor_download(y, out, n));
+    ck_assert_msg(memcmp(out, at[0], n * sizeof(float)) == 0,
+                  "%s: start(0, ADD_NOISE) on zeros differs from init", k->name);
+
+    const int32_t starts[] = { 0, 1, 5, START_STEPS - 1 };
+    for (size_t si = 0; si < sizeof starts / sizeof starts[0]; si++) {
+        int32_t k0 = starts[si];
+        TU_OK(ctx, lgd_tensor_upload(y, at[k0], n));
+        TU_OK(ctx, lgd_sampler_start(s, y, k0, LGD_START_NOISY, seed, first_row));
+        ck_assert_int_eq(lgd_sampler_step_index(s), k0);
+        ck_assert(lgd_sampler_sigma(s) == grid[k0]);
+        ck_assert(!lgd_sampler_done(s));
+        TU_OK(ctx, lgd_tensor_download(y, out, n));
+        ck_assert_msg(memcmp(out, at[k0], n * sizeof(float)) == 0,
+                      "%s: a start with flags 0 changed x", k->name);
+        for (int32_t i = k0; i < START_STEPS; i++) {
+            TU_OK(ctx, lgd_sampler_step(s, y, NULL));
+            TU_OK(ctx, lgd_tensor_download(y, out, n));
+            if (history && i == k0 && k0 > 0) {
+                /* DPM++'s first started step is a first-order step: the Euler step
+                 * (the same formula, rounded another way) */
+                lgd_sampler *eu = start_sampler(ctx, g, &KINDS[0]);
+                TU_OK(ctx, lgd_tensor_upload(x, at[k0], n));
+                TU_OK(ctx, lgd_sampler_start(eu, x, k0, 0, seed, first_row));
+                TU_OK(ctx, lgd_sampler_step(eu, x, NULL));
+                TU_OK(ctx, lgd_tensor_download(x, out2, n));
+                ck_assert_msg(tu_max_scaled_err(out, out2, n, 1e-5, 1e-5) <= 1.0,
+                              "%s started at %d: the first step is not the Euler step",
+                              k->name, (int)k0);
+                lgd_sampler_destroy(eu);
+            }
+            if (!history || k0 == 0)
+                ck_assert_msg(memcmp(out, at[i + 1], n * sizeof(float)) == 0,
+                              "%s: started at step %d, x after step %d differs from the "
+                              "full run's",
+                              k->name, (int)k0, (int)i);
+        }
+        ck_assert(lgd_sampler_done(s));
+        /* lgd_sampler_run_from: the same bytes as start + steps */
+        TU_OK(ctx, lgd_tensor_upload(y, at[k0], n));
+        TU_OK(ctx, lgd_sampler_run_from(s, y, k0, LGD_START_NOISY, seed, first_row, NULL, NULL));
+        ck_assert(lgd_sampler_done(s));
+        TU_OK(ctx, lgd_tensor_download(y, out2, n));
+        ck_assert_msg(memcmp(out, out2, n * sizeof(float)) == 0,
+                      "%s: run_from at %d differs from start + steps", k->name, (int)k0);
+        if (history && k0 > 0) {
+            /* finite, and near the full run (the one first-order step's error, carried
+             * through the coarse 12-step grid: 0.07 to 0.5 here) */
+            double worst = 0.0;
+            for (size_t e = 0; e < n; e++) {
+                ck_assert(isfinite(out[e]));
+                double dlt = fabs((double)out[e] - at[START_STEPS][e]);
+                worst = dlt > worst ? dlt : worst;
+            }
+            if (verbose())
+                printf("%s started at %d: max |x - full run's x| = %g\n", k->name, (int)k0,
+                       worst);
+            ck_assert_msg(worst < 1.0, "%s started at %d: max deviation %g from the full run",
+                          k->name, (int)k0, worst);
+        }
+    }
+
+    /* x is the caller's: overwriting it between steps = starting from it there */
+    if (!history) {
+        const int32_t k0 = 4;
+        TU_OK(ctx, lgd_sampler_init(s, x, seed, first_row));
+        for (int32_t i = 0; i < k0; i++)
+            TU_OK(ctx, lgd_sampler_step(s, x, NULL));
+        float repl[START_B * D6];
+        for (size_t e = 0; e < n; e++)
+            repl[e] = 0.5f * at[k0][e] + 0.25f;
+        TU_OK(ctx, lgd_tensor_upload(x, repl, n));
+        finish_steps(ctx, s, x);
+        TU_OK(ctx, lgd_tensor_download(x, out, n));
+        TU_OK(ctx, lgd_tensor_upload(y, repl, n));
+        TU_OK(ctx, lgd_sampler_run_from(s, y, k0, 0, seed, first_row, NULL, NULL));
+        TU_OK(ctx, lgd_tensor_download(y, out2, n));
+        ck_assert_msg(memcmp(out, out2, n * sizeof(float)) == 0,
+                      "%s: overwriting x between steps differs from a start there", k->name);
+    }
+    free(out);
+    free(out2);
+    lgd_tensor_destroy(x);
+    lgd_tensor_destroy(y);
+    lgd_sampler_destroy(s);
+    lgd_guidance_destroy(g);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(model);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* DPM++(2M) started mid-run: the same bytes every time and for every batch split. */
+START_TEST(sampler_start_dpmpp_deterministic)
+{
+    const kind_case *k = &KINDS[N_KINDS - 1];
+    ck_assert(k->kind == LGD_SAMPLER_DPMPP_2M);
+    lgd_context *ctx = tu_context(0);
+    lgd_model *model = make_gmm6(ctx);
+    lgd_loss *loss = NULL;
+    lgd_guidance *g = guided6(ctx, model, &loss);
+    lgd_sampler *s = start_sampler(ctx, g, k);
+    const size_t n = (size_t)START_B * D6;
+    float x0[START_B * D6], a[START_B * D6], b[START_B * D6], c[START_B * D6];
+    tu_rng rng = { 5 };
+    tu_fill_normal(&rng, x0, n, 0.8f);
+    lgd_tensor *x = tu_tensor(ctx, START_B, D6, x0);
+    TU_OK(ctx, lgd_sampler_run_from(s, x, 6, LGD_START_ADD_NOISE, 9, 0, NULL, NULL));
+    TU_OK(ctx, lgd_tensor_download(x, a, n));
+    TU_OK(ctx, lgd_tensor_upload(x, x0, n));
+    TU_OK(ctx, lgd_sampler_run_from(s, x, 6, LGD_START_ADD_NOISE, 9, 0, NULL, NULL));
+    TU_OK(ctx, lgd_tensor_download(x, b, n));
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    /* rows 2.. alone, numbered from 2 */
+    lgd_tensor *hi = tu_tensor(ctx, START_B - 2, D6, x0 + 2 * D6);
+    TU_OK(ctx, lgd_sampler_run_from(s, hi, 6, LGD_START_ADD_NOISE, 9, 2, NULL, NULL));
+    TU_OK(ctx, lgd_tensor_download(hi, c, (size_t)(START_B - 2) * D6));
+    ck_assert(memcmp(a + 2 * D6, c, (size_t)(START_B - 2) * D6 * sizeof(float)) == 0);
+    /* another seed, other noise */
+    TU_OK(ctx, lgd_tensor_upload(x, x0, n));
+    TU_OK(ctx, lgd_sampler_run_from(s, x, 6, LGD_START_ADD_NOISE, 10, 0, NULL, NULL));
+    TU_OK(ctx, lgd_tensor_download(x, b, n));
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    for (size_t e = 0; e < n; e++)
+        ck_assert(isfinite(a[e]) && fabs(a[e]) < 10.0f);
+    lgd_tensor_destroy(hi);
+    lgd_tensor_destroy(x);
+    lgd_sampler_destroy(s);
+    lgd_guidance_destroy(g);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(model);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* SDEdit: LGD_START_ADD_NOISE adds sigmas[k] z with init's z; from a late step the
+ * sample stays near x0, from step 0 it forgets x0. */
+START_TEST(sampler_start_sdedit)
+{
+    lgd_context *ctx = tu_context(0);
+    cb_model cm = { 1, 0.0, 1.0, 0.0f, 0 }; /* N(0, 1) per element */
+    lgd_model *model = make_cb_model(ctx, &cm, D6);
+    lgd_guidance *g = unguided(ctx, model);
+    lgd_sampler *s = start_sampler(ctx, g, &KINDS[0]);
+    float grid[START_STEPS + 1];
+    TU_OK(ctx, lgd_sampler_sigmas(s, grid, START_STEPS + 1));
+    enum { B = 64 };
+    const size_t n = (size_t)B * D6;
+    float *x0 = malloc(n * sizeof(float)), *z = malloc(n * sizeof(float));
+    float *got = malloc(n * sizeof(float));
+    for (size_t e = 0; e < n; e++)
+        x0[e] = 0.75f + 0.01f * (float)(e % 7);
+    lgd_tensor *x = tu_tensor(ctx, B, D6, NULL);
+    TU_OK(ctx, lgd_sampler_init(s, x, 4, 0));
+    TU_OK(ctx, lgd_tensor_download(x, z, n)); /* sigma_max z */
+    for (int32_t k0 = 0; k0 < START_STEPS; k0 += 4) {
+        TU_OK(ctx, lgd_tensor_upload(x, x0, n));
+        TU_OK(ctx, lgd_sampler_start(s, x, k0, LGD_START_ADD_NOISE, 4, 0));
+        TU_OK(ctx, lgd_tensor_download(x, got, n));
+        for (size_t e = 0; e < n; e++) {
+            double want = x0[e] + (double)grid[k0] * (z[e] / (double)grid[0]);
+            ck_assert_msg(fabs(got[e] - want) <= 1e-5 * (1.0 + fabs(want)),
+                          "start at %d: x[%zu] = %g, want x0 + sigma z = %g", (int)k0, e,
+                          (double)got[e], want);
+        }
+    }
+    /* from the last level (0.002) the sample stays within a few sigma of x0 (the
+     * N(0, 1) denoiser barely moves it); from sigma_max it does not remember x0 */
+    TU_OK(ctx, lgd_tensor_upload(x, x0, n));
+    TU_OK(ctx, lgd_sampler_run_from(s, x, START_STEPS - 1, LGD_START_ADD_NOISE, 4, 0, NULL,
+                                    NULL));
+    TU_OK(ctx, lgd_tensor_download(x, got, n));
+    for (size_t e = 0; e < n; e++)
+        ck_assert_msg(fabs(got[e] - x0[e]) < 0.02, "late SDEdit moved x[%zu] from %g to %g", e,
+                      (double)x0[e], (double)got[e]);
+    TU_OK(ctx, lgd_tensor_upload(x, x0, n));
+    TU_OK(ctx, lgd_sampler_run_from(s, x, 0, LGD_START_ADD_NOISE, 4, 0, NULL, NULL));
+    TU_OK(ctx, lgd_tensor_download(x, got, n));
+    double mean = 0.0;
+    for (size_t e = 0; e < n; e++)
+        mean += got[e] / (double)n;
+    ck_assert_msg(fabs(mean) < 0.2, "SDEdit from sigma_max: mean %g, want about 0 (the prior's)",
+                  mean);
+    free(x0);
+    free(z);
+    free(got);
+    lgd_tensor_destroy(x);
+    lgd_sampler_destroy(s);
+    lgd_guidance_destroy(g);
+    lgd_model_destroy(model);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+typedef struct from_log {
+    int calls, first, last;
+} from_log;
+
+static int on_from_progress(void *user, int32_t step, int32_t num_steps, float sigma,
+                            const lgd_guidance_report *report)
+{
+    (void)num_steps, (void)sigma, (void)report;
+    from_log *p = user;
+    if (p->calls++ == 0)
+        p->first = step;
+    p->last = step;
+    return 0;
+}
+
+START_TEST(sampler_start_bad_arguments)
+{
+    lgd_context *ctx = tu_context(0);
+    lgd_model *model = make_gmm6(ctx);
+    lgd_guidance *g = unguided(ctx, model);
+    lgd_sampler *s = start_sampler(ctx, g, &KINDS[0]);
+    lgd_tensor *x = tu_tensor(ctx, 4, D6, NULL);
+    lgd_tensor *wrong = tu_tensor(ctx, 4, D6 + 1, NULL);
+    const char *e;
+
+    ck_assert_int_eq(lgd_sampler_start(NULL, x, 0, 0, 1, 0), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(lgd_sampler_run_from(NULL, x, 0, 0, 1, 0, NULL, NULL),
+                     LGD_ERR_INVALID_ARGUMENT);
+    const int32_t bad_steps[] = { -1, START_STEPS, START_STEPS + 5, INT32_MIN };
+    for (size_t i = 0; i < sizeof bad_steps / sizeof bad_steps[0]; i++) {
+        TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_start(s, x, bad_steps[i], 0, 1, 0));
+        e = lgd_context_last_error(ctx);
+        ck_assert_msg(strncmp(e, "lgd_sampler_start: start_step", 29) == 0, "%s", e);
+        TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+                 lgd_sampler_run_from(s, x, bad_steps[i], 0, 1, 0, NULL, NULL));
+        e = lgd_context_last_error(ctx);
+        ck_assert_msg(strncmp(e, "lgd_sampler_run_from: start_step", 32) == 0, "%s", e);
+    }
+    const int32_t bad_flags[] = { -1, 2, 3, 0x100 };
+    for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
+        TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_start(s, x, 0, bad_flags[i], 1, 0));
+        e = lgd_context_last_error(ctx);
+        ck_assert_msg(strncmp(e, "lgd_sampler_start: flags", 24) == 0, "%s", e);
+        TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
+                 lgd_sampler_run_from(s, x, 0, bad_flags[i], 1, 0, NULL, NULL));
+        e = lgd_context_last_error(ctx);
+        ck_assert_msg(strncmp(e, "lgd_sampler_run_from: flags", 27) == 0, "%s", e);
+    }
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_start(s, NULL, 0, 0, 1, 0));
+    TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH, lgd_sampler_start(s, wrong, 0, 0, 1, 0));
+    float h[4 * D6] = { 0 };
+    h[7] = NAN;
+    TU_OK(ctx, lgd_tensor_upload(x, h, 4 * D6));
+    TU_FAILS(ctx, LGD_ERR_NON_FINITE, lgd_sampler_start(s, x, 2, 0, 1, 0));
+    h[7] = INFINITY;
+    TU_OK(ctx, lgd_tensor_upload(x, h, 4 * D6));
+    TU_FAILS(ctx, LGD_ERR_NON_FINITE, lgd_sampler_start(s, x, 2, LGD_START_ADD_NOISE, 1, 0));
+    e = lgd_context_last_error(ctx);
+    ck_assert_msg(strncmp(e, "lgd_sampler_start: x", 20) == 0, "%s", e);
+    /* nothing started: the sampler is still idle and x untouched */
+    TU_FAILS(ctx, LGD_ERR_STATE, lgd_sampler_step(s, x, NULL));
+    float back[4 * D6];
+    TU_OK(ctx, lgd_tensor_download(x, back, 4 * D6));
+    ck_assert(memcmp(back, h, sizeof h) == 0);
+
+    /* progress after a start: steps start_step + 1 .. num_steps */
+    TU_OK(ctx, lgd_tensor_fill(x, 0.5f));
+    from_log p = { 0, 0, 0 };
+    TU_OK(ctx, lgd_sampler_run_from(s, x, 7, 0, 1, 0, on_from_progress, &p));
+    ck_assert_int_eq(p.calls, START_STEPS - 7);
+    ck_assert_int_eq(p.first, 8);
+    ck_assert_int_eq(p.last, START_STEPS);
+    /* the last level: one step */
+    TU_OK(ctx, lgd_sampler_start(s, x, START_STEPS - 1, 0, 1, 0));
+    TU_OK(ctx, lgd_sampler_step(s, x, NULL));
+    ck_assert(lgd_sampler_done(s));
+    TU_FAILS(ctx, LGD_ERR_STATE, lgd_sampler_step(s, x, NULL));
+
+    /* lgd_sampler_sigmas takes an int64_t count: negative is too small */
+    float grid[START_STEPS + 1];
+    TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH, lgd_sampler_sigmas(s, grid, -1));
+    TU_OK(ctx, lgd_sampler_sigmas(s, grid, (int64_t)START_STEPS + 1));
+
+    lgd_tensor_destroy(x);
+    lgd_tensor_destroy(wrong);
+    lgd_sampler_destroy(s);
+    lgd_guidance_destroy(g);
+    lgd_model_destroy(model);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* Per-row diagnostics through lgd_sampler_step: filled for the batch; a report whose
+ * arrays are too short is refused before the step, which can then be retried. */
+START_TEST(sampler_step_per_row_report)
+{
+    lgd_context *ctx = tu_context(0);
+    lgd_model *model = make_gmm6(ctx);
+    lgd_loss *loss = NULL;
+    lgd_guidance *g = guided6(ctx, model, &loss);
+    lgd_sampler *s = start_sampler(ctx, g, &KINDS[3]); /* Heun: two guided calls a step */
+    lgd_tensor *x = tu_tensor(ctx, START_B, D6, NULL);
+    TU_OK(ctx, lgd_sampler_init(s, x, 3, 0));
+    float ess[START_B + 1], loss_row[START_B + 1], gn[START_B + 1], lam[START_B + 1];
+    for (int b = 0; b <= START_B; b++)
+        ess[b] = loss_row[b] = gn[b] = lam[b] = -1.0f;
+    lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
+    rep.rows = START_B - 1;
+    rep.row_ess = ess;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_sampler_step(s, x, &rep));
+    const char *e = lgd_context_last_error(ctx);
+    ck_assert_msg(strstr(e, "lgd_sampler_step: report->rows") == e, "%s", e);
+    ck_assert_int_eq(lgd_sampler_step_index(s), 0);
+    ck_assert(ess[0] == -1.0f);
+    rep.rows = START_B + 1;
+    rep.row_loss = loss_row;
+    rep.row_grad_norm = gn;
+    rep.row_lambda = lam;
+    TU_OK(ctx, lgd_sampler_step(s, x, &rep));
+    ck_assert_int_eq(lgd_sampler_step_index(s), 1);
+    ck_assert(rep.rows == START_B + 1 && rep.row_ess == ess && rep.row_lambda == lam);
+    double m[4] = { 0, 0, 0, 0 };
+    float mn = ess[0];
+    for (int b = 0; b < START_B; b++) {
+        ck_assert(ess[b] >= 1.0f && ess[b] <= 4.0f && loss_row[b] >= 0.0f && gn[b] >= 0.0f &&
+                  lam[b] > 0.0f);
+        m[0] += ess[b];
+        m[1] += loss_row[b];
+        m[2] += gn[b];
+        m[3] += lam[b];
+        mn = ess[b] < mn ? ess[b] : mn;
+    }
+    ck_assert(rep.active == 1);
+    ck_assert(rep.mean_ess == (float)(m[0] / START_B) && rep.min_ess == mn);
+    ck_assert(rep.mean_loss == (float)(m[1] / START_B));
+    ck_assert(rep.mean_grad_norm == (float)(m[2] / START_B));
+    ck_assert(rep.mean_lambda == (float)(m[3] / START_B));
+    ck_assert(ess[START_B] == -1.0f && loss_row[START_B] == -1.0f); /* past the batch */
+    lgd_tensor_destroy(x);
+    lgd_sampler_destroy(s);
+    lgd_guidance_destroy(g);
+    lgd_loss_destroy(loss);
+    lgd_model_destroy(model);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sampler");
@@ -1596,6 +2010,15 @@ int main(void)
     tcase_add_test(tc, sampler_progress_abort);
     tcase_add_test(tc, sampler_error_message_names_the_caller);
     tcase_add_loop_test(tc, sampler_non_finite_model, 0, N_KINDS);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("start");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, sampler_start_continues_a_run, 0, N_KINDS);
+    tcase_add_test(tc, sampler_start_dpmpp_deterministic);
+    tcase_add_test(tc, sampler_start_sdedit);
+    tcase_add_test(tc, sampler_start_bad_arguments);
+    tcase_add_test(tc, sampler_step_per_row_report);
     suite_add_tcase(s, tc);
 
     return tu_run(s);

@@ -8,6 +8,7 @@ lgd_context *tu_context(int threads)
     lgd_context_options o = LGD_CONTEXT_OPTIONS_INIT;
     o.backend = LGD_BACKEND_CPU;
     o.num_threads = threads;
+    o.check_callback_outputs = 1; /* every suite's callbacks must write all their outputs */
     lgd_context *ctx = NULL;
     const char *err = NULL;
     lgd_status st = lgd_context_create(&o, &ctx, &err);

@@ -30,7 +30,13 @@ typedef enum lgd_log_level {
     LGD_LOG_DEBUG = 3
 } lgd_log_level;
 
-/** Receives log messages (the library never prints on its own). */
+/**
+ * Receives log messages (the library never prints on its own). message is valid only
+ * during the call. Called from inside liblgd calls (also while an error is being
+ * recorded), so it follows the callback rules below: it must not unwind (no C++
+ * exception, Rust panic or longjmp out of it) and may call on the same context only
+ * lgd_context_set_callback_error() and the pure getters.
+ */
 typedef void (*lgd_log_fn)(void *user, lgd_log_level level, const char *message);
 
 /** Options for lgd_context_create(). Initialise with LGD_CONTEXT_OPTIONS_INIT or
@@ -46,11 +52,21 @@ typedef struct lgd_context_options {
     /** Path of the CUDA backend module to load; NULL (default) searches the install
      *  libdir, then the loader's path for liblgd-cuda.so. */
     const char *cuda_module_path;
+    /** Non-zero: check that loss, model and network callbacks write every output.
+     *  Before each call every output buffer is filled with NaN (a NaN of liblgd's own
+     *  bit pattern on host memory); a call that returns 0 but leaves one of them
+     *  unwritten fails with LGD_ERR_CALLBACK naming the callback and the output (on
+     *  host memory the first unwritten entry, e.g. "callback loss: eval returned 0 but
+     *  left loss[3] unwritten ..."; on LGD_MEMORY_DEVICE the output as a whole, which
+     *  also catches values written as NaN or Inf). Catches e.g. numpy's `loss = ...`
+     *  where `loss[:] = ...` was meant. Costs a fill and a scan per call: a debugging
+     *  and testing aid. Default 0. (Since 0.3.0.) */
+    int32_t check_callback_outputs;
 } lgd_context_options;
 
 #define LGD_CONTEXT_OPTIONS_INIT \
     LGD_STRUCT_INIT_(lgd_context_options, LGD_BACKEND_CPU, 0, 0, NULL, NULL, \
-        LGD_LOG_WARNING, NULL)
+        LGD_LOG_WARNING, NULL, 0)
 
 /** Fills *options with the defaults (for FFI users who cannot use the macro). */
 LGD_API lgd_status lgd_context_options_init(lgd_context_options *options, uint32_t struct_size);
@@ -81,6 +97,62 @@ LGD_API const char *lgd_context_last_error(const lgd_context *context);
 /** Clears the last error message. */
 LGD_API void lgd_context_clear_error(lgd_context *context);
 
+/**
+ * Callbacks: the rules every callback of the API follows (loss, model and network
+ * callbacks, progress, radius, log and destroy callbacks).
+ *
+ *  - Status: a callback returning int32_t returns 0 on success. Any other value is a
+ *    failure: the liblgd call that ran it stops and returns LGD_ERR_CALLBACK (a
+ *    progress callback's non-zero return stops the run with LGD_ERR_ABORTED). The
+ *    return type is int32_t (it was int before 0.3.0; the same ABI on every
+ *    supported platform).
+ *  - No unwinding: a callback must not let a C++ exception, a Rust panic or a
+ *    longjmp leave it; liblgd is C, so an exception through it calls std::terminate
+ *    and a panic aborts. Catch everything inside the callback and return non-zero
+ *    (with a message, see lgd_context_set_callback_error()). Bindings (ctypes, cffi)
+ *    must do the same: a Python exception in a ctypes callback returns an undefined
+ *    value unless the wrapper catches it.
+ *  - Re-entrancy: while a callback runs, liblgd is in the middle of a call on its
+ *    context. On that context and on the objects made from it the callback may call
+ *    only lgd_context_set_callback_error() and pure getters (lgd_context_last_error,
+ *    lgd_context_backend, lgd_context_backend_name, lgd_context_native_stream,
+ *    lgd_context_memory_usage, lgd_*_dim, ...); any other call on them is undefined
+ *    behaviour. Other contexts and their objects may be used freely (e.g. a loss that
+ *    runs its own network on a context of its own).
+ *  - Outputs: a callback that returns 0 must have written every element of its
+ *    outputs; lgd_context_options.check_callback_outputs checks it.
+ */
+
+/**
+ * From inside a loss, model or network callback (lgd_loss_fn, lgd_loss_draws_fn,
+ * lgd_denoise_fn, lgd_vjp_fn, lgd_network_forward_fn, lgd_network_vjp_fn): says why
+ * the callback is failing. The message is copied (NULL clears it; a second call
+ * replaces the first; long messages are truncated). When the callback then returns
+ * non-zero, lgd_context_last_error() reads the library's own description followed by
+ * ": " and the message, e.g. "callback loss: eval returned 1 (batch 2, n 16, dim 3):
+ * label 7 out of range", with status LGD_ERR_CALLBACK. A message set by a callback
+ * that returns 0 is discarded, and the message is cleared before each callback call,
+ * so a message never outlives the call that set it. Does nothing when context is
+ * NULL. (Since 0.3.0.)
+ *
+ *     static int32_t my_loss(void *user, const float *x, int64_t batch, int64_t n,
+ *                            int64_t dim, float *loss, float *grad)
+ *     {
+ *         my_state *s = user;   // holds the lgd_context * the loss was made with
+ *         if (!s->ready) {
+ *             lgd_context_set_callback_error(s->context, "my_loss: no target loaded");
+ *             return 1;         // -> LGD_ERR_CALLBACK, message as above
+ *         }
+ *         ...
+ *         return 0;
+ *     }
+ *
+ * A binding keeps the context with the callback's closure and reports an exception
+ * the same way, e.g. in Python: `except Exception as e: lib.lgd_context_set_callback_error(
+ * ctx, str(e).encode()); return 1`.
+ */
+LGD_API void lgd_context_set_callback_error(lgd_context *context, const char *message);
+
 /** The backend actually in use (never AUTO). */
 LGD_API lgd_backend_kind lgd_context_backend(const lgd_context *context);
 
@@ -100,6 +172,12 @@ LGD_API void lgd_context_memory_usage(const lgd_context *context,
                                       size_t *current_bytes, size_t *peak_bytes);
 /** Resets the peak to the current usage. */
 LGD_API void lgd_context_reset_peak_memory(lgd_context *context);
+
+/** Takes a reference to the context and returns it (NULL for NULL); drop it with
+ *  lgd_context_destroy(), which releases one reference (the last one, including those
+ *  objects made from the context hold, frees it). Any thread (see the thread contract
+ *  in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_context_retain(lgd_context *context);
 
 #ifdef __cplusplus
 }

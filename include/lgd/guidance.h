@@ -49,7 +49,10 @@ typedef enum lgd_step_rule {
     LGD_STEP_NORMALIZED = 2
 } lgd_step_rule;
 
-/** A user schedule for the MC radius r(sigma) >= 0. */
+/** A user schedule for the MC radius r(sigma) >= 0. A value that is negative or not
+ *  finite fails the guidance call with LGD_ERR_INVALID_ARGUMENT. Like every callback
+ *  (lgd/context.h, "Callbacks") it must not unwind (no C++ exception, Rust panic or
+ *  longjmp out of it) and may call on the guidance's context only pure getters. */
 typedef float (*lgd_radius_fn)(void *user, float sigma);
 
 typedef struct lgd_guidance_options {
@@ -72,7 +75,26 @@ typedef struct lgd_guidance_options {
         LGD_STEP_SCORE, 1.0f, 0.0f, LGD_INFINITY_F_, 0)
 LGD_API lgd_status lgd_guidance_options_init(lgd_guidance_options *options, uint32_t struct_size);
 
-/** Per-call diagnostics (averages over the batch). */
+/**
+ * Per-call diagnostics: averages over the batch, and on request the same values per row.
+ *
+ * The caller sets struct_size (LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init());
+ * the library writes only the bytes struct_size covers, so a report of an older layout
+ * (0.1.0's ends at `active`) stays valid. When guidance is off at the call's sigma
+ * (active = 0, or a guidance of kind LGD_GUIDANCE_NONE) every mean is 0.
+ *
+ * Per-row values (since 0.3.0): give host arrays of `rows` floats in row_loss, row_ess,
+ * row_grad_norm, row_lambda (any may be NULL; all NULL, the default, asks for none).
+ * When one is given, rows must be >= the call's batch (else LGD_ERR_INVALID_ARGUMENT,
+ * before any work); entries [0, batch) are written, the rest are left alone. Row b
+ * receives the value the batch fields average, in float, and the batch fields are
+ * computed from exactly these floats: mean_loss = the mean of row_loss (accumulated in
+ * double, in row order), mean_ess = the mean of row_ess, min_ess = their minimum, and so
+ * on. Where guidance is not active every entry is 0 (never NaN); row_lambda is 0 for
+ * lgd_guidance_term(), which applies no step weight. A row whose row_ess is near 1 while
+ * the batch's is high is a row where one draw takes all the weight (an extreme loss
+ * compared with r(sigma)).
+ */
 typedef struct lgd_guidance_report {
     uint32_t struct_size;       /**< set by the caller: sizeof(lgd_guidance_report) */
     float sigma;                /**< noise level of the call */
@@ -82,9 +104,22 @@ typedef struct lgd_guidance_report {
     float mean_grad_norm;       /**< mean over the batch of |g| */
     float mean_lambda;          /**< mean step weight lambda actually applied */
     int32_t active;             /**< 1 if guidance was applied, 0 if off at this sigma */
+    /* 0.3.0: per-row values on request (the first published layout ends above) */
+    int64_t rows;               /**< entries of each row_* array the caller gives, default 0 */
+    float *row_loss;            /**< [rows] or NULL: the mean loss of the row's n draws
+                                     (DPS: the loss at xhat) */
+    float *row_ess;             /**< [rows] or NULL: the row's 1 / sum_i w_i^2, in [1, n] */
+    float *row_grad_norm;       /**< [rows] or NULL: the row's |g| */
+    float *row_lambda;          /**< [rows] or NULL: the row's step weight lambda */
 } lgd_guidance_report;
 
-#define LGD_GUIDANCE_REPORT_INIT LGD_STRUCT_INIT_(lgd_guidance_report, 0, 0, 0, 0, 0, 0, 0)
+#define LGD_GUIDANCE_REPORT_INIT \
+    LGD_STRUCT_INIT_(lgd_guidance_report, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL)
+/** Sets *report to LGD_GUIDANCE_REPORT_INIT, writing only struct_size bytes (from the
+ *  first published layout, offsetof(lgd_guidance_report, rows), up; a larger size zeroes
+ *  the bytes past this library's struct). LGD_ERR_INVALID_ARGUMENT when report is NULL
+ *  or struct_size is smaller than the first published layout. (Since 0.3.0.) */
+LGD_API lgd_status lgd_guidance_report_init(lgd_guidance_report *report, uint32_t struct_size);
 
 /**
  * Creates a guidance estimator for `model` and `loss` (kept alive by their own
@@ -124,6 +159,14 @@ LGD_API lgd_status lgd_guidance_term(lgd_guidance *guidance, const lgd_tensor *x
 LGD_API lgd_status lgd_guidance_denoise(lgd_guidance *guidance, const lgd_tensor *x,
                                         float sigma, int32_t step_index, uint64_t first_row,
                                         lgd_tensor *out, lgd_guidance_report *report);
+
+/** Takes a reference to the guidance and returns it (NULL for NULL); each reference is
+ *  dropped with lgd_guidance_destroy(), the last one frees the guidance. Any thread (see the
+ *  thread contract in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_guidance *lgd_guidance_retain(lgd_guidance *guidance);
+/** The context the guidance was made from (NULL for NULL): borrowed, valid while the
+ *  caller holds a reference to the guidance; for lgd_context_last_error(). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_guidance_context(const lgd_guidance *guidance);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,19 @@
  * lgd/loss.h - differentiable losses l(x0) that guidance steers samples to minimise.
  *
  * The target of guided sampling is p0(x0) exp(-l(x0)) / Z. A loss is evaluated on
- * a batch laid out [batch][n][dim]: `batch` samples being generated, `n` Monte Carlo
- * draws for each (n = 1 for DPS), so a callback can look up a per-sample condition
- * by the batch index b of row (b * n + i).
+ * a batch laid out [batch][n][dim]: `batch` samples being generated, and for each
+ * `n` draws, so a callback can look up a per-sample condition by the batch index b of
+ * row (b * n + i). In guidance, n is the number of draws in this call: a chunk of the
+ * guidance's n_samples Monte Carlo draws (lgd_guidance_options.chunk_size, 16 by
+ * default; n = 1 for DPS), so one guidance step may call the loss several times. A
+ * loss that needs to know which draws it gets uses lgd_loss_draws_fn.
+ *
+ * Callbacks follow the rules of lgd/context.h ("Callbacks"): 0 is success and any
+ * other return value fails the call with LGD_ERR_CALLBACK (say why with
+ * lgd_context_set_callback_error()); they must not unwind (no C++ exception, Rust
+ * panic or longjmp out of them); on the loss's context they may call only
+ * lgd_context_set_callback_error() and pure getters; and they must write every
+ * output element (checked with lgd_context_options.check_callback_outputs).
  */
 #ifndef LGD_LOSS_H
 #define LGD_LOSS_H
@@ -16,27 +26,55 @@ extern "C" {
 #endif
 
 /**
- * Host loss: for x[batch][n][dim] writes loss[batch][n] and, when grad is not
- * NULL, grad[batch][n][dim] = d loss / d x. Returns 0 on success; any other value
- * is reported as LGD_ERR_CALLBACK.
+ * Loss callback: for x[batch][n][dim] writes loss[batch][n] and, when grad is not
+ * NULL, grad[batch][n][dim] = d loss / d x. n is the number of draws of this call (in
+ * guidance a chunk of n_samples, see the top of this file), not the total. Buffers
+ * are host or backend memory as lgd_loss_callbacks.memory says; x is only valid
+ * during the call. Returns 0 on success; any other value is a failure reported as
+ * LGD_ERR_CALLBACK, with the value and the message of
+ * lgd_context_set_callback_error() if the callback set one. Must not unwind (no C++
+ * exception, Rust panic or longjmp out of it); may call on the loss's context only
+ * lgd_context_set_callback_error() and pure getters (lgd/context.h, "Callbacks").
+ * (Returns int32_t since 0.3.0; int before, the same ABI.)
  */
-typedef int (*lgd_loss_fn)(void *user, const float *x, int64_t batch, int64_t n, int64_t dim,
-                           float *loss, float *grad);
+typedef int32_t (*lgd_loss_fn)(void *user, const float *x, int64_t batch, int64_t n,
+                               int64_t dim, float *loss, float *grad);
+
+/**
+ * Loss callback that is told which draws it receives: as lgd_loss_fn, and row
+ * (b * n + i) of x is draw (first_draw + i) of the total_draws draws that sample b's
+ * call folds together (guidance: draws first_draw .. first_draw + n - 1 of
+ * n_samples; over one guidance call the chunks cover 0 .. total_draws - 1 exactly
+ * once, in order). Outside guidance (lgd_loss_eval) first_draw = 0 and total_draws
+ * = n. For a loss that depends on the draw index, e.g. a per-draw random mask or
+ * an importance weight: with it the result does not depend on the chunk size.
+ * The same rules as lgd_loss_fn. (Since 0.3.0.)
+ */
+typedef int32_t (*lgd_loss_draws_fn)(void *user, const float *x, int64_t batch, int64_t n,
+                                     int64_t dim, int64_t first_draw, int64_t total_draws,
+                                     float *loss, float *grad);
 
 typedef struct lgd_loss_callbacks {
     uint32_t struct_size;       /**< sizeof(lgd_loss_callbacks) */
     lgd_memory memory;          /**< where eval wants its buffers */
     int64_t dim;                /**< length of one sample (> 0) */
-    lgd_loss_fn eval;           /**< required */
-    void (*destroy)(void *user);/**< called once when the loss is freed; may be NULL */
+    lgd_loss_fn eval;           /**< exactly one of eval and eval_draws is required */
+    /** Called once when the loss is freed; may be NULL. Must not unwind and must not
+     *  call liblgd on the loss being freed. */
+    void (*destroy)(void *user);
     void *user;
+    /* 0.3.0 (the first published layout ends above) */
+    lgd_loss_draws_fn eval_draws; /**< used instead of eval when set, default NULL */
 } lgd_loss_callbacks;
 
 #define LGD_LOSS_CALLBACKS_INIT \
-    LGD_STRUCT_INIT_(lgd_loss_callbacks, LGD_MEMORY_HOST, 0, NULL, NULL, NULL)
+    LGD_STRUCT_INIT_(lgd_loss_callbacks, LGD_MEMORY_HOST, 0, NULL, NULL, NULL, NULL)
+/** Fills *callbacks with the defaults, writing only struct_size bytes (from the first
+ *  published layout, offsetof(lgd_loss_callbacks, eval_draws), up). */
 LGD_API lgd_status lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks, uint32_t struct_size);
 
-/** A loss from a host callback. On failure the destroy callback is NOT called. */
+/** A loss from a host callback. On failure the destroy callback is NOT called.
+ *  LGD_ERR_INVALID_ARGUMENT unless exactly one of eval and eval_draws is set. */
 LGD_API lgd_status lgd_loss_create_callbacks(lgd_context *context,
                                              const lgd_loss_callbacks *callbacks,
                                              lgd_loss **out_loss);
@@ -82,10 +120,19 @@ LGD_API int64_t lgd_loss_dim(const lgd_loss *loss);
 
 /**
  * Evaluates the loss. x is [batch][dim] (n = 1) or [batch][n][dim]; out_loss has
- * batch * n elements; out_grad (same shape as x) may be NULL for values only.
+ * batch * n elements; out_grad (same shape as x) may be NULL for values only. A
+ * callback loss's eval_draws gets first_draw = 0 and total_draws = n.
  */
 LGD_API lgd_status lgd_loss_eval(lgd_loss *loss, const lgd_tensor *x, lgd_tensor *out_loss,
                                  lgd_tensor *out_grad);
+
+/** Takes a reference to the loss and returns it (NULL for NULL); each reference is
+ *  dropped with lgd_loss_destroy(), the last one frees the loss. Any thread (see the
+ *  thread contract in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_loss *lgd_loss_retain(lgd_loss *loss);
+/** The context the loss was made from (NULL for NULL): borrowed, valid while the
+ *  caller holds a reference to the loss; for lgd_context_last_error(). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_loss_context(const lgd_loss *loss);
 
 #ifdef __cplusplus
 }

@@ -23,19 +23,27 @@ extern "C" {
 #endif
 
 /**
- * Host denoiser: writes xhat[batch][dim] = D(x, sigma). cond is [batch][cond_dim]
- * or NULL when no condition was given. Returns 0 on success; any other value is
- * reported as LGD_ERR_CALLBACK (with the value in the message).
+ * Denoiser callback: writes every element of xhat[batch][dim] = D(x, sigma). cond is
+ * [batch][cond_dim] or NULL when no condition was given. Buffers are host or backend
+ * memory as lgd_model_callbacks.memory says, valid only during the call. Returns 0 on
+ * success; any other value is a failure reported as LGD_ERR_CALLBACK (with the value
+ * in the message, and the message of lgd_context_set_callback_error() if the callback
+ * set one). Must not unwind (no C++ exception, Rust panic or longjmp out of it); may
+ * call on the model's context only lgd_context_set_callback_error() and pure getters
+ * (lgd/context.h, "Callbacks"). (Returns int32_t since 0.3.0; int before, the same ABI.)
  */
-typedef int (*lgd_denoise_fn)(void *user, const float *x, float sigma, const float *cond,
-                              int64_t batch, int64_t dim, float *xhat);
+typedef int32_t (*lgd_denoise_fn)(void *user, const float *x, float sigma, const float *cond,
+                                  int64_t batch, int64_t dim, float *xhat);
 /**
- * Host VJP: writes out[batch][dim] = J^T v, J = d D(x, sigma) / d x per batch row.
- * liblgd always calls it right after the denoiser on the same x and sigma, so a
- * callback may reuse what its forward pass saved.
+ * VJP callback: writes every element of out[batch][dim] = J^T v, J = d D(x, sigma) /
+ * d x per batch row. liblgd always calls it right after the denoiser on the same x and
+ * sigma, so a callback may reuse what its forward pass saved. The same rules as
+ * lgd_denoise_fn: 0 is success, any other value LGD_ERR_CALLBACK (with the message of
+ * lgd_context_set_callback_error() if set); must not unwind; on the model's context
+ * only lgd_context_set_callback_error() and pure getters. (int32_t since 0.3.0.)
  */
-typedef int (*lgd_vjp_fn)(void *user, const float *x, float sigma, const float *cond,
-                          int64_t batch, int64_t dim, const float *v, float *out);
+typedef int32_t (*lgd_vjp_fn)(void *user, const float *x, float sigma, const float *cond,
+                              int64_t batch, int64_t dim, const float *v, float *out);
 
 /** A model from host callbacks. */
 typedef struct lgd_model_callbacks {
@@ -45,7 +53,9 @@ typedef struct lgd_model_callbacks {
     int64_t cond_dim;           /**< length of one condition row, 0 if unconditional */
     lgd_denoise_fn denoise;     /**< required */
     lgd_vjp_fn vjp;             /**< required for DPS / LGD-MC guidance; may be NULL otherwise */
-    void (*destroy)(void *user);/**< called once when the model is freed; may be NULL */
+    /** Called once when the model is freed; may be NULL. Must not unwind and must not
+     *  call liblgd on the model being freed. */
+    void (*destroy)(void *user);
     void *user;
 } lgd_model_callbacks;
 
@@ -107,6 +117,14 @@ LGD_API int lgd_model_has_exact_posterior(const lgd_model *model);
 LGD_API lgd_status lgd_model_sample_posterior(lgd_model *model, const lgd_tensor *x,
                                               float sigma, uint64_t seed, uint64_t first_row,
                                               lgd_tensor *out);
+
+/** Takes a reference to the model and returns it (NULL for NULL); each reference is
+ *  dropped with lgd_model_destroy(), the last one frees the model. Any thread (see the
+ *  thread contract in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_model *lgd_model_retain(lgd_model *model);
+/** The context the model was made from (NULL for NULL): borrowed, valid while the
+ *  caller holds a reference to the model; for lgd_context_last_error(). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_model_context(const lgd_model *model);
 
 #ifdef __cplusplus
 }

@@ -63,16 +63,25 @@ typedef enum lgd_time_input {
 } lgd_time_input;
 
 /**
- * A raw network F(x_in, t). x_in = c_in(sigma) * x where c_in = 1/sqrt(1 + sigma^2)
- * (the VP scaling: x_vp = sqrt(abar) x0 + sqrt(1 - abar) eps) for EPS, X0 and V, and
- * 1/sqrt(sigma^2 + sigma_data^2) for EDM.
+ * A raw network F(x_in, t): writes every element of out[batch][dim]. x_in = c_in(sigma)
+ * * x where c_in = 1/sqrt(1 + sigma^2) (the VP scaling: x_vp = sqrt(abar) x0 +
+ * sqrt(1 - abar) eps) for EPS, X0 and V, and 1/sqrt(sigma^2 + sigma_data^2) for EDM.
+ * Returns 0 on success; any other value is a failure reported as LGD_ERR_CALLBACK (with
+ * the value, and the message of lgd_context_set_callback_error() if the callback set
+ * one). Must not unwind (no C++ exception, Rust panic or longjmp out of it); may call on
+ * the model's context only lgd_context_set_callback_error() and pure getters
+ * (lgd/context.h, "Callbacks"). (Returns int32_t since 0.3.0; int before, the same ABI.)
  */
-typedef int (*lgd_network_forward_fn)(void *user, const float *x_in, float t,
+typedef int32_t (*lgd_network_forward_fn)(void *user, const float *x_in, float t,
+                                          const float *cond, int64_t batch, int64_t dim,
+                                          float *out);
+/** out = (dF/dx_in)^T v (every element), called right after forward on the same x_in
+ *  and t. The same rules as lgd_network_forward_fn: 0 is success, any other value
+ *  LGD_ERR_CALLBACK; must not unwind; on the model's context only
+ *  lgd_context_set_callback_error() and pure getters. (int32_t since 0.3.0.) */
+typedef int32_t (*lgd_network_vjp_fn)(void *user, const float *x_in, float t,
                                       const float *cond, int64_t batch, int64_t dim,
-                                      float *out);
-/** out = (dF/dx_in)^T v, called right after forward on the same x_in and t. */
-typedef int (*lgd_network_vjp_fn)(void *user, const float *x_in, float t, const float *cond,
-                                  int64_t batch, int64_t dim, const float *v, float *out);
+                                      const float *v, float *out);
 
 typedef struct lgd_network_callbacks {
     uint32_t struct_size;
@@ -188,6 +197,14 @@ LGD_API lgd_status lgd_model_create_from_network(lgd_context *context, lgd_netwo
 /** lgd_network_load() then lgd_model_create_from_network() with the file's adapter. */
 LGD_API lgd_status lgd_model_load(lgd_context *context, const char *path,
                                   lgd_model **out_model);
+
+/** Takes a reference to the network and returns it (NULL for NULL); each reference is
+ *  dropped with lgd_network_destroy(), the last one frees the network. Any thread (see the
+ *  thread contract in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_network *lgd_network_retain(lgd_network *network);
+/** The context the network was made from (NULL for NULL): borrowed, valid while the
+ *  caller holds a reference to the network; for lgd_context_last_error(). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_network_context(const lgd_network *network);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
  *  - LGD_SAMPLER_DPMPP_2M: DPM-Solver++(2M) as in k-diffusion.
  * The host owns x ([batch][dim]): lgd_sampler_init() fills it with sigma_max noise,
  * lgd_sampler_step() advances it one step in place, or lgd_sampler_run() does all.
+ * lgd_sampler_start() / lgd_sampler_run_from() start from the caller's own x instead, at
+ * any level of the grid (the caller's noise, or SDEdit from a clean x0).
  * Noise is drawn from Philox counters keyed by the seed, the step and the global row
  * index, so the same seed gives the same bytes whatever the batch split.
  */
@@ -66,34 +68,103 @@ LGD_API lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_
                                       lgd_sampler **out_sampler);
 LGD_API void lgd_sampler_destroy(lgd_sampler *sampler);
 
-/** Number of steps, and the grid of steps + 1 noise levels into out[count]. */
+/** Number of steps, and the grid of steps + 1 noise levels into out[count]:
+ *  sigmas[0] = sigma_max > ... > sigmas[num_steps] = 0; step i goes from sigmas[i] to
+ *  sigmas[i + 1]. LGD_ERR_SHAPE_MISMATCH when count < num_steps + 1 (a larger array is
+ *  fine); LGD_ERR_INVALID_ARGUMENT when out is NULL. (count is int64_t since 0.3.0.) */
 LGD_API int32_t lgd_sampler_num_steps(const lgd_sampler *sampler);
-LGD_API lgd_status lgd_sampler_sigmas(const lgd_sampler *sampler, float *out, size_t count);
+LGD_API lgd_status lgd_sampler_sigmas(const lgd_sampler *sampler, float *out, int64_t count);
 
 /**
  * Starts a run: x [batch][dim] = sigma_max * z, with z drawn from `seed`; rows are
  * numbered from first_row (give the offset of this batch in a larger run to get the
  * same samples whatever the split). The guidance's MC draws use the same seed.
+ * Same as lgd_sampler_start(sampler, x, 0, LGD_START_ADD_NOISE, seed, first_row) with
+ * x all zeros, byte for byte.
  */
 LGD_API lgd_status lgd_sampler_init(lgd_sampler *sampler, lgd_tensor *x, uint64_t seed,
                                     uint64_t first_row);
+
+/** Flags of lgd_sampler_start() (passed as int32_t). (Since 0.3.0.) */
+typedef enum lgd_start_flags {
+    LGD_START_NOISY = 0,     /**< x is already at the start level (the caller's noise) */
+    LGD_START_ADD_NOISE = 1  /**< x is clean data x0: the sampler adds the noise (SDEdit) */
+} lgd_start_flags;
+LGD_ENUM_32_(lgd_start_flags);
+
+/**
+ * Starts a run from the caller's x [batch][dim] at grid index start_step: the next
+ * lgd_sampler_step() goes from sigmas[start_step] to sigmas[start_step + 1], and the run
+ * ends after step num_steps - 1 as any run does.
+ *  - start_step: 0 <= start_step < lgd_sampler_num_steps() (lgd_sampler_sigmas() gives
+ *    the levels);
+ *  - flags LGD_START_NOISY (0): x is already at noise level sigmas[start_step] (the
+ *    caller's own noise); it is used as is;
+ *  - flags LGD_START_ADD_NOISE: x is clean data x0 and becomes x0 + sigmas[start_step] * z,
+ *    z from the same Philox stream (seed, first_row) that lgd_sampler_init() draws from
+ *    (SDEdit: a larger start_step keeps more of x0);
+ *  - seed and first_row key every later random draw (the guidance's MC draws, DDIM and
+ *    churn noise) exactly as lgd_sampler_init() does.
+ * The steps after a start behave exactly as the same steps after lgd_sampler_init(): a
+ * run started at step k with the x that a full run had after k steps gives the same
+ * bytes as the rest of that full run. One exception: DPM-Solver++(2M) uses the previous
+ * step's denoised estimate, which a started run does not have, so its first step is a
+ * first-order step (as step 0 of any run is) and the result differs slightly from the
+ * full run's; it is still deterministic. init is start at step 0 from noise: see above.
+ * Errors (x and the sampler unchanged): LGD_ERR_INVALID_ARGUMENT (sampler or x NULL,
+ * start_step out of range, unknown flags; the message names lgd_sampler_start),
+ * LGD_ERR_SHAPE_MISMATCH (x is not [batch][dim]), LGD_ERR_NON_FINITE (x has a NaN or
+ * an infinity). (Since 0.3.0.)
+ */
+LGD_API lgd_status lgd_sampler_start(lgd_sampler *sampler, lgd_tensor *x, int32_t start_step,
+                                     int32_t flags, uint64_t seed, uint64_t first_row);
+
 /** Advances x by one step in place. report (may be NULL) receives the guidance
- *  diagnostics of the step's last guided call. LGD_ERR_STATE when finished. */
+ *  diagnostics of the step's last guided call, per row too when it asks for them (see
+ *  lgd_guidance_report; a report whose per-row arrays are shorter than the batch is
+ *  refused with LGD_ERR_INVALID_ARGUMENT before the step, which can then be retried).
+ *  LGD_ERR_STATE when not started or finished.
+ *  x belongs to the caller: it may be read or overwritten between steps (e.g. to
+ *  project it or to replace rows); the next step continues from whatever it holds, at
+ *  the current level lgd_sampler_sigma(). */
 LGD_API lgd_status lgd_sampler_step(lgd_sampler *sampler, lgd_tensor *x,
                                     lgd_guidance_report *report);
 
-/** Index of the next step (0 after init, num_steps when done), and its sigma. */
+/** Index of the next step (0 after init, start_step after a start, num_steps when
+ *  done), and its sigma. */
 LGD_API int32_t lgd_sampler_step_index(const lgd_sampler *sampler);
 LGD_API float lgd_sampler_sigma(const lgd_sampler *sampler);
-LGD_API int lgd_sampler_done(const lgd_sampler *sampler);
+/** 1 when the run is finished, else 0 (int32_t since 0.3.0). */
+LGD_API int32_t lgd_sampler_done(const lgd_sampler *sampler);
 
-/** Progress callback: return non-zero to stop the run (LGD_ERR_ABORTED). */
-typedef int (*lgd_progress_fn)(void *user, int32_t step, int32_t num_steps, float sigma,
-                               const lgd_guidance_report *report);
+/** Progress callback: returns 0 to go on; any non-zero value stops the run, which
+ *  returns LGD_ERR_ABORTED. report is valid only during the call. Like every callback
+ *  (lgd/context.h, "Callbacks") it must not unwind (no C++ exception, Rust panic or
+ *  longjmp out of it) and may call on the sampler's context only pure getters.
+ *  (Returns int32_t since 0.3.0; int before, the same ABI.) */
+typedef int32_t (*lgd_progress_fn)(void *user, int32_t step, int32_t num_steps, float sigma,
+                                   const lgd_guidance_report *report);
 
 /** init + every step. progress may be NULL. */
 LGD_API lgd_status lgd_sampler_run(lgd_sampler *sampler, lgd_tensor *x, uint64_t seed,
                                    uint64_t first_row, lgd_progress_fn progress, void *user);
+
+/** lgd_sampler_start() + every remaining step: x ends at sigma 0. progress (may be NULL)
+ *  is called after each step with step = the grid index x is now at (start_step + 1 ..
+ *  num_steps). Statuses: those of lgd_sampler_start() (naming lgd_sampler_run_from), of
+ *  the steps, and LGD_ERR_ABORTED when progress stops the run. (Since 0.3.0.) */
+LGD_API lgd_status lgd_sampler_run_from(lgd_sampler *sampler, lgd_tensor *x,
+                                        int32_t start_step, int32_t flags, uint64_t seed,
+                                        uint64_t first_row, lgd_progress_fn progress,
+                                        void *user);
+
+/** Takes a reference to the sampler and returns it (NULL for NULL); each reference is
+ *  dropped with lgd_sampler_destroy(), the last one frees the sampler. Any thread (see the
+ *  thread contract in <lgd/lgd.h>). (Since 0.3.0.) */
+LGD_API lgd_sampler *lgd_sampler_retain(lgd_sampler *sampler);
+/** The context the sampler was made from (NULL for NULL): borrowed, valid while the
+ *  caller holds a reference to the sampler; for lgd_context_last_error(). (Since 0.3.0.) */
+LGD_API lgd_context *lgd_sampler_context(const lgd_sampler *sampler);
 
 #ifdef __cplusplus
 }

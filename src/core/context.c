@@ -193,13 +193,23 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
         *out_error = "out of memory allocating the context";
         return LGD_ERR_OUT_OF_MEMORY;
     }
-    ctx->refs = 1;
+    lgd_ref_init(&ctx->refs);
+    atomic_init(&ctx->mem_current, 0);
+    atomic_init(&ctx->mem_peak, 0);
+    atomic_init(&ctx->deferred.pending, 0);
+    if (pthread_mutex_init(&ctx->deferred.lock, NULL) != 0) {
+        free(ctx);
+        *out_error = "cannot create the context's lock";
+        return LGD_ERR_OUT_OF_MEMORY;
+    }
     ctx->log = o.log;
     ctx->log_user = o.log_user;
     ctx->log_level = o.log_level;
+    ctx->check_callback_outputs = o.check_callback_outputs != 0;
     if (o.backend == LGD_BACKEND_CUDA || o.backend == LGD_BACKEND_AUTO) {
         const char *why = open_cuda(ctx, &o);
         if (why && o.backend == LGD_BACKEND_CUDA) {
+            pthread_mutex_destroy(&ctx->deferred.lock);
             free(ctx);
             *out_error = why;
             return LGD_ERR_BACKEND_UNAVAILABLE;
@@ -209,6 +219,7 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
     }
     if (!ctx->be) {
         if (lgd_cpu_backend_open(o.num_threads, &ctx->be, &ctx->ops) != 0) {
+            pthread_mutex_destroy(&ctx->deferred.lock);
             free(ctx);
             *out_error = "out of memory opening the CPU backend";
             return LGD_ERR_OUT_OF_MEMORY;
@@ -216,12 +227,16 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
         const char *bad = lgd_backend_ops_check(ctx->ops);
         if (bad) { /* a build error: the CPU table is ours */
             ctx->ops->destroy(ctx->be);
+            pthread_mutex_destroy(&ctx->deferred.lock);
             free(ctx);
             *out_error = bad;
             return LGD_ERR_INTERNAL;
         }
         ctx->kind = LGD_BACKEND_CPU;
     }
+    /* the CPU backend's free is free(); a device backend's caching allocator is used
+     * by one thread at a time, so frees from elsewhere are deferred (lgd_backend_free) */
+    ctx->free_anywhere = ctx->kind == LGD_BACKEND_CPU;
     ctx->error[0] = '\0';
     snprintf(ctx->backend_name, sizeof ctx->backend_name, "%s", ctx->ops->name(ctx->be));
     *out = ctx;
@@ -230,17 +245,23 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
 
 lgd_context *lgd_context_retain(lgd_context *ctx)
 {
-    ctx->refs++;
+    if (ctx)
+        lgd_ref_take(&ctx->refs);
     return ctx;
 }
 
+static void run_deferred_frees(lgd_context *ctx);
+
 void lgd_context_release(lgd_context *ctx)
 {
-    if (!ctx || --ctx->refs > 0)
+    if (!ctx || !lgd_ref_drop(&ctx->refs))
         return;
+    run_deferred_frees(ctx);
     ctx->ops->destroy(ctx->be);
     if (ctx->module)
         dlclose(ctx->module);
+    free(ctx->deferred.ptrs);
+    pthread_mutex_destroy(&ctx->deferred.lock);
     free(ctx);
 }
 
@@ -255,6 +276,13 @@ void lgd_context_clear_error(lgd_context *ctx)
 {
     if (ctx)
         ctx->error[0] = '\0';
+}
+
+void lgd_context_set_callback_error(lgd_context *ctx, const char *message)
+{
+    /* read by lgd_callback_failed (host_call.c) when the callback returns non-zero */
+    if (ctx && message != ctx->callback_error)
+        snprintf(ctx->callback_error, sizeof ctx->callback_error, "%s", message ? message : "");
 }
 
 lgd_backend_kind lgd_context_backend(const lgd_context *ctx)
@@ -282,39 +310,87 @@ lgd_status lgd_context_synchronize(lgd_context *ctx)
     return LGD_OK;
 }
 
+/* The counters are atomic (relaxed: they order nothing else): an object's last release,
+ * which frees its memory, may run on another thread than the one using the context. */
 void lgd_context_memory_usage(const lgd_context *ctx, size_t *current, size_t *peak)
 {
     if (current)
-        *current = ctx ? ctx->mem_current : 0;
+        *current = ctx ? atomic_load_explicit(&ctx->mem_current, memory_order_relaxed) : 0;
     if (peak)
-        *peak = ctx ? ctx->mem_peak : 0;
+        *peak = ctx ? atomic_load_explicit(&ctx->mem_peak, memory_order_relaxed) : 0;
 }
 
 void lgd_context_reset_peak_memory(lgd_context *ctx)
 {
     if (ctx)
-        ctx->mem_peak = ctx->mem_current;
+        atomic_store_explicit(&ctx->mem_peak,
+                              atomic_load_explicit(&ctx->mem_current, memory_order_relaxed),
+                              memory_order_relaxed);
 }
 
 /* ---- accounted backend memory ---- */
 
+/* Hands the deferred frees to the backend. Runs on the thread that uses the context
+ * (at an allocation) or at the context's last release, never beside the backend's
+ * other work; the lock only orders it with the queueing threads. */
+static void run_deferred_frees(lgd_context *ctx)
+{
+    lgd_deferred_frees *d = &ctx->deferred;
+    if (!atomic_load_explicit(&d->pending, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < d->count; i++)
+        ctx->ops->free(ctx->be, d->ptrs[i]);
+    d->count = 0;
+    atomic_store_explicit(&d->pending, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&d->lock);
+}
+
 void *lgd_backend_alloc(lgd_context *ctx, size_t bytes)
 {
+    run_deferred_frees(ctx); /* first: the backend may reuse those blocks */
     void *p = ctx->ops->alloc(ctx->be, bytes);
     if (p) {
-        ctx->mem_current += bytes;
-        if (ctx->mem_current > ctx->mem_peak)
-            ctx->mem_peak = ctx->mem_current;
+        size_t cur = atomic_fetch_add_explicit(&ctx->mem_current, bytes, memory_order_relaxed) +
+                     bytes;
+        size_t peak = atomic_load_explicit(&ctx->mem_peak, memory_order_relaxed);
+        while (cur > peak && !atomic_compare_exchange_weak_explicit(
+                                 &ctx->mem_peak, &peak, cur, memory_order_relaxed,
+                                 memory_order_relaxed)) {
+        }
     }
     return p;
 }
 
+/* May run on any thread (an object's last release). On a backend whose free is not
+ * thread-safe the block is queued for run_deferred_frees; should the queue not grow
+ * (out of host memory), it is freed at once, the one case left to the contract's
+ * "one thread at a time". */
 void lgd_backend_free(lgd_context *ctx, void *p, size_t bytes)
 {
     if (!p)
         return;
-    ctx->ops->free(ctx->be, p);
-    ctx->mem_current -= bytes;
+    atomic_fetch_sub_explicit(&ctx->mem_current, bytes, memory_order_relaxed);
+    if (ctx->free_anywhere) {
+        ctx->ops->free(ctx->be, p);
+        return;
+    }
+    lgd_deferred_frees *d = &ctx->deferred;
+    pthread_mutex_lock(&d->lock);
+    if (d->count == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 64;
+        void **grown = realloc(d->ptrs, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&d->lock);
+            ctx->ops->free(ctx->be, p);
+            return;
+        }
+        d->ptrs = grown;
+        d->cap = cap;
+    }
+    d->ptrs[d->count++] = p;
+    atomic_store_explicit(&d->pending, 1, memory_order_release);
+    pthread_mutex_unlock(&d->lock);
 }
 
 lgd_status lgd_buffer_reserve(lgd_context *ctx, lgd_buffer *buf, size_t count, const char *what)

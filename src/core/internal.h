@@ -8,7 +8,9 @@
 #ifndef LGD_INTERNAL_H
 #define LGD_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +26,34 @@
 #  define LGD_PRINTF(a, b)
 #endif
 
+/* Reference counts of every handle (the thread contract is in lgd/lgd.h): atomic, so
+ * that a reference may be taken or dropped on any thread. Taking one is relaxed (the
+ * caller already holds one, which keeps the object alive); dropping one is acq_rel, so
+ * that every thread's use of the object happens before the free by whoever drops the
+ * last one (a release decrement plus an acquire fence would do, but ThreadSanitizer
+ * does not model standalone fences). */
+typedef atomic_int lgd_refcount;
+static inline void lgd_ref_init(lgd_refcount *r) { atomic_init(r, 1); }
+static inline void lgd_ref_take(lgd_refcount *r)
+{
+    atomic_fetch_add_explicit(r, 1, memory_order_relaxed);
+}
+/* Drops one reference; non-zero when it was the last (the caller frees the object). */
+static inline int lgd_ref_drop(lgd_refcount *r)
+{
+    return atomic_fetch_sub_explicit(r, 1, memory_order_acq_rel) == 1;
+}
+
+/* Backend blocks whose free was deferred (context.c, lgd_backend_free). */
+typedef struct lgd_deferred_frees {
+    pthread_mutex_t lock;
+    void **ptrs;
+    size_t count, cap;
+    atomic_int pending; /* count != 0, read without the lock */
+} lgd_deferred_frees;
+
 struct lgd_context {
-    int refs;
+    lgd_refcount refs;
     lgd_backend *be;
     const lgd_backend_ops *ops;
     lgd_backend_kind kind;
@@ -33,9 +61,18 @@ struct lgd_context {
     lgd_log_fn log;
     void *log_user;
     lgd_log_level log_level;
-    size_t mem_current, mem_peak;
+    /* bytes of backend memory held by live objects, and the peak: atomic, since the
+     * last release of an object (which frees its memory) may run on any thread */
+    atomic_size_t mem_current, mem_peak;
+    /* frees of backend memory that cannot run on any thread (device backends' caching
+     * allocators are not thread-safe): queued here and handed to the backend by the
+     * thread that uses the context, at its next allocation (context.c) */
+    int free_anywhere; /* the backend's free may run on any thread (the CPU's free()) */
+    lgd_deferred_frees deferred;
     char backend_name[128];
     char error[LGD_ERROR_CAP];
+    int check_callback_outputs;              /* lgd_context_options' */
+    char callback_error[LGD_ERROR_CAP];      /* lgd_context_set_callback_error's message */
 };
 
 /* Records `status` with a formatted message on ctx (and logs it); returns status. */
@@ -46,7 +83,7 @@ lgd_status lgd_backend_error(lgd_context *ctx, lgd_status status, const char *fm
     LGD_PRINTF(3, 4);
 void lgd_log(lgd_context *ctx, lgd_log_level level, const char *fmt, ...) LGD_PRINTF(3, 4);
 
-lgd_context *lgd_context_retain(lgd_context *ctx);
+/* lgd_context_retain is public (lgd/context.h); release = destroy. */
 void lgd_context_release(lgd_context *ctx);
 
 /* Backend memory with accounting. A buffer of `count` floats. */
@@ -67,11 +104,17 @@ lgd_status lgd_buffer_from_host(lgd_context *ctx, lgd_buffer *buf, const float *
                                 size_t count, const char *what);
 
 struct lgd_tensor {
+    lgd_refcount refs;
     lgd_context *ctx;
-    int ndim;
+    int32_t ndim;
     int64_t shape[LGD_TENSOR_MAX_DIMS];
     int64_t numel;
+    /* the data; for a wrapped tensor (lgd_tensor_wrap) the caller's memory, which is
+     * neither accounted nor freed: release(user) is called instead */
     lgd_buffer buf;
+    int wrapped;
+    lgd_tensor_release_fn release;
+    void *release_user;
 };
 
 /* Host staging for host-memory callbacks on a device backend. */
@@ -82,14 +125,34 @@ typedef struct lgd_staging {
 lgd_status lgd_staging_reserve(lgd_context *ctx, lgd_staging *st, size_t count);
 void lgd_staging_free(lgd_staging *st);
 
+/* ---- calling users' callbacks (host_call.c) ----
+ * Around every call of a user callback that returns a status: lgd_callback_begin()
+ * before it (forgets a message an earlier callback left); when it returned non-zero,
+ * lgd_callback_failed() records LGD_ERR_CALLBACK with the formatted description and
+ * ": <message>" when the callback set one with lgd_context_set_callback_error()
+ * (consumed); when it returned 0, lgd_callback_begin() again (discards a message).
+ * With ctx->check_callback_outputs, each output is poisoned before the call and
+ * checked after a call that returned 0: `host` says the pointer is host-accessible
+ * (a host callback's buffer, staged or direct), else it is backend memory handled
+ * through the backend's fill / all_finite. `who` names the callback ("callback
+ * loss: eval"), `name` the output ("loss"). */
+void lgd_callback_begin(lgd_context *ctx);
+lgd_status lgd_callback_failed(lgd_context *ctx, const char *fmt, ...) LGD_PRINTF(2, 3);
+void lgd_callback_poison(lgd_context *ctx, int host, float *p, size_t count);
+lgd_status lgd_callback_check_output(lgd_context *ctx, int host, const float *p, size_t count,
+                                     const char *who, const char *name);
+
 /* Runs fn(closure, inputs, out) with host pointers when `memory` is
  * LGD_MEMORY_HOST, staging through `stage` on device backends (see host_call.c).
- * NULL inputs stay NULL. *rc receives the callback's return value. */
+ * NULL inputs stay NULL. *rc receives the callback's return value; when it is non-zero
+ * the caller reports it with lgd_callback_failed(). With check_callback_outputs the
+ * output is poisoned and checked (named by who and out_name). */
 #define LGD_HOST_CALL_MAX_INPUTS 4
-typedef int (*lgd_host_thunk)(void *closure, const float *const *in, float *out);
+typedef int32_t (*lgd_host_thunk)(void *closure, const float *const *in, float *out);
 lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory, int n_in,
                          const float *const *in, const size_t *in_count, float *out,
-                         size_t out_count, lgd_host_thunk fn, void *closure, int *rc);
+                         size_t out_count, lgd_host_thunk fn, void *closure, const char *who,
+                         const char *out_name, int32_t *rc);
 
 /* ---- helpers ---- */
 /* Option structs across versions (options.c). lgd_struct_size_problem: NULL when

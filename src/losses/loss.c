@@ -5,6 +5,7 @@
  * Built-in losses (squared error, linear, logistic, sums) are in loss_builtin.c;
  * they plug into the same object through an lgd_loss_vtable.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim
     lgd_loss *l = calloc(1, sizeof *l);
     if (!l)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s loss: out of memory", vt->name);
-    l->refs = 1;
+    lgd_ref_init(&l->refs);
     l->ctx = lgd_context_retain(ctx);
     l->vt = vt;
     l->dim = dim;
@@ -35,13 +36,13 @@ lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim
 lgd_loss *lgd_loss_retain(lgd_loss *l)
 {
     if (l)
-        l->refs++;
+        lgd_ref_take(&l->refs);
     return l;
 }
 
 void lgd_loss_release(lgd_loss *l)
 {
-    if (!l || --l->refs > 0)
+    if (!l || !lgd_ref_drop(&l->refs))
         return;
     lgd_context *ctx = l->ctx;
     /* the implementation may still need the context (to free backend buffers) */
@@ -53,12 +54,20 @@ void lgd_loss_release(lgd_loss *l)
 
 void lgd_loss_destroy(lgd_loss *l) { lgd_loss_release(l); }
 
+lgd_context *lgd_loss_context(const lgd_loss *l) { return l ? l->ctx : NULL; }
+
 int64_t lgd_loss_dim(const lgd_loss *l) { return l ? l->dim : 0; }
 
 /* ---- evaluation ---- */
 
 lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
                              float *grad)
+{
+    return lgd_loss_eval_draws(l, x, batch, n, 0, n, loss, grad);
+}
+
+lgd_status lgd_loss_eval_draws(lgd_loss *l, const float *x, size_t batch, size_t n,
+                               size_t first_draw, size_t total_draws, float *loss, float *grad)
 {
     if (!l)
         return LGD_ERR_INVALID_ARGUMENT;
@@ -68,7 +77,7 @@ lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n
     size_t rows = batch * n;
     if (rows == 0)
         return LGD_OK;
-    lgd_status st = l->vt->eval(l, x, batch, n, loss, grad);
+    lgd_status st = l->vt->eval(l, x, batch, n, first_draw, total_draws, loss, grad);
     if (st != LGD_OK)
         return st;
     if (!ctx->ops->all_finite(ctx->be, loss, rows))
@@ -143,12 +152,15 @@ typedef struct callback_loss {
 } callback_loss;
 
 static lgd_status callback_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
-                                float *loss, float *grad)
+                                size_t first_draw, size_t total_draws, float *loss, float *grad)
 {
     callback_loss *c = l->impl;
     lgd_context *ctx = l->ctx;
     size_t rows = batch * n, dim = (size_t)l->dim;
-    int stage = c->cb.memory == LGD_MEMORY_HOST && !ctx->ops->host_memory;
+    int host = c->cb.memory == LGD_MEMORY_HOST;
+    int stage = host && !ctx->ops->host_memory;
+    int check = ctx->check_callback_outputs;
+    const char *who = c->cb.eval_draws ? "callback loss: eval_draws" : "callback loss: eval";
     const float *cx = x;
     float *closs = loss, *cgrad = grad;
     lgd_status st;
@@ -163,11 +175,31 @@ static lgd_status callback_eval(lgd_loss *l, const float *x, size_t batch, size_
         closs = c->sl.host;
         cgrad = grad ? c->sg.host : NULL;
     }
-    int rc = c->cb.eval(c->cb.user, cx, (int64_t)batch, (int64_t)n, l->dim, closs, cgrad);
-    if (rc != 0)
-        return lgd_error(ctx, LGD_ERR_CALLBACK,
-                         "callback loss: eval returned %d (batch %zu, n %zu, dim %zu)", rc, batch,
-                         n, dim);
+    if (check) {
+        lgd_callback_poison(ctx, host, closs, rows);
+        lgd_callback_poison(ctx, host, cgrad, rows * dim);
+    }
+    lgd_callback_begin(ctx);
+    int32_t rc;
+    if (c->cb.eval_draws) {
+        rc = c->cb.eval_draws(c->cb.user, cx, (int64_t)batch, (int64_t)n, l->dim,
+                              (int64_t)first_draw, (int64_t)total_draws, closs, cgrad);
+        if (rc != 0)
+            return lgd_callback_failed(ctx,
+                                       "%s returned %d (batch %zu, n %zu, dim %zu, draws %zu.."
+                                       "%zu of %zu)",
+                                       who, (int)rc, batch, n, dim, first_draw,
+                                       first_draw + n - 1, total_draws);
+    } else {
+        rc = c->cb.eval(c->cb.user, cx, (int64_t)batch, (int64_t)n, l->dim, closs, cgrad);
+        if (rc != 0)
+            return lgd_callback_failed(ctx, "%s returned %d (batch %zu, n %zu, dim %zu)", who,
+                                       (int)rc, batch, n, dim);
+    }
+    lgd_callback_begin(ctx); /* returned 0: a message it set is discarded */
+    if (check && ((st = lgd_callback_check_output(ctx, host, closs, rows, who, "loss")) ||
+                  (st = lgd_callback_check_output(ctx, host, cgrad, rows * dim, who, "grad"))))
+        return st;
     if (stage) {
         if (ctx->ops->upload(ctx->be, loss, closs, rows * sizeof(float)) != 0 ||
             (grad && ctx->ops->upload(ctx->be, grad, cgrad, rows * dim * sizeof(float)) != 0))
@@ -197,7 +229,8 @@ static const lgd_loss_vtable callback_vtable = {
 lgd_status lgd_loss_callbacks_init(lgd_loss_callbacks *callbacks, uint32_t struct_size)
 {
     const lgd_loss_callbacks defaults = LGD_LOSS_CALLBACKS_INIT;
-    return lgd_init_struct(callbacks, struct_size, &defaults, sizeof defaults, sizeof(lgd_loss_callbacks));
+    return lgd_init_struct(callbacks, struct_size, &defaults, sizeof defaults,
+                           offsetof(lgd_loss_callbacks, eval_draws));
 }
 
 lgd_status lgd_loss_create_callbacks(lgd_context *ctx, const lgd_loss_callbacks *callbacks,
@@ -216,7 +249,7 @@ lgd_status lgd_loss_create_callbacks(lgd_context *ctx, const lgd_loss_callbacks 
     {
         lgd_status rst =
             lgd_read_struct(ctx, "lgd_loss_create_callbacks", "callbacks", &cb, sizeof cb,
-                            sizeof cb, callbacks, &defaults);
+                            offsetof(lgd_loss_callbacks, eval_draws), callbacks, &defaults);
         if (rst)
             return rst;
     }
@@ -228,9 +261,12 @@ lgd_status lgd_loss_create_callbacks(lgd_context *ctx, const lgd_loss_callbacks 
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "lgd_loss_create_callbacks: callbacks->dim = %lld must be positive",
                          (long long)cb.dim);
-    if (!cb.eval)
+    if (!cb.eval == !cb.eval_draws)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "lgd_loss_create_callbacks: callbacks->eval is NULL");
+                         "lgd_loss_create_callbacks: %s",
+                         cb.eval ? "callbacks->eval and callbacks->eval_draws are both set; "
+                                   "set exactly one"
+                                 : "callbacks->eval is NULL (set eval or eval_draws)");
     callback_loss *c = calloc(1, sizeof *c);
     if (!c)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "lgd_loss_create_callbacks: out of memory");

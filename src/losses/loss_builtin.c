@@ -57,9 +57,11 @@ typedef struct sqerr_loss {
     size_t target_rows;
 } sqerr_loss;
 
-static lgd_status sqerr_eval(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                             float *grad)
+static lgd_status sqerr_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
+                             size_t first_draw, size_t total_draws, float *loss, float *grad)
 {
+    (void)first_draw; /* the draw index does not change this loss */
+    (void)total_draws;
     sqerr_loss *s = l->impl;
     lgd_status st = check_target_rows(l, s->target_rows, batch);
     if (st)
@@ -149,9 +151,11 @@ typedef struct linear_loss {
     float inv_s2;
 } linear_loss;
 
-static lgd_status linear_eval(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                              float *grad)
+static lgd_status linear_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
+                              size_t first_draw, size_t total_draws, float *loss, float *grad)
 {
+    (void)first_draw; /* the draw index does not change this loss */
+    (void)total_draws;
     linear_loss *s = l->impl;
     lgd_context *ctx = l->ctx;
     lgd_status st = check_target_rows(l, s->target_rows, batch);
@@ -260,8 +264,11 @@ typedef struct logistic_loss {
 } logistic_loss;
 
 static lgd_status logistic_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
+                                size_t first_draw, size_t total_draws,
                                 float *loss, float *grad)
 {
+    (void)first_draw; /* the draw index does not change this loss */
+    (void)total_draws;
     logistic_loss *s = l->impl;
     lgd_context *ctx = l->ctx;
     s->kern->logistic(ctx->be, batch * n, (size_t)l->dim, x, s->a.data, s->b, loss, grad);
@@ -339,15 +346,16 @@ static lgd_status sum_term_error(lgd_context *ctx, lgd_status st, int k)
     return lgd_error(ctx, st, "sum loss, term %d: %s", k, msg);
 }
 
-static lgd_status sum_eval(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                           float *grad)
+static lgd_status sum_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
+                           size_t first_draw, size_t total_draws, float *loss, float *grad)
 {
     sum_loss *s = l->impl;
     lgd_context *ctx = l->ctx;
     size_t rows = batch * n, dim = (size_t)l->dim;
     lgd_status st;
     /* term 0 writes straight into the outputs, then is scaled in place */
-    if ((st = lgd_loss_eval_raw(s->terms[0], x, batch, n, loss, grad)))
+    if ((st = lgd_loss_eval_draws(s->terms[0], x, batch, n, first_draw, total_draws, loss,
+                                   grad)))
         return sum_term_error(ctx, st, 0);
     if (s->weights[0] != 1.0f) {
         ctx->ops->axpby(ctx->be, rows, s->weights[0], loss, 0.0f, loss);
@@ -361,7 +369,8 @@ static lgd_status sum_eval(lgd_loss *l, const float *x, size_t batch, size_t n, 
         return st;
     for (int k = 1; k < s->count; k++) {
         float *tg = grad ? s->tg.data : NULL;
-        if ((st = lgd_loss_eval_raw(s->terms[k], x, batch, n, s->tl.data, tg)))
+        if ((st = lgd_loss_eval_draws(s->terms[k], x, batch, n, first_draw, total_draws,
+                                       s->tl.data, tg)))
             return sum_term_error(ctx, st, k);
         ctx->ops->axpby(ctx->be, rows, s->weights[k], s->tl.data, 1.0f, loss);
         if (grad)

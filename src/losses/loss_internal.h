@@ -12,14 +12,16 @@
 
 typedef struct lgd_loss_vtable {
     const char *name;
-    /* x[batch][n][dim] -> loss[batch * n], grad (may be NULL) like x */
-    lgd_status (*eval)(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
-                       float *grad);
+    /* x[batch][n][dim] -> loss[batch * n], grad (may be NULL) like x. Row (b * n + i)
+     * is draw first_draw + i of the total_draws draws of sample b (guidance: a chunk of
+     * n_samples; elsewhere 0 and n); only callback losses (eval_draws) look at them. */
+    lgd_status (*eval)(lgd_loss *l, const float *x, size_t batch, size_t n, size_t first_draw,
+                       size_t total_draws, float *loss, float *grad);
     void (*destroy)(lgd_loss *l);
 } lgd_loss_vtable;
 
 struct lgd_loss {
-    int refs;
+    lgd_refcount refs;
     lgd_context *ctx;
     const lgd_loss_vtable *vt;
     int64_t dim;
@@ -30,7 +32,11 @@ lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim
                         lgd_loss **out);
 lgd_loss *lgd_loss_retain(lgd_loss *l);
 void lgd_loss_release(lgd_loss *l);
-/* Evaluates through the vtable and checks the outputs are finite. */
+/* Evaluates through the vtable and checks the outputs are finite: draws first_draw ..
+ * first_draw + n - 1 of total_draws (lgd_loss_eval_draws), or all n draws of n
+ * (lgd_loss_eval_raw: first_draw 0, total_draws n). */
+lgd_status lgd_loss_eval_draws(lgd_loss *l, const float *x, size_t batch, size_t n,
+                               size_t first_draw, size_t total_draws, float *loss, float *grad);
 lgd_status lgd_loss_eval_raw(lgd_loss *l, const float *x, size_t batch, size_t n, float *loss,
                              float *grad);
 

@@ -30,8 +30,11 @@ lgd_status lgd_obstacle_options_init(lgd_obstacle_options *options, uint32_t str
 }
 
 static lgd_status trajectory_eval(lgd_loss *l, const float *x, size_t batch, size_t n,
+                                  size_t first_draw, size_t total_draws,
                                   float *loss, float *grad)
 {
+    (void)first_draw; /* the draw index does not change this loss */
+    (void)total_draws;
     trajectory_loss *t = l->impl;
     if (t->p.target_rows != 1 && t->p.target_rows != batch)
         return lgd_error(l->ctx, LGD_ERR_SHAPE_MISMATCH,

@@ -19,7 +19,7 @@ lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t d
     if (!m)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "out of memory creating a %s model",
                          vt->name);
-    m->refs = 1;
+    lgd_ref_init(&m->refs);
     m->ctx = lgd_context_retain(ctx);
     m->vt = vt;
     m->dim = dim;
@@ -31,13 +31,14 @@ lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t d
 
 lgd_model *lgd_model_retain(lgd_model *m)
 {
-    m->refs++;
+    if (m)
+        lgd_ref_take(&m->refs);
     return m;
 }
 
 void lgd_model_release(lgd_model *m)
 {
-    if (!m || --m->refs > 0)
+    if (!m || !lgd_ref_drop(&m->refs))
         return;
     lgd_context *ctx = m->ctx;
     m->vt->destroy(m);
@@ -46,6 +47,8 @@ void lgd_model_release(lgd_model *m)
 }
 
 void lgd_model_destroy(lgd_model *m) { lgd_model_release(m); }
+
+lgd_context *lgd_model_context(const lgd_model *m) { return m ? m->ctx : NULL; }
 
 int64_t lgd_model_dim(const lgd_model *m) { return m ? m->dim : 0; }
 int64_t lgd_model_cond_dim(const lgd_model *m) { return m ? m->cond_dim : 0; }
@@ -232,13 +235,13 @@ typedef struct callback_closure {
 } callback_closure;
 
 /* in = { x, cond, v } */
-static int call_denoise(void *closure, const float *const *in, float *out)
+static int32_t call_denoise(void *closure, const float *const *in, float *out)
 {
     callback_closure *c = closure;
     return c->cm->cb.denoise(c->cm->cb.user, in[0], c->sigma, in[1], c->batch, c->dim, out);
 }
 
-static int call_vjp(void *closure, const float *const *in, float *out)
+static int32_t call_vjp(void *closure, const float *const *in, float *out)
 {
     callback_closure *c = closure;
     return c->cm->cb.vjp(c->cm->cb.user, in[0], c->sigma, in[1], c->batch, c->dim, in[2], out);
@@ -253,14 +256,16 @@ static lgd_status callback_call(lgd_model *m, const float *x, float sigma, const
     const float *in[3] = { x, cond, v };
     size_t counts[3] = { n, batch * (size_t)m->cond_dim, n };
     callback_closure c = { cm, sigma, (int64_t)batch, m->dim };
-    int rc = 0;
+    int32_t rc = 0;
     lgd_status st = lgd_host_call(m->ctx, &cm->stage, cm->cb.memory, 3, in, counts, out, n,
-                                  v ? call_vjp : call_denoise, &c, &rc);
+                                  v ? call_vjp : call_denoise, &c,
+                                  v ? "model vjp callback" : "model denoise callback",
+                                  v ? "out" : "xhat", &rc);
     if (st)
         return st;
     if (rc != 0)
-        return lgd_error(m->ctx, LGD_ERR_CALLBACK, "model %s callback returned %d at sigma = %g",
-                         v ? "vjp" : "denoise", rc, (double)sigma);
+        return lgd_callback_failed(m->ctx, "model %s callback returned %d at sigma = %g",
+                                   v ? "vjp" : "denoise", (int)rc, (double)sigma);
     return LGD_OK;
 }
 

@@ -28,7 +28,7 @@ typedef struct lgd_model_vtable {
 } lgd_model_vtable;
 
 struct lgd_model {
-    int refs;
+    lgd_refcount refs;
     lgd_context *ctx;
     const lgd_model_vtable *vt;
     int64_t dim;

@@ -290,14 +290,14 @@ typedef struct callback_call {
 } callback_call;
 
 /* in = { x_in, cond, v } */
-static int call_forward(void *closure, const float *const *in, float *out)
+static int32_t call_forward(void *closure, const float *const *in, float *out)
 {
     const callback_call *c = closure;
     const lgd_network_callbacks *cb = &c->cn->cb;
     return cb->forward(cb->user, in[0], c->t, in[1], c->batch, cb->dim, out);
 }
 
-static int call_vjp(void *closure, const float *const *in, float *out)
+static int32_t call_vjp(void *closure, const float *const *in, float *out)
 {
     const callback_call *c = closure;
     const lgd_network_callbacks *cb = &c->cn->cb;
@@ -312,15 +312,16 @@ static lgd_status callback_run(callback_net *cn, const float *x_in, float t, con
     const float *in[3] = { x_in, cond, v };
     size_t counts[3] = { n, batch * (size_t)cn->cb.cond_dim, n };
     callback_call cl = { cn, t, (int64_t)batch };
-    int rc = 0;
+    int32_t rc = 0;
     lgd_status st = lgd_host_call(cn->ctx, &cn->stage, cn->cb.memory, 3, in, counts, out, n,
-                                  v ? call_vjp : call_forward, &cl, &rc);
+                                  v ? call_vjp : call_forward, &cl,
+                                  v ? "network vjp callback" : "network forward callback",
+                                  "out", &rc);
     if (st)
         return st;
     if (rc != 0)
-        return lgd_error(cn->ctx, LGD_ERR_CALLBACK,
-                         "network %s callback returned %d at sigma-time t = %g",
-                         v ? "vjp" : "forward", rc, (double)t);
+        return lgd_callback_failed(cn->ctx, "network %s callback returned %d at sigma-time t = %g",
+                                   v ? "vjp" : "forward", (int)rc, (double)t);
     return LGD_OK;
 }
 

@@ -14,7 +14,7 @@
 #include "nn/nn_build.h"
 
 struct lgd_network {
-    int refs;
+    lgd_refcount refs;
     lgd_context *ctx;
     nn_graph g;
     int64_t dim, out_dim;
@@ -39,19 +39,22 @@ static void network_free(lgd_network *net)
     free(net);
 }
 
-static lgd_network *network_retain(lgd_network *net)
+lgd_network *lgd_network_retain(lgd_network *net)
 {
-    net->refs++;
+    if (net)
+        lgd_ref_take(&net->refs);
     return net;
 }
 
 static void network_release(lgd_network *net)
 {
-    if (net && --net->refs == 0)
+    if (net && lgd_ref_drop(&net->refs))
         network_free(net);
 }
 
 void lgd_network_destroy(lgd_network *net) { network_release(net); }
+
+lgd_context *lgd_network_context(const lgd_network *net) { return net ? net->ctx : NULL; }
 
 static char *dup_str(const char *s)
 {
@@ -131,7 +134,7 @@ static lgd_status load_parsed(lgd_context *ctx, const lgd_st_file *f, lgd_networ
     lgd_network *net = calloc(1, sizeof *net);
     if (!net)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "network: out of memory");
-    net->refs = 1;
+    lgd_ref_init(&net->refs);
     net->ctx = lgd_context_retain(ctx);
     lgd_status st = read_adapter(ctx, f, net);
     if (!st && f->n_meta) {
@@ -353,7 +356,7 @@ lgd_status lgd_model_create_from_network(lgd_context *ctx, lgd_network *net,
                                              net->g.cond_dim, opt, out);
     if (st)
         return st;
-    network_retain(net);
+    lgd_network_retain(net);
     return LGD_OK;
 }
 

@@ -21,7 +21,7 @@
 #include "sampling/mc_kernels.h"
 
 struct lgd_guidance {
-    int refs;
+    lgd_refcount refs;
     lgd_context *ctx;
     const lgd_mc_kernels *mc; /* the backend's Monte Carlo reductions */
     lgd_model *model;
@@ -52,15 +52,23 @@ lgd_status lgd_guidance_options_init(lgd_guidance_options *o, uint32_t struct_si
     return lgd_init_struct(o, struct_size, &defaults, sizeof defaults, sizeof(lgd_guidance_options));
 }
 
+lgd_status lgd_guidance_report_init(lgd_guidance_report *report, uint32_t struct_size)
+{
+    const lgd_guidance_report defaults = LGD_GUIDANCE_REPORT_INIT;
+    return lgd_init_struct(report, struct_size, &defaults, sizeof defaults,
+                           offsetof(lgd_guidance_report, rows));
+}
+
 lgd_guidance *lgd_guidance_retain(lgd_guidance *g)
 {
-    g->refs++;
+    if (g)
+        lgd_ref_take(&g->refs);
     return g;
 }
 
 void lgd_guidance_release(lgd_guidance *g)
 {
-    if (!g || --g->refs > 0)
+    if (!g || !lgd_ref_drop(&g->refs))
         return;
     lgd_context *ctx = g->ctx;
     lgd_buffer *bufs[] = { &g->cond, &g->xhat, &g->gvec, &g->v, &g->draws, &g->grad,
@@ -78,7 +86,7 @@ void lgd_guidance_release(lgd_guidance *g)
 
 void lgd_guidance_destroy(lgd_guidance *g) { lgd_guidance_release(g); }
 
-lgd_context *lgd_guidance_context(const lgd_guidance *g) { return g->ctx; }
+lgd_context *lgd_guidance_context(const lgd_guidance *g) { return g ? g->ctx : NULL; }
 int64_t lgd_guidance_dim(const lgd_guidance *g) { return g->model->dim; }
 
 void lgd_guidance_set_seed(lgd_guidance *g, uint64_t seed)
@@ -157,7 +165,7 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
     lgd_guidance *g = calloc(1, sizeof *g);
     if (!g)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    g->refs = 1;
+    lgd_ref_init(&g->refs);
     g->mc = mc;
     g->ctx = lgd_context_retain(ctx);
     g->model = lgd_model_retain(model);
@@ -336,7 +344,7 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
             ops->normal_around(ctx->be, &rng, batch, m, D, g->xhat.data, r, g->draws.data);
         }
         /* values flagged here, gradients once through their weighted sum below */
-        st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, g->losses.data,
+        st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, done, n, g->losses.data,
                                exact ? NULL : g->grad.data);
         if (st)
             return st;
@@ -425,39 +433,111 @@ static float host_mean(const float *h, size_t n)
     return n ? (float)(acc / (double)n) : 0.0f;
 }
 
+/* The caller's report as this library's struct: the bytes its struct_size covers, the
+ * rest at their defaults (no per-row request), so fields past an older caller's
+ * struct are never read. */
+static void read_report(const lgd_guidance_report *rep, lgd_guidance_report *r)
+{
+    const lgd_guidance_report defaults = LGD_GUIDANCE_REPORT_INIT;
+    *r = defaults;
+    size_t n = rep->struct_size < sizeof *r ? rep->struct_size : sizeof *r;
+    memcpy(r, rep, n);
+}
+
+static int wants_rows(const lgd_guidance_report *r)
+{
+    return r->row_loss || r->row_ess || r->row_grad_norm || r->row_lambda;
+}
+
+/* Checks a report before a call does any work: its size, and per-row arrays large
+ * enough for the batch. fn names the public function the caller called. (The sampler
+ * checks its callers' reports the same way, in sampler.c.) */
+static lgd_status check_report(lgd_context *ctx, const char *fn, const lgd_guidance_report *rep,
+                               int64_t batch)
+{
+    if (!rep)
+        return LGD_OK;
+    if (rep->struct_size < sizeof(uint32_t))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: report->struct_size = %u is invalid (use "
+                         "LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
+                         fn, (unsigned)rep->struct_size);
+    lgd_guidance_report r;
+    read_report(rep, &r);
+    if (wants_rows(&r) && r.rows < batch)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: report->rows = %lld is less than the batch %lld (the per-row "
+                         "arrays need one entry per row)",
+                         fn, (long long)r.rows, (long long)batch);
+    return LGD_OK;
+}
+
+static void put_rows(float *dst, const float *src, size_t batch)
+{
+    if (dst)
+        memcpy(dst, src, batch * sizeof(float));
+}
+
+/* Fills the caller's report (checked before the call by check_report, or by the
+ * sampler), never past its struct_size. Every batch field is computed from the per-row
+ * floats that the per-row arrays receive. */
 static lgd_status fill_report(lgd_guidance *g, float sigma, size_t batch, int active,
                               int have_lambda, lgd_guidance_report *rep)
 {
     if (!rep)
         return LGD_OK;
-    if (rep->struct_size < sizeof(uint32_t))
-        return lgd_error(g->ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "report->struct_size is invalid (use LGD_GUIDANCE_REPORT_INIT)");
+    lgd_guidance_report req;
+    read_report(rep, &req);
+    int rows = wants_rows(&req) && req.rows >= (int64_t)batch;
     lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
     lgd_context *ctx = g->ctx;
     const lgd_backend_ops *ops = ctx->ops;
     size_t D = (size_t)g->model->dim, bytes = batch * sizeof(float);
+    float *h = g->host;
     r.sigma = sigma;
     r.active = active;
     if (active && g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
-        ops->download(ctx->be, g->host, g->st_lsum.data, bytes);
-        r.mean_loss = host_mean(g->host, batch) / (float)g->opt.n_samples;
-        ops->download(ctx->be, g->host, g->ess.data, bytes);
-        r.mean_ess = host_mean(g->host, batch);
-        r.min_ess = g->host[0];
-        for (size_t i = 1; i < batch; i++)
-            r.min_ess = g->host[i] < r.min_ess ? g->host[i] : r.min_ess;
-        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data, 1);
-        ops->download(ctx->be, g->host, g->norms.data, bytes);
-        double acc = 0.0;
+        /* row loss = the mean of the row's n losses */
+        ops->download(ctx->be, h, g->st_lsum.data, bytes);
         for (size_t i = 0; i < batch; i++)
-            acc += sqrt((double)g->host[i]);
-        r.mean_grad_norm = (float)(acc / (double)batch);
+            h[i] /= (float)g->opt.n_samples;
+        r.mean_loss = host_mean(h, batch);
+        if (rows)
+            put_rows(req.row_loss, h, batch);
+        ops->download(ctx->be, h, g->ess.data, bytes);
+        r.mean_ess = host_mean(h, batch);
+        r.min_ess = h[0];
+        for (size_t i = 1; i < batch; i++)
+            r.min_ess = h[i] < r.min_ess ? h[i] : r.min_ess;
+        if (rows)
+            put_rows(req.row_ess, h, batch);
+        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data, 1);
+        ops->download(ctx->be, h, g->norms.data, bytes);
+        for (size_t i = 0; i < batch; i++)
+            h[i] = (float)sqrt((double)h[i]);
+        r.mean_grad_norm = host_mean(h, batch);
+        if (rows)
+            put_rows(req.row_grad_norm, h, batch);
         if (have_lambda) {
-            ops->download(ctx->be, g->host, g->lambda.data, bytes);
-            r.mean_lambda = host_mean(g->host, batch);
+            ops->download(ctx->be, h, g->lambda.data, bytes);
+            r.mean_lambda = host_mean(h, batch);
+            if (rows)
+                put_rows(req.row_lambda, h, batch);
+        } else if (rows && req.row_lambda) {
+            memset(req.row_lambda, 0, bytes);
         }
+    } else if (rows) {
+        float *arrays[] = { req.row_loss, req.row_ess, req.row_grad_norm, req.row_lambda };
+        for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++)
+            if (arrays[a])
+                memset(arrays[a], 0, bytes);
     }
+    /* the request stays as the caller set it */
+    r.rows = req.rows;
+    r.row_loss = req.row_loss;
+    r.row_ess = req.row_ess;
+    r.row_grad_norm = req.row_grad_norm;
+    r.row_lambda = req.row_lambda;
     size_t n = rep->struct_size < sizeof r ? rep->struct_size : sizeof r;
     uint32_t caller_size = rep->struct_size;
     memcpy(rep, &r, n);
@@ -504,6 +584,8 @@ lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
         st = check_out(g, fn, "out_g", out_g, batch);
     if (!st && out_xhat)
         st = check_out(g, fn, "out_xhat", out_xhat, batch);
+    if (!st)
+        st = check_report(g->ctx, fn, report, batch);
     if (!st)
         st = reserve(g, (size_t)batch);
     if (st)
@@ -560,6 +642,8 @@ lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigm
     lgd_status st = check_call(g, fn, x, sigma, &batch);
     if (!st)
         st = check_out(g, fn, "out", out, batch);
+    if (!st)
+        st = check_report(g->ctx, fn, report, batch);
     if (st)
         return st;
     st = lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,

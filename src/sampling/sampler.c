@@ -13,6 +13,11 @@
  * the call at the start of step i uses step index i; Heun's second (corrector)
  * call of step i uses num_steps + i, so no two calls of a run share draws.
  *
+ * A run begins with init (x = sigma_max z) or start (the caller's x at any grid index,
+ * optionally plus sigmas[k] z with init's z): both set the same state, so the steps
+ * that follow are the same whichever began the run (DPM++(2M) aside: a start has no
+ * previous denoised estimate, so its first step is first-order, as step 0 is).
+ *
  * Scratch buffers live in the sampler and grow only when a larger batch is
  * initialised; a step never allocates.
  */
@@ -36,6 +41,7 @@
 enum { RUN_IDLE = 0, RUN_ACTIVE = 1, RUN_FAILED = 2 };
 
 struct lgd_sampler {
+    lgd_refcount refs;
     lgd_context *ctx;
     lgd_guidance *guidance;
     lgd_sampler_options opt; /* validated; opt.sigmas is not kept */
@@ -127,6 +133,7 @@ lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options 
     o.steps = s->steps;
     s->opt = o;
     s->dim = lgd_guidance_dim(guidance);
+    lgd_ref_init(&s->refs);
     s->ctx = lgd_context_retain(ctx);
     s->guidance = lgd_guidance_retain(guidance);
     s->state = RUN_IDLE;
@@ -134,9 +141,18 @@ lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options 
     return LGD_OK;
 }
 
+lgd_sampler *lgd_sampler_retain(lgd_sampler *s)
+{
+    if (s)
+        lgd_ref_take(&s->refs);
+    return s;
+}
+
+lgd_context *lgd_sampler_context(const lgd_sampler *s) { return s ? s->ctx : NULL; }
+
 void lgd_sampler_destroy(lgd_sampler *s)
 {
-    if (!s)
+    if (!s || !lgd_ref_drop(&s->refs))
         return;
     lgd_buffer_release(s->ctx, &s->denoised);
     lgd_buffer_release(s->ctx, &s->old);
@@ -150,16 +166,16 @@ void lgd_sampler_destroy(lgd_sampler *s)
 
 int32_t lgd_sampler_num_steps(const lgd_sampler *s) { return s ? s->steps : 0; }
 
-lgd_status lgd_sampler_sigmas(const lgd_sampler *s, float *out, size_t count)
+lgd_status lgd_sampler_sigmas(const lgd_sampler *s, float *out, int64_t count)
 {
     if (!s)
         return LGD_ERR_INVALID_ARGUMENT;
     if (!out)
         return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT, "lgd_sampler_sigmas: out is NULL");
-    if (count < (size_t)s->steps + 1)
+    if (count < (int64_t)s->steps + 1)
         return lgd_error(s->ctx, LGD_ERR_SHAPE_MISMATCH,
-                         "lgd_sampler_sigmas: count %zu is less than num_steps + 1 = %zu", count,
-                         (size_t)s->steps + 1);
+                         "lgd_sampler_sigmas: count %lld is less than num_steps + 1 = %lld",
+                         (long long)count, (long long)s->steps + 1);
     memcpy(out, s->sigmas, ((size_t)s->steps + 1) * sizeof(float));
     return LGD_OK;
 }
@@ -178,7 +194,7 @@ float lgd_sampler_sigma(const lgd_sampler *s)
     return s->sigmas[lgd_sampler_step_index(s)];
 }
 
-int lgd_sampler_done(const lgd_sampler *s)
+int32_t lgd_sampler_done(const lgd_sampler *s)
 {
     if (!s)
         return 1;
@@ -208,6 +224,21 @@ static lgd_status reserve_scratch(lgd_sampler *s, size_t n, const char *fn)
     return st;
 }
 
+/* The run's state from grid index step on: what init and start share. The step
+ * functions read nothing else, so the steps after a start at k are those of a run
+ * after init, except DPM++(2M)'s history, which a start does not have. */
+static void begin_run(lgd_sampler *s, int64_t batch, int32_t step, uint64_t seed,
+                      uint64_t first_row)
+{
+    lgd_guidance_set_seed(s->guidance, seed);
+    s->seed = seed;
+    s->first_row = first_row;
+    s->batch = batch;
+    s->step = step;
+    s->have_old = 0;
+    s->state = RUN_ACTIVE;
+}
+
 static lgd_status sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed,
                                uint64_t first_row, const char *fn)
 {
@@ -223,13 +254,44 @@ static lgd_status sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed,
     lgd_rng_stream rs = { seed, LGD_RNG_INIT, 0, first_row, 0 };
     ctx->ops->normal(ctx->be, &rs, (size_t)batch, 1, (size_t)s->dim, x->buf.data);
     ctx->ops->axpby(ctx->be, n, s->sigmas[0], x->buf.data, 0.0f, x->buf.data);
-    lgd_guidance_set_seed(s->guidance, seed);
-    s->seed = seed;
-    s->first_row = first_row;
-    s->batch = batch;
-    s->step = 0;
-    s->have_old = 0;
-    s->state = RUN_ACTIVE;
+    begin_run(s, batch, 0, seed, first_row);
+    return LGD_OK;
+}
+
+/* A run from the caller's x at grid index start_step (lgd_sampler_start). Checks
+ * everything before touching x or the sampler's state. */
+static lgd_status sampler_start(lgd_sampler *s, lgd_tensor *x, int32_t start_step,
+                                int32_t flags, uint64_t seed, uint64_t first_row,
+                                const char *fn)
+{
+    lgd_context *ctx = s->ctx;
+    if (start_step < 0 || start_step >= s->steps)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: start_step = %d must be in [0, num_steps) = [0, %d)", fn,
+                         (int)start_step, (int)s->steps);
+    if (flags != LGD_START_NOISY && flags != LGD_START_ADD_NOISE)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: flags = %d is neither LGD_START_NOISY (0) nor "
+                         "LGD_START_ADD_NOISE (%d)",
+                         fn, (int)flags, (int)LGD_START_ADD_NOISE);
+    int64_t batch = 0;
+    lgd_status st = check_x(s, x, fn, &batch);
+    if (st)
+        return st;
+    size_t n = (size_t)batch * (size_t)s->dim;
+    st = reserve_scratch(s, n, fn);
+    if (st)
+        return st;
+    if (!ctx->ops->all_finite(ctx->be, x->buf.data, n))
+        return lgd_error(ctx, LGD_ERR_NON_FINITE,
+                         "%s: x is not finite (a NaN or an infinity in the caller's x)", fn);
+    if (flags == LGD_START_ADD_NOISE) {
+        /* z from init's stream, in the derivative scratch (free until the first step) */
+        lgd_rng_stream rs = { seed, LGD_RNG_INIT, 0, first_row, 0 };
+        ctx->ops->normal(ctx->be, &rs, (size_t)batch, 1, (size_t)s->dim, s->d.data);
+        ctx->ops->axpby(ctx->be, n, s->sigmas[start_step], s->d.data, 1.0f, x->buf.data);
+    }
+    begin_run(s, batch, start_step, seed, first_row);
     return LGD_OK;
 }
 
@@ -238,6 +300,14 @@ lgd_status lgd_sampler_init(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64
     if (!s)
         return LGD_ERR_INVALID_ARGUMENT;
     return sampler_init(s, x, seed, first_row, "lgd_sampler_init");
+}
+
+lgd_status lgd_sampler_start(lgd_sampler *s, lgd_tensor *x, int32_t start_step, int32_t flags,
+                             uint64_t seed, uint64_t first_row)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    return sampler_start(s, x, start_step, flags, seed, first_row, "lgd_sampler_start");
 }
 
 /* Calls the guided denoiser; on failure, prefixes the sampler step to the message
@@ -382,6 +452,28 @@ static lgd_status step_dpmpp_2m(lgd_sampler *s, float *x, size_t n,
     return LGD_OK;
 }
 
+/* A caller's report, checked before the step does any work (as guidance.c checks the
+ * reports of its own public functions): a usable struct_size, and per-row arrays with
+ * room for the batch. Only the bytes struct_size covers are read. */
+static lgd_status check_report(lgd_sampler *s, const lgd_guidance_report *rep, const char *fn)
+{
+    if (!rep)
+        return LGD_OK;
+    if (rep->struct_size < sizeof(uint32_t))
+        return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: report->struct_size = %u is invalid (use "
+                         "LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
+                         fn, (unsigned)rep->struct_size);
+    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
+    memcpy(&r, rep, rep->struct_size < sizeof r ? rep->struct_size : sizeof r);
+    if ((r.row_loss || r.row_ess || r.row_grad_norm || r.row_lambda) && r.rows < s->batch)
+        return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: report->rows = %lld is less than the batch %lld (the per-row "
+                         "arrays need one entry per row)",
+                         fn, (long long)r.rows, (long long)s->batch);
+    return LGD_OK;
+}
+
 /* One step; fn names the public function the caller called, for messages. */
 static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report,
                                const char *fn)
@@ -389,12 +481,12 @@ static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_repor
     lgd_context *ctx = s->ctx;
     if (s->state == RUN_IDLE)
         return lgd_error(ctx, LGD_ERR_STATE,
-                         "%s: the sampler is not initialised "
-                         "(call lgd_sampler_init or lgd_sampler_run first)", fn);
+                         "%s: the sampler is not initialised (call lgd_sampler_init, "
+                         "lgd_sampler_start or lgd_sampler_run first)", fn);
     if (s->state == RUN_FAILED)
         return lgd_error(ctx, LGD_ERR_STATE,
-                         "%s: step %d failed earlier; call lgd_sampler_init to "
-                         "start a new run",
+                         "%s: step %d failed earlier; call lgd_sampler_init or "
+                         "lgd_sampler_start to start a new run",
                          fn, (int)s->step);
     if (s->step >= s->steps)
         return lgd_error(ctx, LGD_ERR_STATE,
@@ -409,6 +501,9 @@ static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_repor
                          "%s: x has batch %lld but the run was initialised with "
                          "batch %lld",
                          fn, (long long)batch, (long long)s->batch);
+    st = check_report(s, report, fn);
+    if (st)
+        return st;
     size_t n = (size_t)batch * (size_t)s->dim;
     float *xd = x->buf.data;
     s->caller = fn;
@@ -441,9 +536,26 @@ lgd_status lgd_sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *
     return sampler_step(s, x, report, "lgd_sampler_step");
 }
 
-/* progress(user, step, num_steps, sigma, report) after each step: step = the number
- * of steps done (1..num_steps), sigma = the noise level x is now at (0 at the end),
- * report = the diagnostics of the step's last guided call. */
+/* The steps left after init or start. progress(user, step, num_steps, sigma, report)
+ * after each step: step = the grid index x is now at (the number of steps done in a
+ * run from init; start_step + 1 .. num_steps after a start), sigma = the noise level x
+ * is now at (0 at the end), report = the diagnostics of the step's last guided call. */
+static lgd_status run_steps(lgd_sampler *s, lgd_tensor *x, lgd_progress_fn progress,
+                            void *user, const char *fn)
+{
+    while (s->step < s->steps) {
+        lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
+        lgd_status st = sampler_step(s, x, progress ? &rep : NULL, fn);
+        if (st)
+            return st;
+        if (progress && progress(user, s->step, s->steps, s->sigmas[s->step], &rep) != 0)
+            return lgd_error(s->ctx, LGD_ERR_ABORTED,
+                             "%s: the progress callback stopped the run after step %d of %d",
+                             fn, (int)s->step, (int)s->steps);
+    }
+    return LGD_OK;
+}
+
 lgd_status lgd_sampler_run(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_t first_row,
                            lgd_progress_fn progress, void *user)
 {
@@ -453,16 +565,18 @@ lgd_status lgd_sampler_run(lgd_sampler *s, lgd_tensor *x, uint64_t seed, uint64_
     lgd_status st = sampler_init(s, x, seed, first_row, fn);
     if (st)
         return st;
-    while (s->step < s->steps) {
-        lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
-        st = sampler_step(s, x, progress ? &rep : NULL, fn);
-        if (st)
-            return st;
-        if (progress && progress(user, s->step, s->steps, s->sigmas[s->step], &rep) != 0)
-            return lgd_error(s->ctx, LGD_ERR_ABORTED,
-                             "lgd_sampler_run: the progress callback stopped the run after "
-                             "step %d of %d",
-                             (int)s->step, (int)s->steps);
-    }
-    return LGD_OK;
+    return run_steps(s, x, progress, user, fn);
+}
+
+lgd_status lgd_sampler_run_from(lgd_sampler *s, lgd_tensor *x, int32_t start_step,
+                                int32_t flags, uint64_t seed, uint64_t first_row,
+                                lgd_progress_fn progress, void *user)
+{
+    if (!s)
+        return LGD_ERR_INVALID_ARGUMENT;
+    const char *fn = "lgd_sampler_run_from";
+    lgd_status st = sampler_start(s, x, start_step, flags, seed, first_row, fn);
+    if (st)
+        return st;
+    return run_steps(s, x, progress, user, fn);
 }

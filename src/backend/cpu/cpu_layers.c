@@ -81,7 +81,7 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
 /* SiLU kernels on a range, compiled for AVX-512 and AVX2 beside the baseline and chosen
  * at load time (GCC/clang function multiversioning). ISO C mode contracts no FMAs, so
  * every version computes bit-identical results. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_THREAD__)
 #define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NN_CLONES
