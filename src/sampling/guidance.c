@@ -20,43 +20,13 @@
 #include "core/rng.h"
 #include "sampling/mc_kernels.h"
 
-struct lgd_guidance {
-    lgd_refcount refs;
-    lgd_context *ctx;
-    const lgd_mc_kernels *mc; /* the backend's Monte Carlo reductions */
-    lgd_model *model;
-    lgd_loss *loss;           /* NULL for LGD_GUIDANCE_NONE */
-    lgd_guidance_options opt;
-    size_t chunk;             /* draws per chunk */
-    lgd_buffer cond;          /* [cond_rows][cond_dim] */
-    size_t cond_rows;
-    int has_cond;
-    /* scratch, grown with the batch */
-    size_t batch_cap;
-    lgd_buffer xhat, gvec, v;         /* [B][D] */
-    lgd_buffer draws, grad;           /* [B][chunk][D] */
-    lgd_buffer losses;                /* [B][chunk] */
-    lgd_buffer st_max, st_sum, st_sum2, st_wloss, st_lsum, ess, lambda, norms; /* [B] */
-    lgd_buffer st_vec;                /* [B][D] */
-    lgd_buffer flags;                 /* [FLAG_COUNT] finiteness flags of one call */
-    float *host;                      /* [B] host scratch for reports */
-};
-
-/* Finiteness of each stage of a call is recorded on the backend without waiting
- * (finite_flag) and read back once at the end of the call (check_flags). */
-enum { FLAG_XHAT, FLAG_LOSS, FLAG_GRAD, FLAG_TERM, FLAG_COUNT };
+#include "sampling/guidance_impl.h"
 
 lgd_status lgd_guidance_options_init(lgd_guidance_options *o, uint32_t struct_size)
 {
     const lgd_guidance_options defaults = LGD_GUIDANCE_OPTIONS_INIT;
-    return lgd_init_struct(o, struct_size, &defaults, sizeof defaults, sizeof(lgd_guidance_options));
-}
-
-lgd_status lgd_guidance_report_init(lgd_guidance_report *report, uint32_t struct_size)
-{
-    const lgd_guidance_report defaults = LGD_GUIDANCE_REPORT_INIT;
-    return lgd_init_struct(report, struct_size, &defaults, sizeof defaults,
-                           offsetof(lgd_guidance_report, rows));
+    return lgd_init_struct(o, struct_size, &defaults, sizeof defaults,
+                           sizeof(lgd_guidance_options));
 }
 
 lgd_guidance *lgd_guidance_retain(lgd_guidance *g)
@@ -425,126 +395,6 @@ static void step_weights(lgd_guidance *g, float sigma, size_t batch)
     }
 }
 
-static float host_mean(const float *h, size_t n)
-{
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++)
-        acc += h[i];
-    return n ? (float)(acc / (double)n) : 0.0f;
-}
-
-/* The caller's report as this library's struct: the bytes its struct_size covers, the
- * rest at their defaults (no per-row request), so fields past an older caller's
- * struct are never read. */
-static void read_report(const lgd_guidance_report *rep, lgd_guidance_report *r)
-{
-    const lgd_guidance_report defaults = LGD_GUIDANCE_REPORT_INIT;
-    *r = defaults;
-    size_t n = rep->struct_size < sizeof *r ? rep->struct_size : sizeof *r;
-    memcpy(r, rep, n);
-}
-
-static int wants_rows(const lgd_guidance_report *r)
-{
-    return r->row_loss || r->row_ess || r->row_grad_norm || r->row_lambda;
-}
-
-/* Checks a report before a call does any work: its size, and per-row arrays large
- * enough for the batch. fn names the public function the caller called. (The sampler
- * checks its callers' reports the same way, in sampler.c.) */
-static lgd_status check_report(lgd_context *ctx, const char *fn, const lgd_guidance_report *rep,
-                               int64_t batch)
-{
-    if (!rep)
-        return LGD_OK;
-    if (rep->struct_size < sizeof(uint32_t))
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: report->struct_size = %u is invalid (use "
-                         "LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
-                         fn, (unsigned)rep->struct_size);
-    lgd_guidance_report r;
-    read_report(rep, &r);
-    if (wants_rows(&r) && r.rows < batch)
-        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: report->rows = %lld is less than the batch %lld (the per-row "
-                         "arrays need one entry per row)",
-                         fn, (long long)r.rows, (long long)batch);
-    return LGD_OK;
-}
-
-static void put_rows(float *dst, const float *src, size_t batch)
-{
-    if (dst)
-        memcpy(dst, src, batch * sizeof(float));
-}
-
-/* Fills the caller's report (checked before the call by check_report, or by the
- * sampler), never past its struct_size. Every batch field is computed from the per-row
- * floats that the per-row arrays receive. */
-static lgd_status fill_report(lgd_guidance *g, float sigma, size_t batch, int active,
-                              int have_lambda, lgd_guidance_report *rep)
-{
-    if (!rep)
-        return LGD_OK;
-    lgd_guidance_report req;
-    read_report(rep, &req);
-    int rows = wants_rows(&req) && req.rows >= (int64_t)batch;
-    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
-    lgd_context *ctx = g->ctx;
-    const lgd_backend_ops *ops = ctx->ops;
-    size_t D = (size_t)g->model->dim, bytes = batch * sizeof(float);
-    float *h = g->host;
-    r.sigma = sigma;
-    r.active = active;
-    if (active && g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
-        /* row loss = the mean of the row's n losses */
-        ops->download(ctx->be, h, g->st_lsum.data, bytes);
-        for (size_t i = 0; i < batch; i++)
-            h[i] /= (float)g->opt.n_samples;
-        r.mean_loss = host_mean(h, batch);
-        if (rows)
-            put_rows(req.row_loss, h, batch);
-        ops->download(ctx->be, h, g->ess.data, bytes);
-        r.mean_ess = host_mean(h, batch);
-        r.min_ess = h[0];
-        for (size_t i = 1; i < batch; i++)
-            r.min_ess = h[i] < r.min_ess ? h[i] : r.min_ess;
-        if (rows)
-            put_rows(req.row_ess, h, batch);
-        ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data, 1);
-        ops->download(ctx->be, h, g->norms.data, bytes);
-        for (size_t i = 0; i < batch; i++)
-            h[i] = (float)sqrt((double)h[i]);
-        r.mean_grad_norm = host_mean(h, batch);
-        if (rows)
-            put_rows(req.row_grad_norm, h, batch);
-        if (have_lambda) {
-            ops->download(ctx->be, h, g->lambda.data, bytes);
-            r.mean_lambda = host_mean(h, batch);
-            if (rows)
-                put_rows(req.row_lambda, h, batch);
-        } else if (rows && req.row_lambda) {
-            memset(req.row_lambda, 0, bytes);
-        }
-    } else if (rows) {
-        float *arrays[] = { req.row_loss, req.row_ess, req.row_grad_norm, req.row_lambda };
-        for (size_t a = 0; a < sizeof arrays / sizeof arrays[0]; a++)
-            if (arrays[a])
-                memset(arrays[a], 0, bytes);
-    }
-    /* the request stays as the caller set it */
-    r.rows = req.rows;
-    r.row_loss = req.row_loss;
-    r.row_ess = req.row_ess;
-    r.row_grad_norm = req.row_grad_norm;
-    r.row_lambda = req.row_lambda;
-    size_t n = rep->struct_size < sizeof r ? rep->struct_size : sizeof r;
-    uint32_t caller_size = rep->struct_size;
-    memcpy(rep, &r, n);
-    rep->struct_size = caller_size;
-    return LGD_OK;
-}
-
 static lgd_status check_call(lgd_guidance *g, const char *fn, const lgd_tensor *x, float sigma,
                              int64_t *batch)
 {
@@ -585,7 +435,7 @@ lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
     if (!st && out_xhat)
         st = check_out(g, fn, "out_xhat", out_xhat, batch);
     if (!st)
-        st = check_report(g->ctx, fn, report, batch);
+        st = lgd_guidance_check_report(g->ctx, fn, report, batch);
     if (!st)
         st = reserve(g, (size_t)batch);
     if (st)
@@ -597,7 +447,7 @@ lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
     g->ctx->ops->copy(g->ctx->be, out_g->buf.data, g->gvec.data, bytes);
     if (out_xhat)
         g->ctx->ops->copy(g->ctx->be, out_xhat->buf.data, g->xhat.data, bytes);
-    return fill_report(g, sigma, (size_t)batch, 1, 0, report);
+    return lgd_guidance_fill_report(g, sigma, (size_t)batch, 1, 0, report);
 }
 
 lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma, size_t batch,
@@ -628,7 +478,7 @@ lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma
         step_weights(g, sigma, batch);
         ops->axpby_rows(ctx->be, batch, D, g->lambda.data, 1, g->gvec.data, 1.0f, out);
     }
-    return fill_report(g, sigma, batch, active, active, report);
+    return lgd_guidance_fill_report(g, sigma, batch, active, active, report);
 }
 
 lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigma,
@@ -643,7 +493,7 @@ lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigm
     if (!st)
         st = check_out(g, fn, "out", out, batch);
     if (!st)
-        st = check_report(g->ctx, fn, report, batch);
+        st = lgd_guidance_check_report(g->ctx, fn, report, batch);
     if (st)
         return st;
     st = lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,

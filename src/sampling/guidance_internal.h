@@ -19,4 +19,10 @@ lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma
                                     int32_t step, uint64_t first_row, float *out,
                                     lgd_guidance_report *report);
 
+/* Checks a caller's report before a call does any work: a usable struct_size, and
+ * per-row arrays with room for `batch` rows; only the bytes struct_size covers are
+ * read. fn names the public function the caller called. (guidance_report.c) */
+lgd_status lgd_guidance_check_report(lgd_context *ctx, const char *fn,
+                                     const lgd_guidance_report *rep, int64_t batch);
+
 #endif

@@ -452,28 +452,6 @@ static lgd_status step_dpmpp_2m(lgd_sampler *s, float *x, size_t n,
     return LGD_OK;
 }
 
-/* A caller's report, checked before the step does any work (as guidance.c checks the
- * reports of its own public functions): a usable struct_size, and per-row arrays with
- * room for the batch. Only the bytes struct_size covers are read. */
-static lgd_status check_report(lgd_sampler *s, const lgd_guidance_report *rep, const char *fn)
-{
-    if (!rep)
-        return LGD_OK;
-    if (rep->struct_size < sizeof(uint32_t))
-        return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: report->struct_size = %u is invalid (use "
-                         "LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
-                         fn, (unsigned)rep->struct_size);
-    lgd_guidance_report r = LGD_GUIDANCE_REPORT_INIT;
-    memcpy(&r, rep, rep->struct_size < sizeof r ? rep->struct_size : sizeof r);
-    if ((r.row_loss || r.row_ess || r.row_grad_norm || r.row_lambda) && r.rows < s->batch)
-        return lgd_error(s->ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: report->rows = %lld is less than the batch %lld (the per-row "
-                         "arrays need one entry per row)",
-                         fn, (long long)r.rows, (long long)s->batch);
-    return LGD_OK;
-}
-
 /* One step; fn names the public function the caller called, for messages. */
 static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_report *report,
                                const char *fn)
@@ -501,7 +479,7 @@ static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_repor
                          "%s: x has batch %lld but the run was initialised with "
                          "batch %lld",
                          fn, (long long)batch, (long long)s->batch);
-    st = check_report(s, report, fn);
+    st = lgd_guidance_check_report(s->ctx, fn, report, s->batch);
     if (st)
         return st;
     size_t n = (size_t)batch * (size_t)s->dim;
