@@ -74,15 +74,20 @@ extern "C" {
 /* LGD_VERSION_MAJOR, _MINOR, _PATCH and LGD_VERSION_NUMBER (lgd/version.h, generated
  * from meson.build's project version) are included above. */
 
-/** Run-time version of the loaded library, as LGD_VERSION_NUMBER computes it. */
+/** Run-time version of the loaded library, as LGD_VERSION_NUMBER computes it:
+ *  major * 10000 + minor * 100 + patch (300 for 0.3.0). Compare it with the headers'
+ *  LGD_VERSION_NUMBER: the same major, and a run-time number at least the compile-time
+ *  one. Never fails; any thread. (Since 0.1.0.) */
 LGD_API uint32_t lgd_version(void);
-/** Run-time version as a string, "MAJOR.MINOR.PATCH". Never NULL. */
+/** Run-time version as a static string, "MAJOR.MINOR.PATCH". Never NULL, never fails;
+ *  any thread. (Since 0.1.0.) */
 LGD_API const char *lgd_version_string(void);
 
 /**
  * Status of every fallible call. 0 is success; errors are stable negative
  * numbers that are never renumbered or reused. After an error,
- * lgd_context_last_error() names the argument or the step at fault.
+ * lgd_context_last_error() names the argument or the step at fault. (Since 0.1.0; no
+ * value has been added since.)
  */
 typedef enum lgd_status {
     LGD_OK = 0,
@@ -102,17 +107,21 @@ typedef enum lgd_status {
 
 LGD_ENUM_32_(lgd_status);
 
-/** A short constant description of a status code. Never NULL. (Since 0.1.0.) */
+/** A short constant description of a status code, e.g. "invalid argument"; any value
+ *  is accepted ("unknown status" for one that is not an lgd_status). Never NULL, never
+ *  fails; any thread. (Since 0.1.0.) */
 LGD_API const char *lgd_status_string(lgd_status status);
 
-/** Where a callback wants its buffers. */
+/** Where a callback wants its buffers, or where a wrapped tensor's memory lives
+ *  (lgd_tensor_wrap()). (Since 0.1.0.) */
 typedef enum lgd_memory {
     LGD_MEMORY_HOST = 0,    /**< host pointers; the library stages copies on GPU backends */
     LGD_MEMORY_DEVICE = 1   /**< the backend's own memory (host memory on the CPU backend) */
 } lgd_memory;
 LGD_ENUM_32_(lgd_memory);
 
-/** Opaque handles. Each has a create and a destroy; destroy(NULL) is a no-op. */
+/** Opaque handles. Each has a create and a destroy; destroy(NULL) is a no-op. Reference
+ *  counted (lgd_X_retain(), since 0.3.0); see <lgd/lgd.h>. (Since 0.1.0.) */
 typedef struct lgd_context lgd_context;
 typedef struct lgd_tensor lgd_tensor;
 typedef struct lgd_model lgd_model;

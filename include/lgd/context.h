@@ -3,8 +3,11 @@
  *
  * Every other object is created from a context and keeps it alive (objects
  * hold a reference, so destroying the context before them is safe). A context
- * and the objects made from it must be used from one thread at a time; use one
- * context per thread. liblgd has no global mutable state.
+ * and the objects made from it are used from one thread at a time, except for the
+ * calls that the thread contract in <lgd/lgd.h> allows on any thread (retain, destroy
+ * and the *_context getters, lgd_context_create, the *_init functions, the version and
+ * status strings); use one context per thread for parallel work. liblgd has no global
+ * mutable state.
  */
 #ifndef LGD_CONTEXT_H
 #define LGD_CONTEXT_H
@@ -15,14 +18,14 @@
 extern "C" {
 #endif
 
-/** Which tensor backend a context runs on. */
+/** Which tensor backend a context runs on. (Since 0.1.0.) */
 typedef enum lgd_backend_kind {
     LGD_BACKEND_AUTO = 0, /**< CUDA when a usable device and liblgd-cuda are present, else CPU */
     LGD_BACKEND_CPU = 1,  /**< always available; the reference implementation */
     LGD_BACKEND_CUDA = 2  /**< NVIDIA GPU through the run-time loaded liblgd-cuda module */
 } lgd_backend_kind;
 
-/** Severity of a log message. */
+/** Severity of a log message. (Since 0.1.0.) */
 typedef enum lgd_log_level {
     LGD_LOG_ERROR = 0,
     LGD_LOG_WARNING = 1,
@@ -35,22 +38,24 @@ typedef enum lgd_log_level {
  * during the call. Called from inside liblgd calls (also while an error is being
  * recorded), so it follows the callback rules below: it must not unwind (no C++
  * exception, Rust panic or longjmp out of it) and may call on the same context only
- * lgd_context_set_callback_error() and the pure getters.
+ * lgd_context_set_callback_error() and the pure getters. (Since 0.1.0.)
  */
 typedef void (*lgd_log_fn)(void *user, lgd_log_level level, const char *message);
 
 /** Options for lgd_context_create(). Initialise with LGD_CONTEXT_OPTIONS_INIT or
- *  lgd_context_options_init(); fields are only ever appended. */
+ *  lgd_context_options_init(); fields are only ever appended. The first published
+ *  layout ends at log_level. (Since 0.1.0.) */
 typedef struct lgd_context_options {
     uint32_t struct_size;       /**< sizeof(lgd_context_options) as the caller knows it */
-    lgd_backend_kind backend;   /**< default LGD_BACKEND_CPU */
-    int32_t device_index;       /**< CUDA device ordinal, default 0 */
-    int32_t num_threads;        /**< CPU threads; 0 (default) = OpenMP's default */
-    lgd_log_fn log;             /**< optional log sink, default none */
-    void *log_user;             /**< passed to log */
+    lgd_backend_kind backend;   /**< an lgd_backend_kind, default LGD_BACKEND_CPU */
+    int32_t device_index;       /**< CUDA device ordinal >= 0, default 0 (CPU: ignored) */
+    int32_t num_threads;        /**< CPU threads >= 0; 0 (default) = OpenMP's default */
+    lgd_log_fn log;             /**< optional log sink, default none (NULL) */
+    void *log_user;             /**< passed to log, not touched by the library */
     lgd_log_level log_level;    /**< most verbose level passed to log, default LGD_LOG_WARNING */
     /** Path of the CUDA backend module to load; NULL (default) searches the install
-     *  libdir, then the loader's path for liblgd-cuda.so. */
+     *  libdir, then the loader's path for liblgd-cuda.so. Read during
+     *  lgd_context_create() only. (Since 0.1.0, appended after the first layout.) */
     const char *cuda_module_path;
     /** Non-zero: check that loss, model and network callbacks write every output.
      *  Before each call every output buffer is filled with NaN (a NaN of liblgd's own
@@ -68,33 +73,53 @@ typedef struct lgd_context_options {
     LGD_STRUCT_INIT_(lgd_context_options, LGD_BACKEND_CPU, 0, 0, NULL, NULL, \
         LGD_LOG_WARNING, NULL, 0)
 
-/** Fills *options with the defaults (for FFI users who cannot use the macro). */
+/**
+ * Sets *options to LGD_CONTEXT_OPTIONS_INIT (for FFI users who cannot use the macro):
+ * call it as lgd_context_options_init(&o, sizeof o). Writes exactly struct_size bytes:
+ * the defaults over the fields the caller's struct has, zeros past this library's
+ * struct when struct_size is larger (a newer header's fields, off), and struct_size
+ * itself. Statuses: LGD_ERR_INVALID_ARGUMENT (no message: there is no context) when
+ * options is NULL or struct_size is smaller than the first published layout
+ * (offsetof(lgd_context_options, cuda_module_path)). Any thread. (Since 0.1.0;
+ * signature changed in 0.3.0: it takes struct_size and returns lgd_status, it was
+ * void lgd_context_options_init(lgd_context_options *).)
+ */
 LGD_API lgd_status lgd_context_options_init(lgd_context_options *options, uint32_t struct_size);
 
 /**
- * Creates a context. options may be NULL for the defaults (CPU backend).
- * Returns LGD_ERR_BACKEND_UNAVAILABLE when CUDA is asked for explicitly and
- * cannot be used (no module, no driver, no device); AUTO then falls back to
- * the CPU. Since no context exists yet to hold the message, *out_error (if not
- * NULL) receives a description of the failure: a static string, or, when the
- * CUDA module could not be loaded or opened, the module's or the loader's precise
- * reason in a buffer of the calling thread, valid until that thread's next
- * lgd_context_create() (as dlerror() is). With AUTO, that reason is logged
- * (LGD_LOG_INFO) before falling back to the CPU. (Since 0.1.0; precise reasons
+ * Creates a context; *out_context receives the caller's reference (destroy it with
+ * lgd_context_destroy()). options may be NULL for the defaults (CPU backend); it is
+ * read during the call only. Since no context exists yet to hold the message,
+ * *out_error (out_error may be NULL) receives a description of the failure ("" on
+ * success): a static string, or, when the CUDA module could not be loaded or opened,
+ * the module's or the loader's precise reason in a buffer of the calling thread, valid
+ * until that thread's next lgd_context_create() (as dlerror() is). With AUTO, that
+ * reason is logged (LGD_LOG_INFO) before falling back to the CPU. Statuses:
+ * LGD_ERR_INVALID_ARGUMENT (out_context NULL; options->struct_size below the first
+ * layout, or larger with a non-zero tail; backend not an lgd_backend_kind; num_threads
+ * or device_index negative), LGD_ERR_BACKEND_UNAVAILABLE (CUDA asked for explicitly and
+ * unusable: no module, no driver, no device; AUTO then falls back to the CPU),
+ * LGD_ERR_OUT_OF_MEMORY, LGD_ERR_INTERNAL (the CPU backend is incomplete: a build
+ * error). *out_context is NULL on failure. Any thread. (Since 0.1.0; precise reasons
  * since 0.3.0.)
  */
 LGD_API lgd_status lgd_context_create(const lgd_context_options *options,
                                       lgd_context **out_context,
                                       const char **out_error);
 
-/** Releases the caller's reference. Objects made from the context keep it alive. */
+/** Releases the caller's reference; the last reference (objects made from the context
+ *  hold one each) frees it. NULL is a no-op. Any thread (see the thread contract in
+ *  <lgd/lgd.h>). (Since 0.1.0.) */
 LGD_API void lgd_context_destroy(lgd_context *context);
 
-/** The message of the last error reported on this context ("" if none). Valid
- *  until the next call that fails on the same context. */
+/** The message of the last error reported on this context ("" if none; "context is
+ *  NULL" for NULL). Borrowed: valid until the next call that fails on the same context
+ *  and while the caller holds a reference. Successful calls do not clear it. Never
+ *  fails. (Since 0.1.0.) */
 LGD_API const char *lgd_context_last_error(const lgd_context *context);
 
-/** Clears the last error message. */
+/** Clears the last error message (lgd_context_last_error() then gives ""). NULL is a
+ *  no-op. (Since 0.1.0.) */
 LGD_API void lgd_context_clear_error(lgd_context *context);
 
 /**
@@ -153,24 +178,31 @@ LGD_API void lgd_context_clear_error(lgd_context *context);
  */
 LGD_API void lgd_context_set_callback_error(lgd_context *context, const char *message);
 
-/** The backend actually in use (never AUTO). */
+/** The backend actually in use (never AUTO; LGD_BACKEND_CPU for NULL). A pure getter.
+ *  (Since 0.1.0.) */
 LGD_API lgd_backend_kind lgd_context_backend(const lgd_context *context);
 
-/** A human-readable name of the backend and device, e.g. "cpu (openblas, 2 threads)". */
+/** A human-readable name of the backend and device, e.g. "cpu (openblas, 2 threads)"
+ *  ("" for NULL); borrowed, valid while the context is. A pure getter. (Since 0.1.0.) */
 LGD_API const char *lgd_context_backend_name(const lgd_context *context);
 
 /** The backend's native stream (a cudaStream_t on CUDA) on which liblgd queues its
- *  work, for callbacks that asked for LGD_MEMORY_DEVICE; NULL on the CPU. */
+ *  work, for callbacks that asked for LGD_MEMORY_DEVICE and for memory given to
+ *  lgd_tensor_wrap(); NULL on the CPU and for NULL. A pure getter. (Since 0.1.0.) */
 LGD_API void *lgd_context_native_stream(const lgd_context *context);
 
-/** Blocks until all work queued on the context's backend has finished. */
+/** Blocks until all work queued on the context's backend has finished (a no-op on the
+ *  CPU). Statuses: LGD_ERR_INVALID_ARGUMENT (context NULL), LGD_ERR_INTERNAL (the
+ *  backend reports a failure, e.g. a CUDA error of earlier queued work). (Since 0.1.0.) */
 LGD_API lgd_status lgd_context_synchronize(lgd_context *context);
 
 /** Bytes of backend memory currently held by live objects of this context, and the
- *  peak since creation or the last reset. Either pointer may be NULL. */
+ *  peak since creation or the last reset (wrapped tensors' memory is not counted).
+ *  Either pointer may be NULL; a NULL context gives 0 and 0. A pure getter.
+ *  (Since 0.1.0.) */
 LGD_API void lgd_context_memory_usage(const lgd_context *context,
                                       size_t *current_bytes, size_t *peak_bytes);
-/** Resets the peak to the current usage. */
+/** Resets the peak to the current usage. NULL is a no-op. (Since 0.1.0.) */
 LGD_API void lgd_context_reset_peak_memory(lgd_context *context);
 
 /** Takes a reference to the context and returns it (NULL for NULL); drop it with

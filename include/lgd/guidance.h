@@ -36,6 +36,7 @@
 extern "C" {
 #endif
 
+/** The estimator of g (see the top of this file). (Since 0.1.0.) */
 typedef enum lgd_guidance_kind {
     LGD_GUIDANCE_NONE = 0,
     LGD_GUIDANCE_DPS = 1,
@@ -43,6 +44,7 @@ typedef enum lgd_guidance_kind {
     LGD_GUIDANCE_EXACT = 3
 } lgd_guidance_kind;
 
+/** How lambda(sigma) is computed (see the top of this file). (Since 0.1.0.) */
 typedef enum lgd_step_rule {
     LGD_STEP_SCORE = 0,
     LGD_STEP_X0 = 1,
@@ -52,27 +54,35 @@ typedef enum lgd_step_rule {
 /** A user schedule for the MC radius r(sigma) >= 0. A value that is negative or not
  *  finite fails the guidance call with LGD_ERR_INVALID_ARGUMENT. Like every callback
  *  (lgd/context.h, "Callbacks") it must not unwind (no C++ exception, Rust panic or
- *  longjmp out of it) and may call on the guidance's context only pure getters. */
+ *  longjmp out of it) and may call on the guidance's context only pure getters.
+ *  (Since 0.1.0.) */
 typedef float (*lgd_radius_fn)(void *user, float sigma);
 
+/** Options of lgd_guidance_create() (read during the call; the first published layout is
+ *  today's). (Since 0.1.0.) */
 typedef struct lgd_guidance_options {
-    uint32_t struct_size;
+    uint32_t struct_size;       /**< sizeof(lgd_guidance_options) */
     lgd_guidance_kind kind;     /**< default LGD_GUIDANCE_MC */
     int32_t n_samples;          /**< MC / exact draws n >= 1, default 10 (DPS ignores it) */
-    int32_t chunk_size;         /**< draws per chunk, 0 (default) = min(n, 16) */
-    float sigma_data;           /**< r(sigma) parameter s_d > 0, default 1 */
-    lgd_radius_fn radius;       /**< overrides sigma_data when not NULL */
-    void *radius_user;
+    int32_t chunk_size;         /**< draws per chunk >= 0, 0 (default) = min(n, 16) */
+    float sigma_data;           /**< r(sigma) parameter s_d, finite and > 0, default 1 */
+    lgd_radius_fn radius;       /**< overrides sigma_data when not NULL (LGD-MC only) */
+    void *radius_user;          /**< passed to radius; owned by the caller */
     lgd_step_rule step_rule;    /**< default LGD_STEP_SCORE */
-    float scale;                /**< the step rule's w, default 1 */
-    float sigma_min_active;     /**< guidance window, default 0 */
-    float sigma_max_active;     /**< default +infinity */
+    float scale;                /**< the step rule's w, finite, default 1 */
+    float sigma_min_active;     /**< guidance window, >= 0, default 0 */
+    float sigma_max_active;     /**< >= sigma_min_active, default +infinity */
     uint64_t seed;              /**< seed of the MC draws, default 0 */
 } lgd_guidance_options;
 
 #define LGD_GUIDANCE_OPTIONS_INIT \
     LGD_STRUCT_INIT_(lgd_guidance_options, LGD_GUIDANCE_MC, 10, 0, 1.0f, NULL, NULL, \
         LGD_STEP_SCORE, 1.0f, 0.0f, LGD_INFINITY_F_, 0)
+/** Sets *options to LGD_GUIDANCE_OPTIONS_INIT, writing exactly struct_size bytes
+ *  (lgd_guidance_options_init(&o, sizeof o); as lgd_context_options_init()).
+ *  LGD_ERR_INVALID_ARGUMENT (no message) when options is NULL or struct_size is below
+ *  sizeof(lgd_guidance_options) (the first published layout). Any thread. (Since 0.1.0;
+ *  signature changed in 0.3.0: takes struct_size and returns lgd_status, was void.) */
 LGD_API lgd_status lgd_guidance_options_init(lgd_guidance_options *options, uint32_t struct_size);
 
 /**
@@ -94,6 +104,11 @@ LGD_API lgd_status lgd_guidance_options_init(lgd_guidance_options *options, uint
  * lgd_guidance_term(), which applies no step weight. A row whose row_ess is near 1 while
  * the batch's is high is a row where one draw takes all the weight (an extreme loss
  * compared with r(sigma)).
+ *
+ * A call refuses a report whose struct_size is below 4 (LGD_ERR_INVALID_ARGUMENT). The
+ * report is written by each guidance evaluation that succeeds (a failed call may leave
+ * it untouched), with struct_size and the row_* request left as the caller set them.
+ * (Since 0.1.0; the per-row fields since 0.3.0.)
  */
 typedef struct lgd_guidance_report {
     uint32_t struct_size;       /**< set by the caller: sizeof(lgd_guidance_report) */
@@ -123,39 +138,73 @@ LGD_API lgd_status lgd_guidance_report_init(lgd_guidance_report *report, uint32_
 
 /**
  * Creates a guidance estimator for `model` and `loss` (kept alive by their own
- * references). loss may be NULL only for LGD_GUIDANCE_NONE. options NULL = defaults.
+ * references; both of this context, with the same dim). loss may be NULL only for
+ * LGD_GUIDANCE_NONE (which ignores it). options NULL = defaults, read during the call.
+ * A model without a VJP is accepted here, but DPS and LGD-MC calls then fail with
+ * LGD_ERR_UNSUPPORTED. Statuses: LGD_ERR_INVALID_ARGUMENT (context, model or
+ * out_guidance NULL; a bad struct_size; model or loss of another context; kind or
+ * step_rule unknown; loss NULL for a kind other than NONE; MC / EXACT with
+ * n_samples < 1 or chunk_size < 0; sigma_data or scale out of range; a window that
+ * breaks 0 <= sigma_min_active <= sigma_max_active), LGD_ERR_SHAPE_MISMATCH (loss and
+ * model dims differ), LGD_ERR_UNSUPPORTED (LGD_GUIDANCE_EXACT with a model without an
+ * exact posterior; a backend module without the Monte Carlo kernels),
+ * LGD_ERR_OUT_OF_MEMORY. (Since 0.1.0.)
  */
 LGD_API lgd_status lgd_guidance_create(lgd_context *context, lgd_model *model, lgd_loss *loss,
                                        const lgd_guidance_options *options,
                                        lgd_guidance **out_guidance);
+/** Releases the caller's reference (samplers keep their own); the last one frees the
+ *  guidance and drops its model and loss. NULL is a no-op. Any thread. (Since 0.1.0.) */
 LGD_API void lgd_guidance_destroy(lgd_guidance *guidance);
 
-/** Shorthand for LGD-MC with n draws and every other option at its default
- *  (r(sigma) = sigma / sqrt(1 + sigma^2), score step rule, scale 1). */
+/** Shorthand for LGD-MC with n draws (n_samples >= 1) and every other option at its
+ *  default (r(sigma) = sigma / sqrt(1 + sigma^2), score step rule, scale 1): the
+ *  arguments and statuses of lgd_guidance_create() (whose name its messages carry).
+ *  (Since 0.1.0.) */
 LGD_API lgd_status lgd_guidance_mc(lgd_context *context, lgd_model *model, lgd_loss *loss,
                                    int32_t n_samples, lgd_guidance **out_guidance);
 
-/** Sets (or with NULL clears) the condition rows [batch][cond_dim] passed to the model. */
+/** Sets (or with NULL clears) the condition rows [rows][cond_dim] passed to the model.
+ *  cond is copied; rows must equal the batch of each later call (else that call fails
+ *  with LGD_ERR_SHAPE_MISMATCH). Statuses: LGD_ERR_INVALID_ARGUMENT (guidance NULL, cond
+ *  of another context, the model is unconditional), LGD_ERR_SHAPE_MISMATCH (cond not
+ *  [rows][cond_dim]), LGD_ERR_OUT_OF_MEMORY. (Since 0.1.0.) */
 LGD_API lgd_status lgd_guidance_set_condition(lgd_guidance *guidance, const lgd_tensor *cond);
 
-/** Sets the seed of the MC / exact draws (they are also keyed by step and row). */
+/** Sets the seed of the MC / exact draws (they are also keyed by step and row);
+ *  lgd_sampler_init() and lgd_sampler_start() set it to their own seed. NULL is a no-op.
+ *  (Since 0.1.0.) */
 LGD_API void lgd_guidance_set_seed(lgd_guidance *guidance, uint64_t seed);
 
-/** The radius r(sigma) that LGD-MC uses at sigma. */
+/** The radius r(sigma) that LGD-MC uses at sigma (calls the options' radius function
+ *  when one was given, which may return any value; 0 for NULL). Never fails.
+ *  (Since 0.1.0.) */
 LGD_API float lgd_guidance_radius(const lgd_guidance *guidance, float sigma);
 
 /**
  * Estimates g = grad_x log p_sigma(y | x) into out_g [batch][dim]; also writes
- * xhat = D(x, sigma) into out_xhat when not NULL. step_index and first_row key the
- * random draws (draw i of row b at step t uses counters (t, first_row + b, i)).
- * report may be NULL.
+ * xhat = D(x, sigma) into out_xhat ([batch][dim]) when not NULL. x [batch][dim]; sigma
+ * finite and > 0. The window [sigma_min_active, sigma_max_active] does not apply here:
+ * the term is always computed (0 for LGD_GUIDANCE_NONE). step_index and first_row key
+ * the random draws (draw i of row b at step t uses counters (t, first_row + b, i)).
+ * report may be NULL. Statuses: LGD_ERR_INVALID_ARGUMENT (guidance, x or out_g NULL,
+ * sigma out of range, a report with struct_size < 4 or per-row arrays shorter than the
+ * batch, a radius function that returns a negative or non-finite r),
+ * LGD_ERR_SHAPE_MISMATCH (a tensor not [batch][dim], batches that differ, condition rows
+ * that are not the batch), LGD_ERR_NON_FINITE (the denoiser, a loss value or gradient,
+ * or g is NaN or Inf; the message names which), LGD_ERR_UNSUPPORTED (DPS / LGD-MC on a
+ * model without a VJP), and those of running the model and the loss (<lgd/lgd.h>).
+ * (Since 0.1.0.)
  */
 LGD_API lgd_status lgd_guidance_term(lgd_guidance *guidance, const lgd_tensor *x, float sigma,
                                      int32_t step_index, uint64_t first_row,
                                      lgd_tensor *out_g, lgd_tensor *out_xhat,
                                      lgd_guidance_report *report);
 
-/** The guided denoiser xhat_g = D(x, sigma) + lambda(sigma) * g into out [batch][dim]. */
+/** The guided denoiser xhat_g = D(x, sigma) + lambda(sigma) * g into out [batch][dim]:
+ *  outside the window, or for LGD_GUIDANCE_NONE, xhat_g = D(x, sigma) (the model still
+ *  runs; report->active = 0). Arguments, keys and statuses as lgd_guidance_term().
+ *  (Since 0.1.0.) */
 LGD_API lgd_status lgd_guidance_denoise(lgd_guidance *guidance, const lgd_tensor *x,
                                         float sigma, int32_t step_index, uint64_t first_row,
                                         lgd_tensor *out, lgd_guidance_report *report);

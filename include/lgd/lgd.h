@@ -18,6 +18,30 @@
  * message in lgd_context_last_error(); handles are opaque, destroy(NULL) is a
  * no-op; option structs begin with struct_size and only grow at the end.
  *
+ * Each function's comment gives its parameters' rules, the statuses it returns and the
+ * version it appeared in ("Since"); docs/api.md indexes the functions by version. These
+ * rules hold for every function and are not repeated in each comment:
+ *  - a NULL context or handle as the first argument gives LGD_ERR_INVALID_ARGUMENT
+ *    without a message (no context to hold one); a getter gives the value its comment
+ *    names (0, NULL or "" unless stated) for a NULL handle and never fails;
+ *  - every tensor, model, loss or network passed to an object must belong to that
+ *    object's context; one of another context, or a required one that is NULL, is
+ *    LGD_ERR_INVALID_ARGUMENT;
+ *  - a create function sets *out to NULL on failure (when out is not NULL) and takes
+ *    nothing over: a destroy callback is not called and the caller keeps `user`;
+ *  - input arrays are copied during the call unless the comment says otherwise;
+ *  - an option-struct pointer may be NULL for the defaults. Its struct_size must be at
+ *    least the size of the struct's first published layout (an older caller's struct
+ *    is read as far as it goes, the rest defaulted), and a struct larger than this
+ *    library's is accepted only when the bytes it does not know are all zero:
+ *    LGD_ERR_INVALID_ARGUMENT otherwise (since 0.3.0; see the *_init functions);
+ *  - a call that runs a model, a loss or a network can also return what running them
+ *    returns: LGD_ERR_CALLBACK (a callback returned non-zero, or left an output
+ *    unwritten under check_callback_outputs), LGD_ERR_NON_FINITE, LGD_ERR_OUT_OF_MEMORY
+ *    (scratch memory, grown on a larger batch) and LGD_ERR_INTERNAL on a backend failure
+ *    (a failed copy or kernel on a device backend); their comments say "running the
+ *    model" (or loss, network) for this list.
+ *
  * Handles and references (since 0.3.0). Every handle (context, tensor, model, loss,
  * guidance, sampler, network) is reference counted: create gives the caller one
  * reference, lgd_X_retain(x) takes another and returns x, and lgd_X_destroy(x) drops

@@ -28,6 +28,7 @@
 extern "C" {
 #endif
 
+/** The integrator (see the top of this file). (Since 0.1.0.) */
 typedef enum lgd_sampler_kind {
     LGD_SAMPLER_EULER = 0,
     LGD_SAMPLER_DDIM = 1,
@@ -35,43 +36,62 @@ typedef enum lgd_sampler_kind {
     LGD_SAMPLER_DPMPP_2M = 3
 } lgd_sampler_kind;
 
+/** Options of lgd_sampler_create() (read during the call; the first published layout is
+ *  today's). (Since 0.1.0.) */
 typedef struct lgd_sampler_options {
-    uint32_t struct_size;
+    uint32_t struct_size;           /**< sizeof(lgd_sampler_options) */
     lgd_sampler_kind kind;          /**< default LGD_SAMPLER_EULER */
-    int32_t steps;                  /**< number of steps >= 1, default 20 (USER: from the array) */
+    int32_t steps;                  /**< number of steps, 1 to 2^22, default 20 (USER: from
+                                         the array; VP: at most vp_timesteps) */
     lgd_schedule_kind schedule;     /**< default LGD_SCHEDULE_KARRAS */
-    float sigma_min;                /**< Karras, default 0.002 */
-    float sigma_max;                /**< Karras, default 80 */
-    float rho;                      /**< Karras, default 7 */
-    float eta;                      /**< DDIM stochasticity, default 0 */
-    float s_churn;                  /**< Heun churn (EDM), default 0 */
-    float s_tmin;                   /**< default 0 */
+    float sigma_min;                /**< Karras, default 0.002; 0 < sigma_min < sigma_max */
+    float sigma_max;                /**< Karras, default 80; finite */
+    float rho;                      /**< Karras, default 7; finite and > 0 */
+    float eta;                      /**< DDIM stochasticity in [0, 1], default 0 */
+    float s_churn;                  /**< Heun churn (EDM), finite and >= 0, default 0 */
+    float s_tmin;                   /**< churn window, 0 <= s_tmin <= s_tmax, default 0 */
     float s_tmax;                   /**< default +infinity */
-    float s_noise;                  /**< default 1 */
-    int32_t vp_timesteps;           /**< VP schedules: training timesteps, default 1000 */
-    float vp_beta_start;            /**< VP linear, default 1e-4 */
-    float vp_beta_end;              /**< VP linear, default 0.02 */
-    const float *sigmas;            /**< USER: n_sigmas decreasing values > 0, optionally ending
-                                         in 0 (appended when missing). Copied. */
-    int32_t n_sigmas;
+    float s_noise;                  /**< churn noise scale, finite and >= 0, default 1 */
+    int32_t vp_timesteps;           /**< VP schedules: training timesteps >= 1, default 1000 */
+    float vp_beta_start;            /**< VP linear, in (0, 1), default 1e-4 */
+    float vp_beta_end;              /**< VP linear, in (0, 1), default 0.02 */
+    const float *sigmas;            /**< USER: n_sigmas strictly decreasing finite values > 0,
+                                         optionally ending in 0 (appended when missing);
+                                         at most 2^22 steps. Copied. */
+    int32_t n_sigmas;               /**< USER: entries of sigmas, >= 1 (2 or more when
+                                         the last is 0) */
 } lgd_sampler_options;
 
 #define LGD_SAMPLER_OPTIONS_INIT \
     LGD_STRUCT_INIT_(lgd_sampler_options, LGD_SAMPLER_EULER, 20, LGD_SCHEDULE_KARRAS, \
         0.002f, 80.0f, 7.0f, 0.0f, 0.0f, 0.0f, LGD_INFINITY_F_, 1.0f, 1000, 1e-4f, 0.02f, \
         NULL, 0)
+/** Sets *options to LGD_SAMPLER_OPTIONS_INIT, writing exactly struct_size bytes
+ *  (lgd_sampler_options_init(&o, sizeof o); as lgd_context_options_init()).
+ *  LGD_ERR_INVALID_ARGUMENT (no message) when options is NULL or struct_size is below
+ *  sizeof(lgd_sampler_options) (the first published layout). Any thread. (Since 0.1.0;
+ *  signature changed in 0.3.0: takes struct_size and returns lgd_status, was void.) */
 LGD_API lgd_status lgd_sampler_options_init(lgd_sampler_options *options, uint32_t struct_size);
 
-/** Creates a sampler that uses `guidance` (kept alive by its own reference); use a
- *  guidance of kind LGD_GUIDANCE_NONE for unguided sampling. options NULL = defaults. */
+/** Creates a sampler that uses `guidance` (kept alive by its own reference) on the
+ *  guidance's context; use a guidance of kind LGD_GUIDANCE_NONE for unguided sampling.
+ *  options NULL = defaults; read during the call (a USER grid is copied). The grid is
+ *  built here (lgd_sampler_sigmas()). Statuses: LGD_ERR_INVALID_ARGUMENT (guidance or
+ *  out_sampler NULL, a bad struct_size, any option outside the rules of
+ *  lgd_sampler_options, a schedule that gives no strictly decreasing grid in float),
+ *  LGD_ERR_OUT_OF_MEMORY. (Since 0.1.0.) */
 LGD_API lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options *options,
                                       lgd_sampler **out_sampler);
+/** Releases the caller's reference; the last one frees the sampler and drops its
+ *  guidance. NULL is a no-op. Any thread. (Since 0.1.0.) */
 LGD_API void lgd_sampler_destroy(lgd_sampler *sampler);
 
-/** Number of steps, and the grid of steps + 1 noise levels into out[count]:
- *  sigmas[0] = sigma_max > ... > sigmas[num_steps] = 0; step i goes from sigmas[i] to
- *  sigmas[i + 1]. LGD_ERR_SHAPE_MISMATCH when count < num_steps + 1 (a larger array is
- *  fine); LGD_ERR_INVALID_ARGUMENT when out is NULL. (count is int64_t since 0.3.0.) */
+/** Number of steps (0 for NULL; a pure getter), and the grid of steps + 1 noise levels
+ *  into out[count]: sigmas[0] = sigma_max > ... > sigmas[num_steps] = 0; step i goes
+ *  from sigmas[i] to sigmas[i + 1]. Statuses of lgd_sampler_sigmas():
+ *  LGD_ERR_INVALID_ARGUMENT (sampler or out NULL), LGD_ERR_SHAPE_MISMATCH (count <
+ *  num_steps + 1; a larger array is fine, the rest left alone). (Both since 0.1.0;
+ *  lgd_sampler_sigmas' signature changed in 0.3.0: count is int64_t, it was size_t.) */
 LGD_API int32_t lgd_sampler_num_steps(const lgd_sampler *sampler);
 LGD_API lgd_status lgd_sampler_sigmas(const lgd_sampler *sampler, float *out, int64_t count);
 
@@ -80,7 +100,11 @@ LGD_API lgd_status lgd_sampler_sigmas(const lgd_sampler *sampler, float *out, in
  * numbered from first_row (give the offset of this batch in a larger run to get the
  * same samples whatever the split). The guidance's MC draws use the same seed.
  * Same as lgd_sampler_start(sampler, x, 0, LGD_START_ADD_NOISE, seed, first_row) with
- * x all zeros, byte for byte.
+ * x all zeros, byte for byte. Starts a new run whatever the sampler's state (a finished
+ * or failed run included). Statuses (the sampler's state unchanged):
+ * LGD_ERR_INVALID_ARGUMENT (sampler or x NULL, x of another context),
+ * LGD_ERR_SHAPE_MISMATCH (x not [batch][dim]), LGD_ERR_OUT_OF_MEMORY (scratch for the
+ * batch). (Since 0.1.0.)
  */
 LGD_API lgd_status lgd_sampler_init(lgd_sampler *sampler, lgd_tensor *x, uint64_t seed,
                                     uint64_t first_row);
@@ -112,9 +136,10 @@ LGD_ENUM_32_(lgd_start_flags);
  * first-order step (as step 0 of any run is) and the result differs slightly from the
  * full run's; it is still deterministic. init is start at step 0 from noise: see above.
  * Errors (x and the sampler unchanged): LGD_ERR_INVALID_ARGUMENT (sampler or x NULL,
- * start_step out of range, unknown flags; the message names lgd_sampler_start),
- * LGD_ERR_SHAPE_MISMATCH (x is not [batch][dim]), LGD_ERR_NON_FINITE (x has a NaN or
- * an infinity). (Since 0.3.0.)
+ * x of another context, start_step out of range, unknown flags; the message names
+ * lgd_sampler_start), LGD_ERR_SHAPE_MISMATCH (x is not [batch][dim]),
+ * LGD_ERR_NON_FINITE (x has a NaN or an infinity), LGD_ERR_OUT_OF_MEMORY (scratch for
+ * the batch). (Since 0.3.0.)
  */
 LGD_API lgd_status lgd_sampler_start(lgd_sampler *sampler, lgd_tensor *x, int32_t start_step,
                                      int32_t flags, uint64_t seed, uint64_t first_row);
@@ -123,29 +148,46 @@ LGD_API lgd_status lgd_sampler_start(lgd_sampler *sampler, lgd_tensor *x, int32_
  *  diagnostics of the step's last guided call, per row too when it asks for them (see
  *  lgd_guidance_report; a report whose per-row arrays are shorter than the batch is
  *  refused with LGD_ERR_INVALID_ARGUMENT before the step, which can then be retried).
- *  LGD_ERR_STATE when not started or finished.
  *  x belongs to the caller: it may be read or overwritten between steps (e.g. to
  *  project it or to replace rows); the next step continues from whatever it holds, at
- *  the current level lgd_sampler_sigma(). */
+ *  the current level lgd_sampler_sigma(). It must be a [batch][dim] tensor with the
+ *  run's batch (the same tensor or another).
+ *  Statuses, refused before the step (the step can be retried): LGD_ERR_INVALID_ARGUMENT
+ *  (sampler or x NULL, x of another context, a bad report), LGD_ERR_SHAPE_MISMATCH (x
+ *  not [batch][dim] or not the run's batch), LGD_ERR_STATE (not started, finished, or
+ *  an earlier step failed). Failing during the step: LGD_ERR_NON_FINITE (x is not
+ *  finite after the step) and the guidance's statuses (lgd_guidance_denoise(): e.g.
+ *  LGD_ERR_CALLBACK, LGD_ERR_NON_FINITE, LGD_ERR_UNSUPPORTED, LGD_ERR_SHAPE_MISMATCH for
+ *  condition rows, LGD_ERR_OUT_OF_MEMORY, LGD_ERR_INTERNAL); x may then be half
+ *  updated and the run is over: later steps give LGD_ERR_STATE until init or start.
+ *  (Since 0.1.0.) */
 LGD_API lgd_status lgd_sampler_step(lgd_sampler *sampler, lgd_tensor *x,
                                     lgd_guidance_report *report);
 
-/** Index of the next step (0 after init, start_step after a start, num_steps when
- *  done), and its sigma. */
+/** Index of the next step (0 before the first run and after init, start_step after a
+ *  start, num_steps when done; -1 for NULL), and its sigma (x's current level; 0 when
+ *  done, NaN for NULL). Pure getters. (Since 0.1.0.) */
 LGD_API int32_t lgd_sampler_step_index(const lgd_sampler *sampler);
 LGD_API float lgd_sampler_sigma(const lgd_sampler *sampler);
-/** 1 when the run is finished, else 0 (int32_t since 0.3.0). */
+/** 1 when the run is finished (and for NULL), else 0: also 0 before the first run and
+ *  after a failed step, so a loop on it must check each step's status. A pure getter.
+ *  (Since 0.1.0; signature changed in 0.3.0: returns int32_t, it was int.) */
 LGD_API int32_t lgd_sampler_done(const lgd_sampler *sampler);
 
 /** Progress callback: returns 0 to go on; any non-zero value stops the run, which
  *  returns LGD_ERR_ABORTED. report is valid only during the call. Like every callback
  *  (lgd/context.h, "Callbacks") it must not unwind (no C++ exception, Rust panic or
  *  longjmp out of it) and may call on the sampler's context only pure getters.
- *  (Returns int32_t since 0.3.0; int before, the same ABI.) */
+ *  (Since 0.1.0; returns int32_t since 0.3.0, int before: the same ABI.) */
 typedef int32_t (*lgd_progress_fn)(void *user, int32_t step, int32_t num_steps, float sigma,
                                    const lgd_guidance_report *report);
 
-/** init + every step. progress may be NULL. */
+/** lgd_sampler_init() + every step: x ends at sigma 0. progress (may be NULL) is called
+ *  after each step with step = the number of steps done (1 .. num_steps), num_steps,
+ *  the sigma x is now at and the step's report. Statuses: those of lgd_sampler_init()
+ *  and lgd_sampler_step() (the messages name lgd_sampler_run), and LGD_ERR_ABORTED when
+ *  progress returns non-zero (x holds the last completed step; the run can go on with
+ *  lgd_sampler_step()). (Since 0.1.0.) */
 LGD_API lgd_status lgd_sampler_run(lgd_sampler *sampler, lgd_tensor *x, uint64_t seed,
                                    uint64_t first_row, lgd_progress_fn progress, void *user);
 
