@@ -20,8 +20,8 @@ typedef struct point_loss {
     float s;
 } point_loss;
 
-static int point_loss_eval(void *user, const float *x, int64_t batch, int64_t n, int64_t dim,
-                           float *loss, float *grad)
+static int32_t point_loss_eval(void *user, const float *x, int64_t batch, int64_t n,
+                               int64_t dim, float *loss, float *grad)
 {
     const point_loss *pl = user;
     const float inv_s2 = 1.0f / (pl->s * pl->s);
@@ -126,7 +126,7 @@ int main(void)
         fprintf(stderr, "out of memory\n");
         goto cleanup;
     }
-    CHECK(lgd_tensor_download(x, samples, (size_t)BATCH * DIM));
+    CHECK(lgd_tensor_download(x, samples, (int64_t)BATCH * DIM));
     double guided[DIM] = { 0 }, prior[DIM] = { 0 }, exact[DIM] = { 0 }, z = 0.0;
     for (int i = 0; i < BATCH; i++)
         for (int j = 0; j < DIM; j++)

@@ -659,6 +659,41 @@ START_TEST(all_fixtures_present)
 }
 END_TEST
 
+/* A conditional network called without its condition: an error, not a crash; and the
+ * adapter getter writes only the caller's struct. */
+START_TEST(conditional_network_without_condition)
+{
+    lgd_context *ctx = tu_context(1);
+    char *path = fixture_path("mlp_cond", ".safetensors");
+    lgd_model *m = NULL;
+    lgd_network *net = NULL;
+    TU_OK(ctx, lgd_model_load(ctx, path, &m));
+    TU_OK(ctx, lgd_network_load(ctx, path, &net));
+    free(path);
+    ck_assert_int_gt(lgd_model_cond_dim(m), 0);
+    int64_t dim = lgd_model_dim(m);
+    lgd_tensor *x = tu_tensor(ctx, 2, dim, NULL), *out = tu_tensor(ctx, 2, dim, NULL);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_denoise(m, x, 1.0f, NULL, out));
+    ck_assert(strstr(lgd_context_last_error(ctx), "conditional") != NULL);
+    float t = 0.0f;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_model_network_time(m, 1.0f, NULL));
+    TU_OK(ctx, lgd_model_network_time(m, 1.0f, &t));
+    lgd_adapter_options small;
+    memset(&small, 0, sizeof small);
+    small.struct_size = 8;
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_network_adapter_options(net, &small));
+    lgd_adapter_options ao = LGD_ADAPTER_OPTIONS_INIT;
+    TU_OK(ctx, lgd_network_adapter_options(net, &ao));
+    ck_assert_uint_eq(ao.struct_size, sizeof ao);
+    TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_network_adapter_options(net, NULL));
+    lgd_tensor_destroy(x);
+    lgd_tensor_destroy(out);
+    lgd_network_destroy(net);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("network");
@@ -674,6 +709,7 @@ int main(void)
     tcase_add_test(tm, model_from_network_matches_adapter_formula);
     tcase_add_test(tm, guided_sampling_with_loaded_unet);
     tcase_add_test(tm, conditional_unet_sampling);
+    tcase_add_test(tm, conditional_network_without_condition);
     suite_add_tcase(s, tm);
     TCase *tb = tcase_create("bad_input");
     tcase_set_timeout(tb, 300);

@@ -139,7 +139,7 @@ LGD_API lgd_status lgd_loss_create_logistic(lgd_context *context, int64_t dim, c
  * of another context, a non-finite weight), LGD_ERR_SHAPE_MISMATCH (terms of different
  * dims), LGD_ERR_OUT_OF_MEMORY. (Since 0.1.0.)
  */
-LGD_API lgd_status lgd_loss_create_sum(lgd_context *context, int count,
+LGD_API lgd_status lgd_loss_create_sum(lgd_context *context, int32_t count,
                                        lgd_loss *const *terms, const float *weights,
                                        lgd_loss **out_loss);
 

@@ -158,7 +158,7 @@ LGD_API lgd_status lgd_model_log_density(lgd_model *model, const lgd_tensor *x, 
 
 /** 1 when the model can draw from its exact posterior p(x0 | x) (Gaussian mixtures,
  *  the trajectory prior), else 0 (also for NULL). A pure getter. (Since 0.1.0.) */
-LGD_API int lgd_model_has_exact_posterior(const lgd_model *model);
+LGD_API int32_t lgd_model_has_exact_posterior(const lgd_model *model);
 /**
  * Draws out[batch][n][dim] (a 3-D tensor; n >= 1 draws per row) from p(x0 | x) at
  * noise level sigma (finite, >= 0; 0 gives x itself) for x [batch][dim] (exact;

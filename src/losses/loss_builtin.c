@@ -399,7 +399,7 @@ static const lgd_loss_vtable sum_vtable = {
     .destroy = sum_destroy,
 };
 
-lgd_status lgd_loss_create_sum(lgd_context *ctx, int count, lgd_loss *const *terms,
+lgd_status lgd_loss_create_sum(lgd_context *ctx, int32_t count, lgd_loss *const *terms,
                                const float *weights, lgd_loss **out)
 {
     static const char fn[] = "lgd_loss_create_sum";

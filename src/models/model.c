@@ -53,7 +53,7 @@ lgd_context *lgd_model_context(const lgd_model *m) { return m ? m->ctx : NULL; }
 int64_t lgd_model_dim(const lgd_model *m) { return m ? m->dim : 0; }
 int64_t lgd_model_cond_dim(const lgd_model *m) { return m ? m->cond_dim : 0; }
 
-int lgd_model_has_exact_posterior(const lgd_model *m)
+int32_t lgd_model_has_exact_posterior(const lgd_model *m)
 {
     return m && m->vt->sample_posterior != NULL;
 }

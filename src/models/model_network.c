@@ -174,8 +174,11 @@ static const lgd_model_vtable network_vtable = {
 
 lgd_status lgd_model_network_time(const lgd_model *m, float sigma, float *out_t)
 {
-    if (!m || !out_t)
+    if (!m)
         return LGD_ERR_INVALID_ARGUMENT;
+    if (!out_t)
+        return lgd_error(m->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "lgd_model_network_time: out_t is NULL");
     if (m->vt != &network_vtable)
         return lgd_error(m->ctx, LGD_ERR_UNSUPPORTED,
                          "lgd_model_network_time: the %s model is not an adapted network",

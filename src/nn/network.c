@@ -217,9 +217,20 @@ const char *lgd_network_metadata(const lgd_network *net, const char *key)
 
 lgd_status lgd_network_adapter_options(const lgd_network *net, lgd_adapter_options *out)
 {
-    if (!net || !out)
+    if (!net)
         return LGD_ERR_INVALID_ARGUMENT;
-    *out = net->adapter;
+    static const char fn[] = "lgd_network_adapter_options";
+    if (!out)
+        return lgd_error(net->ctx, LGD_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+    /* never past the caller's struct: its struct_size says how much it holds */
+    uint32_t size = out->struct_size;
+    if (size < sizeof(lgd_adapter_options))
+        return lgd_error(net->ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: out->struct_size = %u is smaller than lgd_adapter_options "
+                         "(set it with LGD_ADAPTER_OPTIONS_INIT or lgd_adapter_options_init)",
+                         fn, (unsigned)size);
+    memcpy(out, &net->adapter, sizeof net->adapter);
+    out->struct_size = size;
     return LGD_OK;
 }
 

@@ -306,6 +306,12 @@ lgd_status nn_graph_forward(lgd_context *ctx, nn_graph *g, const float *x, float
                             const float *cond, size_t batch, float *out)
 {
     lgd_status st;
+    if (g->cond_dim > 0 && !cond)
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "network: the network is conditional (%lld values per row) and no "
+                         "condition was given (lgd_guidance_set_condition, or the cond "
+                         "argument)",
+                         (long long)g->cond_dim);
     if (!g->kern) {
         const void *kern = NULL;
         if ((st = lgd_kernels_find(ctx, &lgd_nn_kernel_table, "network", &kern)))
