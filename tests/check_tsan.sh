@@ -62,12 +62,14 @@ if ! "$tmp/probe" >"$tmp/probe.log" 2>&1; then
     fi
 fi
 
-# 2. The sanitized build: only what the test needs. (The CPU's SiLU kernels drop their
-#    target_clones under TSan, src/backend/cpu/cpu_layers.c: GCC instruments the
-#    multiversioning resolvers, which run before TSan has set up its thread state.)
+# 2. The sanitized build: only what the test needs, without the CPU's load-time dispatch
+#    (-Dcpu_dispatch=false: the compiler instruments the target_clones resolvers, which
+#    run before TSan has set up its thread state; cpu_layers.c also drops them when it
+#    sees a TSan build, this says it explicitly).
 c_args=()
 if ! CC="$CC" "$MESON" setup "$tmp/build" "$src" -Db_sanitize=thread -Dopenmp=disabled \
-        -Dcuda=disabled -Donednn=disabled -Dtests=true -Dbuildtype=debugoptimized \
+        -Dcuda=disabled -Donednn=disabled -Dcpu_dispatch=false -Dtests=true \
+        -Dbuildtype=debugoptimized \
         ${c_args[@]+"${c_args[@]}"} >"$tmp/setup.log" 2>&1; then
     tail -30 "$tmp/setup.log"
     echo "FAIL: meson setup of the TSan build failed"

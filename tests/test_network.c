@@ -511,6 +511,74 @@ static void expect_load_error(lgd_context *ctx, const unsigned char *b, size_t s
                   "message \"%s\" does not mention \"%s\"", lgd_context_last_error(ctx), needle);
 }
 
+/* A network file with no tensors, only the metadata members given (JSON, no braces). */
+static unsigned char *metadata_only_file(const char *members, size_t *size)
+{
+    char hdr[1024];
+    int n = snprintf(hdr, sizeof hdr, "{\"__metadata__\":{%s}}", members);
+    ck_assert(n > 0 && (size_t)n < sizeof hdr);
+    unsigned char *b = malloc(8 + (size_t)n);
+    ck_assert_ptr_nonnull(b);
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(b + 8, hdr, (size_t)n);
+    *size = 8 + (size_t)n;
+    return b;
+}
+
+/* Regression (hardening issue, finding 1): a `layer` network whose lgd.input_shape has
+ * parts each within range but a product that overflows int64 loaded with a small (here
+ * wrapped to 0 or garbage) dim, and the first forward pass wrote past a heap buffer
+ * (nearest upsampling; group norm the same). It must be refused at load. */
+START_TEST(input_shape_product_overflow_is_refused)
+{
+    lgd_context *ctx = tu_context(0);
+    const char *shapes[] = { "16777216,16777216,65536", /* 2^64: wraps to 0 */
+                             "16777215,16777215,16777215", "65537,65537,65537",
+                             "16777216,16777216" /* C,T: 2^48 is just too large */ };
+    const char *layers[] = {
+        "\"lgd.layer\":\"upsample\",\"lgd.conv_resample\":\"0\"",
+        "\"lgd.layer\":\"group_norm\",\"lgd.num_groups\":\"1\"",
+        "\"lgd.layer\":\"silu\"",
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (size_t j = 0; j < sizeof layers / sizeof layers[0]; j++) {
+            char members[512];
+            snprintf(members, sizeof members,
+                     "\"lgd.format\":\"1\",\"lgd.architecture\":\"layer\",%s,"
+                     "\"lgd.input_shape\":\"%s\"", layers[j], shapes[i]);
+            size_t size;
+            unsigned char *b = metadata_only_file(members, &size);
+            expect_load_error(ctx, b, size, LGD_ERR_FORMAT, "too large");
+            free(b);
+        }
+    /* the same file with a sane shape loads and runs: 2 x 3 x 4 upsampled to 2 x 6 x 8 */
+    size_t size;
+    unsigned char *b = metadata_only_file(
+        "\"lgd.format\":\"1\",\"lgd.architecture\":\"layer\",\"lgd.layer\":\"upsample\","
+        "\"lgd.conv_resample\":\"0\",\"lgd.input_shape\":\"2,3,4\"", &size);
+    lgd_network *net = NULL;
+    TU_OK(ctx, lgd_network_load_memory(ctx, b, size, &net));
+    ck_assert_int_eq(lgd_network_dim(net), 24);
+    ck_assert_int_eq(lgd_network_out_dim(net), 96);
+    float xin[24], yout[96];
+    for (int i = 0; i < 24; i++)
+        xin[i] = (float)i;
+    lgd_tensor *x = tu_tensor(ctx, 1, 24, xin), *y = tu_tensor(ctx, 1, 96, NULL);
+    TU_OK(ctx, lgd_network_forward(net, x, 0.5f, NULL, y));
+    TU_OK(ctx, lgd_tensor_download(y, yout, 96));
+    for (int c = 0; c < 2; c++)
+        for (int h = 0; h < 6; h++)
+            for (int w = 0; w < 8; w++)
+                ck_assert_float_eq(yout[(c * 6 + h) * 8 + w], xin[(c * 3 + h / 2) * 4 + w / 2]);
+    lgd_tensor_destroy(x);
+    lgd_tensor_destroy(y);
+    lgd_network_destroy(net);
+    free(b);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(loader_refuses_bad_files)
 {
     lgd_context *ctx = tu_context(0);
@@ -714,6 +782,7 @@ int main(void)
     TCase *tb = tcase_create("bad_input");
     tcase_set_timeout(tb, 300);
     tcase_add_test(tb, loader_refuses_bad_files);
+    tcase_add_test(tb, input_shape_product_overflow_is_refused);
     tcase_add_test(tb, bad_calls);
     suite_add_tcase(s, tb);
     return tu_run(s);

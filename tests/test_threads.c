@@ -7,7 +7,9 @@
  *    model / loss / guidance / sampler, a network, the context itself) and take and
  *    drop references to the objects the owner is using, while the owner samples,
  *    allocates and frees on the same context;
- *  - rule 1: another thread uses a context of its own at the same time;
+ *  - rule 1: INDEPENDENT other threads each use a context of their own at the same
+ *    time (sampling and a network's forward pass), and get bit-identical results to the
+ *    same work done one at a time on the owner's context before the threads started;
  *  - rule 2: every thread calls lgd_version*, lgd_status_string and the *_init functions.
  * The owner's samples must equal a run made before the threads started, the wrapped
  * tensors' release callbacks must each run once, and the context's memory accounting
@@ -31,6 +33,7 @@
 #define RELEASERS 3
 #define TENSORS 48  /* per releaser */
 #define ROUNDS 6    /* owner's sampling rounds */
+#define INDEPENDENT 4 /* threads with a context each */
 
 static atomic_int failures;
 
@@ -161,20 +164,65 @@ static void *releaser_main(void *arg)
     return NULL;
 }
 
-/* Rule 1: a context of its own, used at the same time as the owner's. */
+/* The MLP fixture's output for a fixed input, on ctx (a new host array of `*n` floats). */
+static float *network_output(lgd_context *ctx, int64_t *n)
+{
+    lgd_network *net = NULL;
+    OK(ctx, lgd_network_load(ctx, LGD_FIXTURE_DIR "/mlp.safetensors", &net));
+    if (!net)
+        exit(1);
+    int64_t dim = lgd_network_dim(net), out_dim = lgd_network_out_dim(net);
+    float *in = calloc((size_t)(4 * dim), sizeof *in);
+    float *out = calloc((size_t)(4 * out_dim), sizeof *out);
+    if (!in || !out)
+        exit(1);
+    for (int64_t i = 0; i < 4 * dim; i++)
+        in[i] = (float)((i * 37) % 11) / 11.0f - 0.5f;
+    lgd_tensor *x = NULL, *y = NULL;
+    OK(ctx, lgd_tensor_create_2d(ctx, 4, dim, &x));
+    OK(ctx, lgd_tensor_create_2d(ctx, 4, out_dim, &y));
+    OK(ctx, lgd_tensor_upload(x, in, 4 * dim));
+    OK(ctx, lgd_network_forward(net, x, 0.25f, NULL, y));
+    OK(ctx, lgd_tensor_download(y, out, 4 * out_dim));
+    lgd_tensor_destroy(x);
+    lgd_tensor_destroy(y);
+    lgd_network_destroy(net);
+    free(in);
+    *n = 4 * out_dim;
+    return out;
+}
+
+/* Rule 1: a context of its own, used at the same time as the owner's; its results must
+ * equal the same work done before, one at a time, on the owner's context. */
+typedef struct independent {
+    atomic_int *go;
+    uint64_t seed;
+    const float *want;     /* [BATCH][DIM] */
+    const float *want_net; /* net_n floats */
+    int64_t net_n;
+} independent;
+
 static void *independent_main(void *arg)
 {
-    atomic_int *go = arg;
-    while (!atomic_load(go))
+    independent *in = arg;
+    while (!atomic_load(in->go))
         sched_yield();
     anywhere_calls();
     lgd_context *ctx = new_context();
     problem p = problem_make(ctx);
     lgd_tensor *x = NULL;
     OK(ctx, lgd_tensor_create_2d(ctx, BATCH, DIM, &x));
-    float *a = sample(ctx, p.s, x, 5), *b = sample(ctx, p.s, x, 5);
+    float *a = sample(ctx, p.s, x, in->seed), *b = sample(ctx, p.s, x, in->seed);
     if (memcmp(a, b, (size_t)BATCH * DIM * sizeof(float)) != 0)
         FAIL("an independent context's runs differ");
+    if (memcmp(a, in->want, (size_t)BATCH * DIM * sizeof(float)) != 0)
+        FAIL("seed %llu: a context on its own thread samples differently from the owner's "
+             "context alone", (unsigned long long)in->seed);
+    int64_t n = 0;
+    float *net = network_output(ctx, &n);
+    if (n != in->net_n || memcmp(net, in->want_net, (size_t)n * sizeof(float)) != 0)
+        FAIL("a network's output on a context of its own thread differs");
+    free(net);
     free(a);
     free(b);
     lgd_tensor_destroy(x);
@@ -192,6 +240,12 @@ int main(void)
     float *want[ROUNDS];
     for (int k = 0; k < ROUNDS; k++)
         want[k] = sample(ctx, own.s, x, 100 + (uint64_t)k);
+    /* the independent threads' work, one at a time, on this context */
+    float *want_indep[INDEPENDENT];
+    for (int k = 0; k < INDEPENDENT; k++)
+        want_indep[k] = sample(ctx, own.s, x, 200 + (uint64_t)k);
+    int64_t net_n = 0;
+    float *want_net = network_output(ctx, &net_n);
 
     atomic_int go;
     atomic_init(&go, 0);
@@ -224,12 +278,16 @@ int main(void)
             r->ctx_refs[i] = lgd_context_retain(ctx);
     }
 
-    pthread_t th[RELEASERS + 1];
+    pthread_t th[RELEASERS + INDEPENDENT];
+    independent ind[INDEPENDENT];
     for (int t = 0; t < RELEASERS; t++)
         if (pthread_create(&th[t], NULL, releaser_main, &rel[t]) != 0)
             return 1;
-    if (pthread_create(&th[RELEASERS], NULL, independent_main, &go) != 0)
-        return 1;
+    for (int k = 0; k < INDEPENDENT; k++) {
+        ind[k] = (independent){ &go, 200 + (uint64_t)k, want_indep[k], want_net, net_n };
+        if (pthread_create(&th[RELEASERS + k], NULL, independent_main, &ind[k]) != 0)
+            return 1;
+    }
     atomic_store(&go, 1);
     for (int k = 0; k < ROUNDS; k++) { /* the owner keeps working on the same context */
         lgd_tensor *tmp = NULL;
@@ -244,7 +302,7 @@ int main(void)
         if (cur > peak)
             FAIL("memory in use %zu above the peak %zu", cur, peak);
     }
-    for (int t = 0; t <= RELEASERS; t++)
+    for (int t = 0; t < RELEASERS + INDEPENDENT; t++)
         pthread_join(th[t], NULL);
 
     for (int t = 0; t < RELEASERS; t++)
@@ -260,12 +318,16 @@ int main(void)
     lgd_context_destroy(ctx);
     for (int k = 0; k < ROUNDS; k++)
         free(want[k]);
+    for (int k = 0; k < INDEPENDENT; k++)
+        free(want_indep[k]);
+    free(want_net);
     free(rel);
     int n = atomic_load(&failures);
     if (n)
         fprintf(stderr, "%d failure(s)\n", n);
     else
-        printf("ok: %d threads released handles while the owner sampled; an independent "
-               "context ran beside them\n", RELEASERS);
+        printf("ok: %d threads released handles while the owner sampled; %d independent "
+               "contexts ran beside them with the same results as one at a time\n", RELEASERS,
+               INDEPENDENT);
     return n ? 1 : 0;
 }

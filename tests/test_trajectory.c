@@ -237,6 +237,43 @@ START_TEST(trajectory_loss_bad_input)
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,
              lgd_loss_create_obstacle_avoidance(ctx, 8, &lo, goal, 1, obs, 1, NULL, &l));
     obs[2] = 1.0f;
+    /* Regression (hardening issue, finding 2): a layout whose fit check
+     * root_offset + (frames - 1) * frame_stride + 2 > dim overflowed int64 was accepted,
+     * and evaluation then read outside x. Each of these wraps to a small end. */
+    {
+        const struct { int64_t frames, stride, offset; } wrap[] = {
+            { 4, INT64_MAX / 3 + 1, 0 },             /* (frames - 1) * stride wraps */
+            { 4, 2, INT64_MAX - 1 },                 /* + 2 after the offset wraps */
+            { 2, INT64_MAX, 0 },                     /* stride + 2 wraps */
+            { 4, (INT64_MAX / 3) * 2, INT64_MAX / 2 }, /* both large */
+            { 2, ((int64_t)1 << 62) - 1, ((int64_t)1 << 62) }, /* sum just past INT64_MAX */
+        };
+        for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
+            lgd_trajectory_layout big = LGD_TRAJECTORY_LAYOUT_INIT;
+            big.frames = wrap[i].frames;
+            big.frame_stride = wrap[i].stride;
+            big.root_offset = wrap[i].offset;
+            TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH,
+                     lgd_loss_create_path(ctx, 8, &big, path, 1, &l));
+            ck_assert_ptr_null(l);
+            TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH,
+                     lgd_loss_create_obstacle_avoidance(ctx, 8, &big, goal, 1, obs, 1, NULL, &l));
+            ck_assert_ptr_null(l);
+            ck_assert_msg(strstr(lgd_context_last_error(ctx), "do not fit in dim 8"), "%s",
+                          lgd_context_last_error(ctx));
+        }
+        /* the largest layout that fits is still accepted: 2 frames, stride 4, offset 2 */
+        lgd_trajectory_layout edge = LGD_TRAJECTORY_LAYOUT_INIT;
+        edge.frames = 2;
+        edge.frame_stride = 4;
+        edge.root_offset = 2;
+        float path2f[4] = { 0 };
+        TU_OK(ctx, lgd_loss_create_path(ctx, 8, &edge, path2f, 1, &l));
+        lgd_loss_destroy(l);
+        l = NULL;
+        edge.root_offset = 3;
+        TU_FAILS(ctx, LGD_ERR_SHAPE_MISMATCH, lgd_loss_create_path(ctx, 8, &edge, path2f, 1, &l));
+    }
     lgd_obstacle_options o = LGD_OBSTACLE_OPTIONS_INIT;
     o.sharpness = 0.0f;
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT,

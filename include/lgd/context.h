@@ -205,6 +205,27 @@ LGD_API void lgd_context_memory_usage(const lgd_context *context,
 /** Resets the peak to the current usage. NULL is a no-op. (Since 0.1.0.) */
 LGD_API void lgd_context_reset_peak_memory(lgd_context *context);
 
+/**
+ * Asks the calls running on this context, and those made later, to stop: they return
+ * LGD_ERR_ABORTED with a message saying so at their next check point. The check
+ * points: before each sampler step (lgd_sampler_step, _run, _run_from; the run stays
+ * usable and goes on from the same step once the request is reset), and between
+ * chunks of Monte Carlo draws inside a guided call (lgd_guidance_term,
+ * lgd_guidance_denoise, and the sampler steps that make them; a step cancelled there
+ * leaves x half-updated, so its run fails as after any failed step: start a new one).
+ * So a call stops within one model evaluation or one chunk of draws (see
+ * lgd_guidance_options.chunk_size), however large n_samples, steps or the batch are.
+ * The request stays until lgd_context_reset_cancel(). NULL is a no-op. Any thread,
+ * including while another thread runs a call on the context, and from a signal
+ * handler (one atomic store): e.g. a host's Ctrl-C handler or a watchdog thread.
+ * (Since 0.4.0.)
+ */
+LGD_API void lgd_context_cancel(lgd_context *context);
+
+/** Withdraws lgd_context_cancel()'s request: calls on the context run again. NULL is a
+ *  no-op. Any thread, as lgd_context_cancel(). (Since 0.4.0.) */
+LGD_API void lgd_context_reset_cancel(lgd_context *context);
+
 /** Takes a reference to the context and returns it (NULL for NULL); drop it with
  *  lgd_context_destroy(), which releases one reference (the last one, including those
  *  objects made from the context hold, frees it). Any thread (see the thread contract

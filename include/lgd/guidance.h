@@ -58,12 +58,18 @@ typedef enum lgd_step_rule {
  *  (Since 0.1.0.) */
 typedef float (*lgd_radius_fn)(void *user, float sigma);
 
+/** The largest n_samples lgd_guidance_create() accepts (16,777,216 draws per row and
+ *  call; larger values are refused as the input of a bug rather than a plan). Before
+ *  0.4.0 any int32 was accepted. (Since 0.4.0.) */
+#define LGD_GUIDANCE_MAX_SAMPLES (1 << 24)
+
 /** Options of lgd_guidance_create() (read during the call; the first published layout is
  *  today's). (Since 0.1.0.) */
 typedef struct lgd_guidance_options {
     uint32_t struct_size;       /**< sizeof(lgd_guidance_options) */
     lgd_guidance_kind kind;     /**< default LGD_GUIDANCE_MC */
-    int32_t n_samples;          /**< MC / exact draws n >= 1, default 10 (DPS ignores it) */
+    int32_t n_samples;          /**< MC / exact draws 1 <= n <= LGD_GUIDANCE_MAX_SAMPLES,
+                                     default 10 (DPS ignores it) */
     int32_t chunk_size;         /**< draws per chunk >= 0, 0 (default) = min(n, 16) */
     float sigma_data;           /**< r(sigma) parameter s_d, finite and > 0, default 1 */
     lgd_radius_fn radius;       /**< overrides sigma_data when not NULL (LGD-MC only) */
@@ -144,7 +150,8 @@ LGD_API lgd_status lgd_guidance_report_init(lgd_guidance_report *report, uint32_
  * LGD_ERR_UNSUPPORTED. Statuses: LGD_ERR_INVALID_ARGUMENT (context, model or
  * out_guidance NULL; a bad struct_size; model or loss of another context; kind or
  * step_rule unknown; loss NULL for a kind other than NONE; MC / EXACT with
- * n_samples < 1 or chunk_size < 0; sigma_data or scale out of range; a window that
+ * n_samples outside [1, LGD_GUIDANCE_MAX_SAMPLES] (the upper bound since 0.4.0) or
+ * chunk_size < 0; sigma_data or scale out of range; a window that
  * breaks 0 <= sigma_min_active <= sigma_max_active), LGD_ERR_SHAPE_MISMATCH (loss and
  * model dims differ), LGD_ERR_UNSUPPORTED (LGD_GUIDANCE_EXACT with a model without an
  * exact posterior; a backend module without the Monte Carlo kernels),
@@ -193,8 +200,9 @@ LGD_API float lgd_guidance_radius(const lgd_guidance *guidance, float sigma);
  * LGD_ERR_SHAPE_MISMATCH (a tensor not [batch][dim], batches that differ, condition rows
  * that are not the batch), LGD_ERR_NON_FINITE (the denoiser, a loss value or gradient,
  * or g is NaN or Inf; the message names which), LGD_ERR_UNSUPPORTED (DPS / LGD-MC on a
- * model without a VJP), and those of running the model and the loss (<lgd/lgd.h>).
- * (Since 0.1.0.)
+ * model without a VJP), LGD_ERR_ABORTED (lgd_context_cancel() was called: checked
+ * before each chunk of draws; since 0.4.0), and those of running the model and the loss
+ * (<lgd/lgd.h>). (Since 0.1.0.)
  */
 LGD_API lgd_status lgd_guidance_term(lgd_guidance *guidance, const lgd_tensor *x, float sigma,
                                      int32_t step_index, uint64_t first_row,

@@ -155,7 +155,9 @@ LGD_API lgd_status lgd_sampler_start(lgd_sampler *sampler, lgd_tensor *x, int32_
  *  Statuses, refused before the step (the step can be retried): LGD_ERR_INVALID_ARGUMENT
  *  (sampler or x NULL, x of another context, a bad report), LGD_ERR_SHAPE_MISMATCH (x
  *  not [batch][dim] or not the run's batch), LGD_ERR_STATE (not started, finished, or
- *  an earlier step failed). Failing during the step: LGD_ERR_NON_FINITE (x is not
+ *  an earlier step failed), LGD_ERR_ABORTED (lgd_context_cancel() was called; since
+ *  0.4.0). Failing during the step (LGD_ERR_ABORTED included, when the cancel request
+ *  comes during the step's guided call): LGD_ERR_NON_FINITE (x is not
  *  finite after the step) and the guidance's statuses (lgd_guidance_denoise(): e.g.
  *  LGD_ERR_CALLBACK, LGD_ERR_NON_FINITE, LGD_ERR_UNSUPPORTED, LGD_ERR_SHAPE_MISMATCH for
  *  condition rows, LGD_ERR_OUT_OF_MEMORY, LGD_ERR_INTERNAL); x may then be half

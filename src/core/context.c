@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "core/internal.h"
 #include "lgd_config.h"
 
@@ -196,6 +197,7 @@ lgd_status lgd_context_create(const lgd_context_options *options, lgd_context **
     lgd_ref_init(&ctx->refs);
     atomic_init(&ctx->mem_current, 0);
     atomic_init(&ctx->mem_peak, 0);
+    atomic_init(&ctx->cancel, 0);
     atomic_init(&ctx->deferred.pending, 0);
     if (pthread_mutex_init(&ctx->deferred.lock, NULL) != 0) {
         free(ctx);
@@ -320,6 +322,26 @@ void lgd_context_memory_usage(const lgd_context *ctx, size_t *current, size_t *p
         *peak = ctx ? atomic_load_explicit(&ctx->mem_peak, memory_order_relaxed) : 0;
 }
 
+void lgd_context_cancel(lgd_context *ctx)
+{
+    if (ctx)
+        atomic_store_explicit(&ctx->cancel, 1, memory_order_relaxed);
+}
+
+void lgd_context_reset_cancel(lgd_context *ctx)
+{
+    if (ctx)
+        atomic_store_explicit(&ctx->cancel, 0, memory_order_relaxed);
+}
+
+lgd_status lgd_check_cancel(lgd_context *ctx, const char *fn)
+{
+    if (!atomic_load_explicit(&ctx->cancel, memory_order_relaxed))
+        return LGD_OK;
+    return lgd_error(ctx, LGD_ERR_ABORTED,
+                     "%s: cancelled (lgd_context_cancel was called on this context)", fn);
+}
+
 void lgd_context_reset_peak_memory(lgd_context *ctx)
 {
     if (ctx)
@@ -397,12 +419,13 @@ lgd_status lgd_buffer_reserve(lgd_context *ctx, lgd_buffer *buf, size_t count, c
 {
     if (buf->data && buf->count >= count)
         return LGD_OK;
-    if (count > SIZE_MAX / sizeof(float))
+    size_t bytes;
+    if (lgd_mul_size(count, sizeof(float), &bytes))
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: %zu floats is too large", what, count);
-    float *p = lgd_backend_alloc(ctx, count * sizeof(float));
+    float *p = lgd_backend_alloc(ctx, bytes);
     if (!p)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", what,
-                         count * sizeof(float));
+                         bytes);
     lgd_buffer_release(ctx, buf);
     buf->data = p;
     buf->count = count;
@@ -432,7 +455,8 @@ lgd_status lgd_staging_reserve(lgd_context *ctx, lgd_staging *st, size_t count)
 {
     if (st->host && st->count >= count)
         return LGD_OK;
-    float *p = malloc((count ? count : 1) * sizeof(float));
+    size_t bytes;
+    float *p = lgd_mul_size(count ? count : 1, sizeof(float), &bytes) ? NULL : malloc(bytes);
     if (!p)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "cannot allocate a %zu-float staging buffer",
                          count);

@@ -73,6 +73,7 @@ struct lgd_context {
     char error[LGD_ERROR_CAP];
     int check_callback_outputs;              /* lgd_context_options' */
     char callback_error[LGD_ERROR_CAP];      /* lgd_context_set_callback_error's message */
+    atomic_int cancel;                       /* lgd_context_cancel's request, until reset */
 };
 
 /* Records `status` with a formatted message on ctx (and logs it); returns status. */
@@ -82,6 +83,11 @@ lgd_status lgd_error(lgd_context *ctx, lgd_status status, const char *fmt, ...) 
 lgd_status lgd_backend_error(lgd_context *ctx, lgd_status status, const char *fmt, ...)
     LGD_PRINTF(3, 4);
 void lgd_log(lgd_context *ctx, lgd_log_level level, const char *fmt, ...) LGD_PRINTF(3, 4);
+
+/* LGD_ERR_ABORTED with a message naming fn when lgd_context_cancel() has asked the
+ * context's calls to stop, LGD_OK otherwise: called at the check points (between
+ * chunks of Monte Carlo draws, before each sampler step). One relaxed atomic load. */
+lgd_status lgd_check_cancel(lgd_context *ctx, const char *fn);
 
 /* lgd_context_retain is public (lgd/context.h); release = destroy. */
 void lgd_context_release(lgd_context *ctx);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "core/internal.h"
 
 /* Checks ndim and shape (messages name fn); *numel receives the element count. */
@@ -19,9 +20,10 @@ static lgd_status check_shape(lgd_context *ctx, const char *fn, int32_t ndim,
         if (shape[i] <= 0)
             return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: shape[%d] = %lld must be positive",
                              fn, (int)i, (long long)shape[i]);
-        if (numel > INT64_MAX / shape[i] || numel * shape[i] > (int64_t)(SIZE_MAX / 8))
+        int64_t next, bytes;
+        if (lgd_mul_i64(numel, shape[i], &next) || lgd_mul_i64(next, 8, &bytes))
             return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: shape too large", fn);
-        numel *= shape[i];
+        numel = next;
     }
     *numel_out = numel;
     return LGD_OK;
@@ -51,7 +53,7 @@ lgd_status lgd_tensor_create(lgd_context *ctx, int32_t ndim, const int64_t *shap
     if (!out)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "lgd_tensor_create: out_tensor is NULL");
     *out = NULL;
-    int64_t numel;
+    int64_t numel = 0;
     lgd_status st = check_shape(ctx, "lgd_tensor_create", ndim, shape, &numel);
     if (st)
         return st;
@@ -89,7 +91,7 @@ lgd_status lgd_tensor_wrap(lgd_context *ctx, lgd_memory memory, int32_t ndim,
     if (memory != LGD_MEMORY_HOST && memory != LGD_MEMORY_DEVICE)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: memory = %d is not a known lgd_memory", fn, (int)memory);
-    int64_t numel;
+    int64_t numel = 0;
     lgd_status st = check_shape(ctx, fn, ndim, shape, &numel);
     if (st)
         return st;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/checked.h"
 #include "losses/loss_internal.h"
 #include "losses/loss_kernels.h"
 
@@ -31,10 +32,12 @@ static lgd_status check_finite_array(lgd_context *ctx, const char *fn, const cha
 static lgd_status checked_size(lgd_context *ctx, const char *fn, int64_t rows, int64_t cols,
                                size_t *out)
 {
-    if (rows <= 0 || cols <= 0 || (uint64_t)rows > (SIZE_MAX / sizeof(float)) / (uint64_t)cols)
+    int64_t n, bytes;
+    if (rows <= 0 || cols <= 0 || lgd_mul_i64(rows, cols, &n) ||
+        lgd_mul_i64(n, (int64_t)sizeof(float), &bytes) || (uint64_t)bytes > SIZE_MAX)
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: %lld x %lld parameters is too large",
                          fn, (long long)rows, (long long)cols);
-    *out = (size_t)rows * (size_t)cols;
+    *out = (size_t)n;
     return LGD_OK;
 }
 
@@ -161,11 +164,11 @@ static lgd_status linear_eval(lgd_loss *l, const float *x, size_t batch, size_t 
     lgd_status st = check_target_rows(l, s->target_rows, batch);
     if (st)
         return st;
-    size_t rows = batch * n, dim = (size_t)l->dim, m = s->m;
-    if (rows > SIZE_MAX / sizeof(float) / m)
+    size_t rows = batch * n, dim = (size_t)l->dim, m = s->m, hx; /* rows <= x's numel */
+    if (lgd_mul_size(rows, m, &hx))
         return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "linear loss: batch %zu is too large",
                          rows);
-    if ((st = lgd_buffer_reserve(ctx, &s->hx, rows * m, "linear loss scratch")))
+    if ((st = lgd_buffer_reserve(ctx, &s->hx, hx, "linear loss scratch")))
         return st;
     /* hx[rows][m] = X H^T */
     ctx->ops->gemm(ctx->be, 0, 1, rows, m, dim, 1.0f, x, dim, s->H.data, dim, 0.0f, s->hx.data,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "core/checked.h"
 #include "losses/loss_internal.h"
 #include "losses/trajectory_kernels.h"
 
@@ -97,7 +98,9 @@ static lgd_status begin(lgd_context *ctx, const char *fn, int64_t dim,
     if (dim <= 0 || lo.frames < 1 || lo.frame_stride < 2 || lo.root_offset < 0)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: need dim > 0, frames >= 1, frame_stride >= 2, root_offset >= 0", fn);
-    if (lo.frames > dim || lo.root_offset + (lo.frames - 1) * lo.frame_stride + 2 > dim)
+    int64_t end; /* one past the last value read: root_offset + (frames - 1) * stride + 2 */
+    if (lo.frames > dim || lgd_muladd_i64(lo.frames - 1, lo.frame_stride, 2, &end) ||
+        lgd_add_i64(end, lo.root_offset, &end) || end > dim)
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH,
                          "%s: %lld frames of stride %lld from offset %lld do not fit in dim %lld",
                          fn, (long long)lo.frames, (long long)lo.frame_stride,
@@ -147,7 +150,11 @@ lgd_status lgd_loss_create_path(lgd_context *ctx, int64_t dim, const lgd_traject
         return st;
     if (!path)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
-    size_t count = p.target_rows * p.frames * 2;
+    size_t count;
+    if (lgd_mul3_size(p.target_rows, p.frames, 2, &count) || count > SIZE_MAX / sizeof(float))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: %zu target rows of %zu frames is too large", fn, p.target_rows,
+                         p.frames);
     if ((st = check_finite(ctx, fn, "path", path, count)))
         return st;
     const void *kern = NULL;
@@ -200,7 +207,14 @@ lgd_status lgd_loss_create_obstacle_avoidance(lgd_context *ctx, int64_t dim,
                          "%s: neither a goal nor any obstacle: the loss would be 0", fn);
     if (goal && (st = check_finite(ctx, fn, "goal", goal, p.target_rows * 2)))
         return st;
-    if (count > 0 && (st = check_finite(ctx, fn, "obstacles", obstacles, (size_t)count * 3)))
+    size_t obstacle_values = 0, goal_values = 0;
+    if (lgd_mul_size((size_t)count, 3, &obstacle_values) ||
+        obstacle_values > SIZE_MAX / sizeof(float) ||
+        lgd_mul_size(p.target_rows, 2, &goal_values) || goal_values > SIZE_MAX / sizeof(float))
+        return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                         "%s: %lld obstacles or %zu target rows is too large", fn,
+                         (long long)count, p.target_rows);
+    if (count > 0 && (st = check_finite(ctx, fn, "obstacles", obstacles, obstacle_values)))
         return st;
     for (int64_t i = 0; i < count; i++)
         if (obstacles[3 * i + 2] <= 0.0f)
@@ -220,9 +234,9 @@ lgd_status lgd_loss_create_obstacle_avoidance(lgd_context *ctx, int64_t dim,
     p.obstacle_weight = o.obstacle_weight;
     t->p = p;
     if (goal)
-        st = lgd_buffer_from_host(ctx, &t->goal, goal, p.target_rows * 2, fn);
+        st = lgd_buffer_from_host(ctx, &t->goal, goal, goal_values, fn);
     if (!st && count > 0)
-        st = lgd_buffer_from_host(ctx, &t->obstacles, obstacles, (size_t)count * 3, fn);
+        st = lgd_buffer_from_host(ctx, &t->obstacles, obstacles, obstacle_values, fn);
     if (st) {
         lgd_loss tmp = { .ctx = ctx, .impl = t };
         trajectory_destroy(&tmp);

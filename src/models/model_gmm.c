@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/checked.h"
 #include "models/model_internal.h"
 #include "core/linalg.h"
 #include "core/rng.h"
@@ -64,7 +65,11 @@ static lgd_status reserve_batch(lgd_model *m, gmm *g, size_t batch)
     if (batch <= g->batch_cap)
         return LGD_OK;
     lgd_context *ctx = m->ctx;
-    size_t KBD = g->K * batch * g->D, BD = batch * g->D, BK = batch * g->K;
+    size_t KBD, BD, BK;
+    if (lgd_mul3_size(g->K, batch, g->D, &KBD) || lgd_mul_size(batch, g->D, &BD) ||
+        lgd_mul_size(batch, g->K, &BK))
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "gaussian mixture: the scratch for %zu "
+                         "rows x %zu components overflows the address space", batch, g->K);
     lgd_status st;
     if ((st = lgd_buffer_reserve(ctx, &g->z, KBD, "gaussian mixture scratch")) ||
         (st = lgd_buffer_reserve(ctx, &g->resp, BK, "gaussian mixture scratch")) ||
@@ -184,7 +189,8 @@ static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float
     float s2 = sigma * sigma;
     lgd_status st = ensure_cache(m, g, x, sigma, batch);
     if (!st) /* only VJP users (guided sampling) pay for this buffer */
-        st = lgd_buffer_reserve(ctx, &g->vu, g->K * batch * g->D, "gaussian mixture scratch");
+        st = lgd_buffer_reserve(ctx, &g->vu, g->K * batch * g->D, /* <= KBD, checked */
+                                "gaussian mixture scratch");
     if (st)
         return st;
     size_t BD = batch * g->D;

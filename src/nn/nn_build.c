@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "nn/nn_build.h"
 #include "nn/nn_builder.h"
 
@@ -85,10 +86,15 @@ lgd_status nn_build(lgd_context *ctx, const lgd_st_file *file, nn_graph *g, int6
             nnb_fail(&b, LGD_ERR_FORMAT, "tensor %s is not part of this %s network (was the file "
                      "converted from a different configuration?)", file->tensors[i].name, arch);
     if (!b.st) {
-        nn_graph_plan(g);
+        if (nn_graph_plan(g))
+            nnb_fail(&b, LGD_ERR_FORMAT, "the network's activations are too large (a size "
+                     "overflows)");
         /* one backend allocation for the weights, converted on the host */
-        float *host = malloc((g->n_weights ? g->n_weights : 1) * sizeof *host);
-        if (!host)
+        size_t bytes;
+        float *host = NULL;
+        if (!b.st && lgd_mul_size(g->n_weights ? g->n_weights : 1, sizeof *host, &bytes))
+            nnb_fail(&b, LGD_ERR_FORMAT, "the weights' total size overflows");
+        if (!b.st && !(host = malloc(bytes)))
             nnb_fail(&b, LGD_ERR_OUT_OF_MEMORY, "out of memory for %zu weights", g->n_weights);
         for (size_t i = 0; !b.st && i < b.n_req; i++)
             lgd_st_to_f32(b.req[i].t, host + b.req[i].off);

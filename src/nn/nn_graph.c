@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "nn/nn_graph.h"
 
 int nn_graph_add_value(nn_graph *g, int32_t c, int32_t h, int32_t w, int shared, int needs_grad)
@@ -57,36 +58,48 @@ nn_op *nn_graph_add_op(nn_graph *g, nn_op_kind kind, int in0, int in1, int out)
     return op;
 }
 
-void nn_graph_plan(nn_graph *g)
+int nn_graph_plan(nn_graph *g)
 {
     size_t per_row = 0, shared = 0, grads = 0, saved = 0, work = 0;
     for (size_t i = 0; i < g->n_values; i++) {
         nn_value *v = &g->values[i];
-        size_t n = nn_value_numel(v);
+        size_t n;
+        if (lgd_mul3_size((size_t)v->c, (size_t)v->h, (size_t)v->w, &n))
+            return -1;
         if (v->shared) {
             v->off = shared;
-            shared += n;
+            if (lgd_add_size(shared, n, &shared))
+                return -1;
         } else {
             v->off = per_row;
-            per_row += n;
+            if (lgd_add_size(per_row, n, &per_row))
+                return -1;
         }
         if (v->needs_grad) {
             v->goff = grads;
-            grads += n;
+            if (lgd_add_size(grads, n, &grads))
+                return -1;
         }
     }
     for (size_t i = 0; i < g->n_ops; i++) {
         nn_op *op = &g->ops[i];
         op->soff = saved;
-        saved += op->scratch;
-        if (op->kind == NN_ATTENTION && 2 * op->scratch > work)
-            work = 2 * op->scratch;
+        if (lgd_add_size(saved, op->scratch, &saved))
+            return -1;
+        size_t twice;
+        if (op->kind == NN_ATTENTION) {
+            if (lgd_mul_size(2, op->scratch, &twice))
+                return -1;
+            if (twice > work)
+                work = twice;
+        }
     }
     g->arena_per_row = per_row;
     g->arena_shared = shared;
     g->grads_per_row = grads;
     g->saved_per_row = saved;
     g->work_per_row = work;
+    return 0;
 }
 
 void nn_graph_free(lgd_context *ctx, nn_graph *g)
@@ -134,14 +147,21 @@ static lgd_status reserve(lgd_context *ctx, nn_graph *g, size_t batch)
     lgd_buffer_release(ctx, &g->saved);
     lgd_buffer_release(ctx, &g->work);
     g->batch_cap = 0;
-    lgd_status st = lgd_buffer_reserve(ctx, &g->arena, g->arena_shared + cap * g->arena_per_row,
-                                       "network activations");
+    size_t arena, grads, saved, work;
+    if (lgd_mul_size(cap, g->arena_per_row, &arena) ||
+        lgd_add_size(arena, g->arena_shared, &arena) ||
+        lgd_mul_size(cap, g->grads_per_row, &grads) ||
+        lgd_mul_size(cap, g->saved_per_row, &saved) || lgd_mul_size(cap, g->work_per_row, &work))
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                         "network: the buffers for a batch of %zu rows overflow the address space",
+                         cap);
+    lgd_status st = lgd_buffer_reserve(ctx, &g->arena, arena, "network activations");
     if (!st && g->grads_per_row)
-        st = lgd_buffer_reserve(ctx, &g->grads, cap * g->grads_per_row, "network cotangents");
+        st = lgd_buffer_reserve(ctx, &g->grads, grads, "network cotangents");
     if (!st && g->saved_per_row)
-        st = lgd_buffer_reserve(ctx, &g->saved, cap * g->saved_per_row, "network saved state");
+        st = lgd_buffer_reserve(ctx, &g->saved, saved, "network saved state");
     if (!st && g->work_per_row)
-        st = lgd_buffer_reserve(ctx, &g->work, cap * g->work_per_row, "network scratch");
+        st = lgd_buffer_reserve(ctx, &g->work, work, "network scratch");
     if (!st && !g->written) {
         g->written = calloc(g->n_values ? g->n_values : 1, 1);
         if (!g->written)

@@ -96,8 +96,9 @@ typedef struct nn_graph {
 int nn_graph_add_value(nn_graph *g, int32_t c, int32_t h, int32_t w, int shared,
                        int needs_grad);
 nn_op *nn_graph_add_op(nn_graph *g, nn_op_kind kind, int in0, int in1, int out);
-/* Lays out the arenas' per-row and shared sizes (after building). */
-void nn_graph_plan(nn_graph *g);
+/* Lays out the arenas' per-row and shared sizes (after building); non-zero when a
+ * size overflows (a graph from a hostile file; nothing is usable then). */
+int nn_graph_plan(nn_graph *g);
 void nn_graph_free(lgd_context *ctx, nn_graph *g);
 
 static inline size_t nn_value_numel(const nn_value *v)

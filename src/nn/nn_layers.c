@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "nn/nn_builder.h"
 
 /* ---- values and weights ---- */
@@ -20,7 +21,8 @@ int nnb_value(nn_builder *b, int32_t c, int32_t h, int32_t w, int shared, int ne
     if (c <= 0 || h <= 0 || w <= 0)
         return nnb_fail(b, LGD_ERR_FORMAT, "a layer would have an empty output (%d x %d x %d)",
                         (int)c, (int)h, (int)w);
-    if ((int64_t)c * h * w > ((int64_t)1 << 31))
+    int64_t numel;
+    if (lgd_mul3_i64(c, h, w, &numel) || numel > ((int64_t)1 << 31))
         return nnb_fail(b, LGD_ERR_FORMAT, "a layer output of %d x %d x %d is too large", (int)c,
                         (int)h, (int)w);
     int v = nn_graph_add_value(b->g, c, h, w, shared, needs_grad);
@@ -104,7 +106,10 @@ static size_t weight(nn_builder *b, const char *name, int ndim, const int64_t *d
     b->req[b->n_req].t = t;
     b->req[b->n_req].off = off;
     b->n_req++;
-    b->g->n_weights += (size_t)t->numel;
+    if (lgd_add_size(b->g->n_weights, (size_t)t->numel, &b->g->n_weights)) {
+        nnb_fail(b, LGD_ERR_FORMAT, "the weights' total size overflows");
+        return SIZE_MAX;
+    }
     return off;
 }
 
@@ -382,9 +387,12 @@ int nnb_attention(nn_builder *b, const nn_unet_cfg *u, int x, const char *prefix
     nn_op *o = nnb_op(b, NN_ATTENTION, qkv, -1, a);
     if (!o)
         return -1;
-    size_t S = (size_t)hh * (size_t)ww;
+    size_t S = (size_t)hh * (size_t)ww, scratch;
+    if (lgd_mul3_size((size_t)u->heads, S, S, &scratch) || scratch > ((size_t)1 << 40))
+        return nnb_fail(b, LGD_ERR_FORMAT, "%s: attention over %zu positions with %d heads is "
+                        "too large", prefix, S, (int)u->heads);
     o->heads = u->heads;
-    o->scratch = (size_t)u->heads * S * S;
+    o->scratch = scratch;
     nnb_join(name, sizeof name, prefix, "proj_out");
     int p = nnb_conv(b, a, C, 1, 1, 0, name, 1, 1);
     return nnb_add(b, x, p);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/checked.h"
 #include "nn/safetensors_header.h"
 
 static lgd_status set_error(char *err, size_t err_len, lgd_status st, const char *fmt, ...)
@@ -83,19 +84,14 @@ static int check_tensor(st_header *p, lgd_st_tensor *t, const unsigned char *dat
         return st_fail(p, LGD_ERR_FORMAT, "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
                        "] run past the end of the data (%zu bytes)",
                        st_qname(q, sizeof q, t->name), t->begin, t->end, dsize);
-    int64_t numel = 1;
-    for (int d = 0; d < t->ndim; d++) {
-        if (t->shape[d] != 0 && numel > INT64_MAX / t->shape[d])
-            return st_fail(p, LGD_ERR_FORMAT,
-                           "tensor %s: shape %s has too many elements (overflow)",
-                           st_qname(q, sizeof q, t->name), st_qshape(qs, sizeof qs, t));
-        numel *= t->shape[d];
-    }
-    int64_t isz = (int64_t)lgd_st_dtype_size(t->dtype);
-    if (numel > INT64_MAX / isz)
+    int64_t numel = 1, bytes;
+    int overflow = 0;
+    for (int d = 0; d < t->ndim && !overflow; d++)
+        overflow = lgd_mul_i64(numel, t->shape[d], &numel);
+    if (overflow || lgd_mul_i64(numel, (int64_t)lgd_st_dtype_size(t->dtype), &bytes))
         return st_fail(p, LGD_ERR_FORMAT, "tensor %s: shape %s has too many elements (overflow)",
                        st_qname(q, sizeof q, t->name), st_qshape(qs, sizeof qs, t));
-    uint64_t nbytes = (uint64_t)(numel * isz);
+    uint64_t nbytes = (uint64_t)bytes;
     if (t->end - t->begin != nbytes)
         return st_fail(p, LGD_ERR_FORMAT, "tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
                        "] hold %" PRIu64 " bytes but %s %s needs %" PRIu64,
@@ -110,12 +106,14 @@ static int check_tensor(st_header *p, lgd_st_tensor *t, const unsigned char *dat
 static int finish(st_header *p, lgd_st_file *out, const unsigned char *data, size_t dsize)
 {
     char q[ST_QNAME], q2[ST_QNAME];
+    size_t bytes;
     for (size_t k = 0; k < p->n_tensors; k++)
         if (check_tensor(p, &p->tensors[k], data, dsize))
             return -1;
     if (p->n_tensors) {
         qsort(p->tensors, p->n_tensors, sizeof *p->tensors, cmp_offsets);
-        out->by_name = malloc(p->n_tensors * sizeof *out->by_name);
+        out->by_name = lgd_mul_size(p->n_tensors, sizeof *out->by_name, &bytes)
+                           ? NULL : malloc(bytes);
         if (!out->by_name)
             return st_fail(p, LGD_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
         for (size_t k = 0; k < p->n_tensors; k++)
@@ -127,7 +125,8 @@ static int finish(st_header *p, lgd_st_file *out, const unsigned char *data, siz
                                st_qname(q, sizeof q, out->by_name[k]->name));
     }
     if (p->n_meta) {
-        out->meta_by_key = malloc(p->n_meta * sizeof *out->meta_by_key);
+        out->meta_by_key = lgd_mul_size(p->n_meta, sizeof *out->meta_by_key, &bytes)
+                               ? NULL : malloc(bytes);
         if (!out->meta_by_key)
             return st_fail(p, LGD_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
         for (size_t k = 0; k < p->n_meta; k++)

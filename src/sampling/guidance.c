@@ -15,6 +15,7 @@
 
 #include "core/internal.h"
 #include "losses/loss_internal.h"
+#include "core/checked.h"
 #include "models/model_internal.h"
 #include "sampling/guidance_internal.h"
 #include "core/rng.h"
@@ -110,10 +111,10 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH, "%s: loss dim %lld != model dim %lld", fn,
                          (long long)loss->dim, (long long)model->dim);
     if ((o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT) &&
-        (o.n_samples < 1 || o.chunk_size < 0))
+        (o.n_samples < 1 || o.n_samples > LGD_GUIDANCE_MAX_SAMPLES || o.chunk_size < 0))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: n_samples = %d must be >= 1 and chunk_size = %d >= 0", fn,
-                         (int)o.n_samples, (int)o.chunk_size);
+                         "%s: n_samples = %d must be in [1, %d] and chunk_size = %d >= 0", fn,
+                         (int)o.n_samples, LGD_GUIDANCE_MAX_SAMPLES, (int)o.chunk_size);
     if (!(o.sigma_data > 0.0f) || !isfinite(o.sigma_data) || !isfinite(o.scale))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: sigma_data (%g) must be finite and > 0 and scale (%g) finite", fn,
@@ -207,11 +208,16 @@ static lgd_status reserve(lgd_guidance *g, size_t batch)
     if (!st)
         st = lgd_buffer_reserve(ctx, &g->flags, FLAG_COUNT, what);
     if (!st && g->loss) {
-        st = lgd_buffer_reserve(ctx, &g->draws, batch * m * D, what);
+        size_t rows, values;
+        if (lgd_mul_size(batch, m, &rows) || lgd_mul_size(rows, D, &values))
+            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                             "%s: %zu rows x %zu draws per chunk x %zu values overflow the "
+                             "address space (lower chunk_size)", what, batch, m, D);
+        st = lgd_buffer_reserve(ctx, &g->draws, values, what);
         if (!st)
-            st = lgd_buffer_reserve(ctx, &g->grad, batch * m * D, what);
+            st = lgd_buffer_reserve(ctx, &g->grad, values, what);
         if (!st)
-            st = lgd_buffer_reserve(ctx, &g->losses, batch * m, what);
+            st = lgd_buffer_reserve(ctx, &g->losses, rows, what);
     }
     if (st)
         return st;
@@ -302,6 +308,8 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
     g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
     for (size_t done = 0; done < n; done += g->chunk) {
+        if ((st = lgd_check_cancel(ctx, "guidance")))
+            return st;
         size_t m = n - done < g->chunk ? n - done : g->chunk;
         lgd_rng_stream rng = { g->opt.seed, exact ? LGD_RNG_POSTERIOR : LGD_RNG_MC_DRAW,
                                (uint32_t)step, first_row, (uint32_t)done };

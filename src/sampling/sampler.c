@@ -474,6 +474,9 @@ static lgd_status sampler_step(lgd_sampler *s, lgd_tensor *x, lgd_guidance_repor
     lgd_status st = check_x(s, x, fn, &batch);
     if (st)
         return st;
+    /* before anything changes: the run can go on from this step after a reset */
+    if ((st = lgd_check_cancel(ctx, fn)))
+        return st;
     if (batch != s->batch)
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH,
                          "%s: x has batch %lld but the run was initialised with "
