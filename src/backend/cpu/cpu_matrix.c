@@ -11,6 +11,7 @@
  * calling thread, and be->threads parallelises the data movement around them.
  */
 #include <stddef.h>
+#include <limits.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -20,6 +21,29 @@
 #include "backend/cpu/cpu_parallel.h"
 
 /* ------------------------------------------------------------------ GEMM */
+
+/* The largest size OpenBLAS's int arguments take (tests/test_gemm_split.c compiles
+ * this file with a small value to exercise the blocks and the plain loop). */
+#ifndef LGD_CPU_BLAS_INT_MAX
+#define LGD_CPU_BLAS_INT_MAX ((size_t)INT_MAX)
+#endif
+
+/* C = alpha op(A) op(B) + beta C, row-major, one dot product at a time in double: only
+ * for sizes that OpenBLAS's int arguments cannot hold. beta = 0 ignores C's contents. */
+static void gemm_reference(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                           const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                           float *C, size_t ldc)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < K; k++)
+                acc += (double)(trans_a ? A[k * lda + i] : A[i * lda + k]) *
+                       (double)(trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+            float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)(alpha * acc) + c;
+        }
+}
 
 void lgd_cpu_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
                    float alpha, const float *A, size_t lda, const float *B, size_t ldb,
@@ -32,9 +56,21 @@ void lgd_cpu_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N
     if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
                                          beta, C, ldc) == 0)
         return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha,
-                A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+    /* OpenBLAS takes int sizes (blasint). Rows beyond INT_MAX go in blocks; a column
+     * count, inner size or leading dimension beyond it (a row of over 2^31 floats, 8 GiB)
+     * takes the plain loop above instead of a truncated size. */
+    const size_t cap = LGD_CPU_BLAS_INT_MAX;
+    if (N > cap || K > cap || lda > cap || ldb > cap || ldc > cap) {
+        gemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    for (size_t r0 = 0; r0 < M; r0 += cap) {
+        size_t rows = M - r0 < cap ? M - r0 : cap;
+        const float *Ab = trans_a ? A + r0 : A + r0 * lda; /* op(A)'s rows r0.. */
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, (blasint)rows, (blasint)N, (blasint)K,
+                    alpha, Ab, (blasint)lda, B, (blasint)ldb, beta, C + r0 * ldc, (blasint)ldc);
+    }
 }
 
 void lgd_cpu_gemm_batched(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N,
