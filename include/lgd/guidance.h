@@ -195,8 +195,9 @@ LGD_API float lgd_guidance_radius(const lgd_guidance *guidance, float sigma);
  * the term is always computed (0 for LGD_GUIDANCE_NONE). step_index and first_row key
  * the random draws (draw i of row b at step t uses counters (t, first_row + b, i)).
  * report may be NULL. Statuses: LGD_ERR_INVALID_ARGUMENT (guidance, x or out_g NULL,
- * sigma out of range, a report with struct_size < 4 or per-row arrays shorter than the
- * batch, a radius function that returns a negative or non-finite r),
+ * sigma out of range, a report with a struct_size below the first published layout
+ * (offsetof(lgd_guidance_report, rows); before 0.4.0 any size >= 4 was taken) or
+ * per-row arrays shorter than the batch, a radius function that returns a negative or non-finite r),
  * LGD_ERR_SHAPE_MISMATCH (a tensor not [batch][dim], batches that differ, condition rows
  * that are not the batch), LGD_ERR_NON_FINITE (the denoiser, a loss value or gradient,
  * or g is NaN or Inf; the message names which), LGD_ERR_UNSUPPORTED (DPS / LGD-MC on a

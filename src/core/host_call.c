@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "core/internal.h"
 
 /* ---- the callback's message ---- */
@@ -117,7 +118,9 @@ lgd_status lgd_host_call(lgd_context *ctx, lgd_staging *stage, lgd_memory memory
     }
     size_t total = out_count;
     for (int i = 0; i < n_in; i++)
-        total += in[i] ? in_count[i] : 0;
+        if (in[i] && lgd_add_size(total, in_count[i], &total))
+            return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: the host staging size overflows",
+                             who);
     lgd_status st = lgd_staging_reserve(ctx, stage, total);
     if (st)
         return st;

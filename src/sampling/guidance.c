@@ -178,8 +178,10 @@ lgd_status lgd_guidance_set_condition(lgd_guidance *g, const lgd_tensor *cond)
         return st;
     if ((st = lgd_buffer_reserve(g->ctx, &g->cond, (size_t)cond->numel, "condition")))
         return st;
-    g->ctx->ops->copy(g->ctx->be, g->cond.data, cond->buf.data,
-                      (size_t)cond->numel * sizeof(float));
+    if (g->ctx->ops->copy(g->ctx->be, g->cond.data, cond->buf.data,
+                          (size_t)cond->numel * sizeof(float)) != 0)
+        return lgd_backend_error(g->ctx, LGD_ERR_INTERNAL,
+                                 "lgd_guidance_set_condition: copying the condition failed");
     g->cond_rows = (size_t)rows;
     g->has_cond = 1;
     return LGD_OK;

@@ -47,11 +47,12 @@ lgd_status lgd_guidance_check_report(lgd_context *ctx, const char *fn,
 {
     if (!rep)
         return LGD_OK;
-    if (rep->struct_size < sizeof(uint32_t))
+    /* the first published layout ends at rows: as lgd_guidance_report_init requires */
+    if (rep->struct_size < offsetof(lgd_guidance_report, rows))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
-                         "%s: report->struct_size = %u is invalid (use "
-                         "LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
-                         fn, (unsigned)rep->struct_size);
+                         "%s: report->struct_size = %u is below the first published layout "
+                         "(%zu bytes; use LGD_GUIDANCE_REPORT_INIT or lgd_guidance_report_init)",
+                         fn, (unsigned)rep->struct_size, offsetof(lgd_guidance_report, rows));
     lgd_guidance_report r;
     read_report(rep, &r);
     if (wants_rows(&r) && r.rows < batch)
@@ -61,6 +62,15 @@ lgd_status lgd_guidance_check_report(lgd_context *ctx, const char *fn,
                          fn, (long long)r.rows, (long long)batch);
     return LGD_OK;
 }
+
+/* Downloads `bytes` of the backend buffer src into the host array dst; a failure (a
+ * device error) is the call's status, not a report of stale values. */
+#define REPORT_DOWNLOAD(dst, src)                                                         \
+    do {                                                                                  \
+        if (ops->download(ctx->be, (dst), (src), bytes) != 0)                             \
+            return lgd_backend_error(ctx, LGD_ERR_INTERNAL,                               \
+                                     "guidance report: reading the diagnostics failed");  \
+    } while (0)
 
 static void put_rows(float *dst, const float *src, size_t batch)
 {
@@ -85,13 +95,13 @@ lgd_status lgd_guidance_fill_report(lgd_guidance *g, float sigma, size_t batch, 
     r.active = active;
     if (active && g->opt.kind != LGD_GUIDANCE_NONE && g->loss) {
         /* row loss = the mean of the row's n losses */
-        ops->download(ctx->be, h, g->st_lsum.data, bytes);
+        REPORT_DOWNLOAD(h, g->st_lsum.data);
         for (size_t i = 0; i < batch; i++)
             h[i] /= (float)g->opt.n_samples;
         r.mean_loss = host_mean(h, batch);
         if (rows)
             put_rows(req.row_loss, h, batch);
-        ops->download(ctx->be, h, g->ess.data, bytes);
+        REPORT_DOWNLOAD(h, g->ess.data);
         r.mean_ess = host_mean(h, batch);
         r.min_ess = h[0];
         for (size_t i = 1; i < batch; i++)
@@ -99,14 +109,14 @@ lgd_status lgd_guidance_fill_report(lgd_guidance *g, float sigma, size_t batch, 
         if (rows)
             put_rows(req.row_ess, h, batch);
         ops->row_dot(ctx->be, batch, D, g->gvec.data, g->gvec.data, g->norms.data, 1);
-        ops->download(ctx->be, h, g->norms.data, bytes);
+        REPORT_DOWNLOAD(h, g->norms.data);
         for (size_t i = 0; i < batch; i++)
             h[i] = (float)sqrt((double)h[i]);
         r.mean_grad_norm = host_mean(h, batch);
         if (rows)
             put_rows(req.row_grad_norm, h, batch);
         if (have_lambda) {
-            ops->download(ctx->be, h, g->lambda.data, bytes);
+            REPORT_DOWNLOAD(h, g->lambda.data);
             r.mean_lambda = host_mean(h, batch);
             if (rows)
                 put_rows(req.row_lambda, h, batch);
