@@ -10,6 +10,7 @@
 #   nvidia-smi.txt     the device as the driver sees it
 #   deps.log           dependency checks (and apt-get output when something was missing)
 #   setup.log build.log test.log testlog.txt   meson configure / ninja / meson test
+#   sanitizer_memcheck.log sanitizer_racecheck.log  compute-sanitizer over tests/test_cuda
 #   bench_gpu.md bench_gpu.log                 the benchmark table and its stderr
 #   network_test.log                           the network suite (issue 6) on this machine's CPU
 #   bench_network_NAME.md                      one guided step on bench/networks/NAME.safetensors
@@ -303,6 +304,27 @@ else
     test_state="FAIL ($last_status)"
 fi
 log "CUDA tests: $test_state"
+
+# ---- compute-sanitizer over the CUDA suite (hardening issue) ----
+# memcheck (out-of-bounds and misaligned device accesses, leaks of device memory) and
+# racecheck (shared-memory hazards) over tests/test_cuda, one process; each finding
+# fails the step (--error-exitcode). Skipped when the toolkit has no compute-sanitizer.
+sanitizer=$(command -v compute-sanitizer || true)
+[ -z "$sanitizer" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] &&
+    sanitizer=/usr/local/cuda/bin/compute-sanitizer
+if [ "$test_state" = PASS ] && [ -n "$sanitizer" ] && [ -x "$build/tests/test_cuda" ]; then
+    for tool in memcheck racecheck; do
+        extra=()
+        [ "$tool" = memcheck ] && extra=(--leak-check full)
+        # shellcheck disable=SC2016 # $1.. expand in the inner shell
+        run_step "compute-sanitizer $tool (test_cuda)" "sanitizer_$tool.log" 300 \
+            env CK_FORK=no LGD_CUDA_MODULE="$module" LGD_TEST_QUICK=1 \
+            "$sanitizer" --tool "$tool" ${extra[@]+"${extra[@]}"} --error-exitcode 3 \
+            "$build/tests/test_cuda" || overall=1
+    done
+else
+    record "compute-sanitizer" "skipped (${sanitizer:-not found}; CUDA tests: $test_state)" 0 "-"
+fi
 
 # ---- benchmark ----
 if [ -x "$build/bench/bench-gpu" ]; then
