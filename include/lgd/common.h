@@ -98,7 +98,8 @@ typedef enum lgd_status {
     LGD_ERR_CALLBACK = -5,           /**< a host callback returned non-zero */
     LGD_ERR_UNSUPPORTED = -6,        /**< the object cannot do this (e.g. exact posterior) */
     LGD_ERR_BACKEND_UNAVAILABLE = -7,/**< the backend asked for cannot be used here */
-    LGD_ERR_ABORTED = -8,            /**< the progress callback asked to stop */
+    LGD_ERR_ABORTED = -8,            /**< the progress callback asked to stop, or
+                                          lgd_context_cancel() (0.4.0) */
     LGD_ERR_STATE = -9,              /**< call out of order (sampler not initialised, finished) */
     LGD_ERR_IO = -10,                /**< a file could not be read or written */
     LGD_ERR_FORMAT = -11,            /**< a file or buffer is malformed */
