@@ -13,6 +13,7 @@
  *   lgd_sampler  - Euler/DDIM, Heun, DPM-Solver++(2M), schedules  <lgd/sampler.h>
  *   lgd_network  - networks from weights files or callbacks        <lgd/network.h>
  *   trajectories - the paper's trajectory prior and losses         <lgd/trajectory.h>
+ *   plugins      - losses and models from shared objects (0.4.0)   <lgd/plugin.h>
  *
  * Conventions: every fallible call returns lgd_status (0 = LGD_OK) and leaves a
  * message in lgd_context_last_error(); handles are opaque, destroy(NULL) is a
@@ -91,5 +92,6 @@
 #include "sampler.h"
 #include "network.h"
 #include "trajectory.h"
+#include "plugin.h"
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "core/internal.h"
 #include "losses/loss_internal.h"
+#include "plugins/plugin_internal.h"
 
 /* ---- the object ---- */
 
@@ -45,11 +46,14 @@ void lgd_loss_release(lgd_loss *l)
     if (!l || !lgd_ref_drop(&l->refs))
         return;
     lgd_context *ctx = l->ctx;
+    void *plugin = l->plugin;
     /* the implementation may still need the context (to free backend buffers) */
     if (l->vt->destroy)
         l->vt->destroy(l);
     free(l);
     lgd_context_release(ctx);
+    /* last: the destroy callbacks above may be the plugin's code */
+    lgd_plugin_handle_release(plugin);
 }
 
 void lgd_loss_destroy(lgd_loss *l) { lgd_loss_release(l); }

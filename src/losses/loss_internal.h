@@ -26,6 +26,9 @@ struct lgd_loss {
     const lgd_loss_vtable *vt;
     int64_t dim;
     void *impl;
+    /* the dlopen reference of the plugin that made this loss (lgd_loss_load_plugin), or
+     * NULL; dropped by the final release after vt->destroy (src/plugins/) */
+    void *plugin;
 };
 
 lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim, void *impl,

@@ -8,6 +8,7 @@
 
 #include "core/internal.h"
 #include "models/model_internal.h"
+#include "plugins/plugin_internal.h"
 #include "core/rng.h"
 
 /* ---- the object ---- */
@@ -41,9 +42,12 @@ void lgd_model_release(lgd_model *m)
     if (!m || !lgd_ref_drop(&m->refs))
         return;
     lgd_context *ctx = m->ctx;
+    void *plugin = m->plugin;
     m->vt->destroy(m);
     free(m);
     lgd_context_release(ctx);
+    /* last: the destroy callbacks above may be the plugin's code */
+    lgd_plugin_handle_release(plugin);
 }
 
 void lgd_model_destroy(lgd_model *m) { lgd_model_release(m); }

@@ -34,6 +34,9 @@ struct lgd_model {
     int64_t dim;
     int64_t cond_dim;
     void *impl;
+    /* the dlopen reference of the plugin that made this model (lgd_model_load_plugin),
+     * or NULL; dropped by the final release after vt->destroy (src/plugins/) */
+    void *plugin;
 };
 
 lgd_status lgd_model_new(lgd_context *ctx, const lgd_model_vtable *vt, int64_t dim,
