@@ -1472,9 +1472,12 @@ START_TEST(sigma_window)
     float *d = model_denoise_host(ctx, m, x, B, D, 1.0f);
     ck_assert(memcmp(out, d, sizeof x) == 0);
     ck_assert_int_eq(rep.active, 0);
-    float *g = term_host(ctx, none, x, B, D, 1.0f, 0, 0, NULL, NULL);
+    lgd_guidance_report trep = LGD_GUIDANCE_REPORT_INIT;
+    float *g = term_host(ctx, none, x, B, D, 1.0f, 0, 0, NULL, &trep);
     for (int i = 0; i < 10; i++)
         ck_assert_float_eq(g[i], 0.0f);
+    ck_assert_int_eq(trep.active, 0); /* no term was estimated (0.4.0; was 1) */
+    ck_assert_float_eq(trep.mean_grad_norm, 0.0f);
     free(out);
     free(d);
     free(g);

@@ -215,9 +215,11 @@ LGD_API const char *lgd_network_metadata(const lgd_network *network, const char 
 /**
  * The adapter the file asks for (lgd.prediction, lgd.time_input, lgd.sigma_data,
  * the lgd.alphas_cumprod tensor), defaults where absent. alphas_cumprod points into
- * the network and lives as long as it. Writes a whole lgd_adapter_options of this
- * library (struct_size set to its size). Statuses: LGD_ERR_INVALID_ARGUMENT (network or
- * out_options NULL, without a message). (Since 0.2.0.)
+ * the network and lives as long as it. out_options->struct_size must be set by the
+ * caller (LGD_ADAPTER_OPTIONS_INIT or lgd_adapter_options_init()) and be at least this
+ * library's sizeof(lgd_adapter_options); the whole struct is written and struct_size
+ * keeps the caller's value. Statuses: LGD_ERR_INVALID_ARGUMENT (network NULL, without a
+ * message; out_options NULL or its struct_size too small, with one). (Since 0.2.0.)
  */
 LGD_API lgd_status lgd_network_adapter_options(const lgd_network *network,
                                                lgd_adapter_options *out_options);

@@ -457,7 +457,9 @@ lgd_status lgd_guidance_term(lgd_guidance *g, const lgd_tensor *x, float sigma,
     g->ctx->ops->copy(g->ctx->be, out_g->buf.data, g->gvec.data, bytes);
     if (out_xhat)
         g->ctx->ops->copy(g->ctx->be, out_xhat->buf.data, g->xhat.data, bytes);
-    return lgd_guidance_fill_report(g, sigma, (size_t)batch, 1, 0, report);
+    /* active: a term was estimated (NONE estimates none; the means stay 0) */
+    return lgd_guidance_fill_report(g, sigma, (size_t)batch, g->opt.kind != LGD_GUIDANCE_NONE,
+                                    0, report);
 }
 
 lgd_status lgd_guidance_denoise_raw(lgd_guidance *g, const float *x, float sigma, size_t batch,
