@@ -79,7 +79,7 @@ int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v)
             if (!work || !iwork) {
                 free(work);
                 free(iwork);
-                return -1;
+                return -2;
             }
             /* a is symmetric, so its row-major layout is its column-major one; on exit the
              * columns of the Fortran matrix (rows of ours) are the eigenvectors */

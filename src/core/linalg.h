@@ -9,8 +9,8 @@
 
 /* Eigendecomposition of a symmetric n x n matrix a (row-major, destroyed): eigenvalues
  * into w[n], eigenvectors into the columns of v[n][n]. LAPACK dsyevd when available,
- * else cyclic Jacobi (lgd_jacobi_eigen). Returns 0 on success, -1 when LAPACK failed
- * or its workspace could not be allocated. */
+ * else cyclic Jacobi (lgd_jacobi_eigen). Returns 0 on success, -1 when LAPACK failed,
+ * -2 when its workspace could not be allocated. */
 int lgd_symmetric_eigen(double *a, size_t n, double *w, double *v);
 /* The cyclic Jacobi solver alone (same contract; always succeeds). */
 void lgd_jacobi_eigen(double *a, size_t n, double *w, double *v);

@@ -372,7 +372,14 @@ static lgd_status load_covariances(lgd_context *ctx, gmm *g, const float *cov,
                 a[i * D + j] = 0.5 * (sij + sji);
             }
         double *w = g->lam_host + k * D;
-        if (lgd_symmetric_eigen(a, D, w, vecs) != 0) {
+        int erc = lgd_symmetric_eigen(a, D, w, vecs);
+        if (erc == -2) {
+            st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                           "%s: out of memory for the eigendecomposition of covariance %zu",
+                           fn, k);
+            goto done;
+        }
+        if (erc != 0) {
             st = lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                            "%s: the eigendecomposition of covariance %zu failed", fn, k);
             goto done;

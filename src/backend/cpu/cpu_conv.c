@@ -343,8 +343,11 @@ int lgd_cpu_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const float
         return -1;
     if (p.n == 0)
         return 0;
-    if (be->onednn && lgd_cpu_dnnl_conv2d_forward(be, s, x, w, bias, y) == 0)
-        return 0; /* else im2col below (oneDNN off, or it failed) */
+    if (be->onednn) {
+        int rc = lgd_cpu_dnnl_conv2d_forward(be, s, x, w, bias, y);
+        if (rc == 0 || rc == -2)
+            return rc; /* -2: out of memory, an error (cpu_nn.h) */
+    } /* else im2col below (oneDNN off, or it failed) */
     float *col = NULL, *yt = NULL;
     if (!p.direct) {
         /* the im2col block, and for blocks of several images the GEMM's output */
@@ -413,8 +416,11 @@ int lgd_cpu_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s, const
         return -1;
     if (p.n == 0)
         return 0;
-    if (be->onednn && lgd_cpu_dnnl_conv2d_backward_data(be, s, dy, w, beta, dx) == 0)
-        return 0; /* else im2col below (it left dx as it was, or beta = 0) */
+    if (be->onednn) {
+        int rc = lgd_cpu_dnnl_conv2d_backward_data(be, s, dy, w, beta, dx);
+        if (rc == 0 || rc == -2)
+            return rc; /* -2: out of memory, an error (cpu_nn.h) */
+    } /* else im2col below (it left dx as it was, or beta = 0) */
     if (p.direct) {
         /* dx_i = W^T dy_i + beta dx_i (BLAS does not read C when beta = 0) */
         for (size_t i = 0; i < p.n; i++)

@@ -418,19 +418,29 @@ done:
 }
 
 /* The cached convolution for a call and the scratch it needs (*base; with_tmp: with
- * the room for a plain dx), or NULL when oneDNN is off, failed, or cannot do the shape. */
+ * the room for a plain dx), or NULL when oneDNN is off, failed, or cannot do the shape
+ * (*oom = 0: the caller falls back), or when the cache entry or the scratch cannot be
+ * allocated (*oom = 1: an error, not a fallback, so that a failed allocation never
+ * changes which code computes the result). */
 static lgd_dnnl_conv *conv_prepare(lgd_backend *be, const lgd_conv_shape *s, int kind,
-                                   int with_tmp, char **base)
+                                   int with_tmp, char **base, int *oom)
 {
+    *oom = 0;
     if (!be->onednn || !dnnl_ready(be))
         return NULL;
     lgd_dnnl_conv *e = conv_get(be, s, kind);
-    if (!e || !e->ok)
+    if (!e) {
+        *oom = 1;
+        return NULL;
+    }
+    if (!e->ok)
         return NULL;
     size_t bytes = e->off_tmp + (with_tmp ? e->tmp_bytes : 0);
     float *p = lgd_cpu_nn_scratch(be, (bytes + sizeof(float) - 1) / sizeof(float));
-    if (!p)
+    if (!p) {
+        *oom = 1;
         return NULL;
+    }
     *base = (char *)p;
     return e;
 }
@@ -439,8 +449,11 @@ int lgd_cpu_dnnl_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const 
                                 const float *w, const float *bias, float *y)
 {
     char *base = NULL;
-    lgd_dnnl_conv *e = conv_prepare(be, s, bias ? CONV_FWD_BIAS : CONV_FWD, 0, &base);
-    if (!e || conv_run(be, e, x, w, bias, NULL, NULL, y, base) != 0)
+    int oom;
+    lgd_dnnl_conv *e = conv_prepare(be, s, bias ? CONV_FWD_BIAS : CONV_FWD, 0, &base, &oom);
+    if (!e)
+        return oom ? -2 : -1;
+    if (conv_run(be, e, x, w, bias, NULL, NULL, y, base) != 0)
         return -1;
     be->dnnl_conv_calls++;
     return 0;
@@ -450,9 +463,10 @@ int lgd_cpu_dnnl_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s,
                                       const float *dy, const float *w, float beta, float *dx)
 {
     char *base = NULL;
-    lgd_dnnl_conv *e = conv_prepare(be, s, CONV_BWD, beta != 0.0f, &base);
+    int oom;
+    lgd_dnnl_conv *e = conv_prepare(be, s, CONV_BWD, beta != 0.0f, &base, &oom);
     if (!e)
-        return -1;
+        return oom ? -2 : -1;
     /* beta != 0: the result goes to the scratch, and dx is touched only once it is
      * complete (so that a failure leaves dx for the fallback) */
     float *out = beta != 0.0f ? (float *)(void *)(base + e->off_tmp) : dx;

@@ -21,7 +21,9 @@
  * ops of the same names do and return 0, or return non-zero having written nothing
  * that the caller's fallback does not overwrite (sgemm: C untouched; forward: y;
  * backward: dx untouched unless beta = 0) so that the caller falls back to OpenBLAS /
- * im2col. */
+ * im2col. The convolutions return -2 when host memory for oneDNN's cache entry or
+ * scratch cannot be allocated: the caller fails then (out of memory) rather than fall
+ * back, since im2col rounds differently and the same seed must give the same bytes. */
 void lgd_cpu_dnnl_init(lgd_backend *be);
 void lgd_cpu_dnnl_release(lgd_backend *be);
 int lgd_cpu_dnnl_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
