@@ -12,9 +12,11 @@ set -euo pipefail
 # of the install test (pkg-config --static lgd) needs. libdnnl-dev: oneDNN (OpenMP
 # build) for the CPU backend's GEMMs and convolutions (meson option onednn).
 # g++: the C++ header test (tests/test_cxx_api.cpp). abigail-tools: the ABI check
-# against lib/lgd.abi (tests/check_abi.sh).
+# against lib/lgd.abi (tests/check_abi.sh). libpng-dev: lgd sample --png.
+# libopenmpi-dev, openmpi-bin: lgd sample under mpirun (meson option mpi; tests/check_mpi.sh).
 packages=(gcc g++ libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
-          libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev abigail-tools)
+          libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev abigail-tools
+          libpng-dev libopenmpi-dev openmpi-bin)
 
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     missing=()

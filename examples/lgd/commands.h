@@ -23,4 +23,9 @@ void lgd_mixture_usage(FILE *out);
 int lgd_trajectory_main(int argc, char **argv);
 void lgd_trajectory_usage(FILE *out);
 
+/* lgd sample: guided sampling of any model with any loss, .npy in and out, MPI scale-out
+ * (sample.c). */
+int lgd_sample_main(int argc, char **argv);
+void lgd_sample_usage(FILE *out);
+
 #endif /* LGD_COMMANDS_H */

@@ -4,6 +4,7 @@
  *
  *   lgd mixture [options]    the paper's 1-D Gaussian-mixture experiment
  *   lgd trajectory [options] the paper's controllable trajectory synthesis (Tables 2, 3)
+ *   lgd sample [options]     guided sampling of any model with any loss (.npy in and out)
  *   lgd help [COMMAND]       usage of the tool or of one subcommand
  *   lgd --version            versions of the tool and of the loaded liblgd
  *
@@ -32,6 +33,10 @@ static const lgd_command commands[] = {
       "controllable trajectory synthesis (Sec. 6.3): path following and obstacle "
       "avoidance, Tables 2 and 3, Fig. 2 and 10",
       lgd_trajectory_main, lgd_trajectory_usage },
+    { "sample",
+      "guided sampling of any model (network file, mixture, plugin) with any loss; "
+      ".npy in and out, --rows splits, MPI",
+      lgd_sample_main, lgd_sample_usage },
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
