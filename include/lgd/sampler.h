@@ -15,7 +15,12 @@
  * lgd_sampler_start() / lgd_sampler_run_from() start from the caller's own x instead, at
  * any level of the grid (the caller's noise, or SDEdit from a clean x0).
  * Noise is drawn from Philox counters keyed by the seed, the step and the global row
- * index, so the same seed gives the same bytes whatever the batch split.
+ * index, so the same seed gives the same bytes whatever the batch split for liblgd's
+ * own kernels (mixtures, losses, samplers). A network evaluated with more than one
+ * thread is the exception: OpenBLAS and oneDNN split a GEMM or a convolution by its size,
+ * so a row's rounding can depend on the batch it is computed in. To split such a run
+ * and get the whole run's bytes, compute whole batches of one batch grid and keep the
+ * rows wanted (what `lgd sample --rows` does), or use one thread.
  */
 #ifndef LGD_SAMPLER_H
 #define LGD_SAMPLER_H
