@@ -15,6 +15,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -127,6 +128,33 @@ typedef struct sample_state {
 } sample_state;
 
 /* The context on --backend with the device of this rank. */
+/* Ctrl-C (SIGINT) and SIGTERM during a run: the handler asks the context to stop
+ * (lgd_context_cancel is one atomic store, safe in a signal handler), so the sampler
+ * returns LGD_ERR_ABORTED within one chunk of draws and the command cleans up its
+ * temporary files and exits 1 like any failed run. The context the handler may touch is
+ * the one process-wide variable of the command: set after the context is created,
+ * cleared (with the default handlers back) before it is destroyed. */
+static lgd_context *volatile interrupt_context;
+
+static void on_interrupt(int signo)
+{
+    (void)signo;
+    lgd_context *ctx = interrupt_context;
+    if (ctx)
+        lgd_context_cancel(ctx);
+}
+
+static void catch_interrupts(lgd_context *ctx)
+{
+    interrupt_context = ctx;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ctx ? on_interrupt : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int create_context(const sample_config *cfg, const sample_par *par, lgd_context **ctx)
 {
     const char *cerr = NULL;
@@ -146,8 +174,10 @@ static int create_context(const sample_config *cfg, const sample_par *par, lgd_c
         omp_set_num_threads(cfg->threads);
 #endif
     lgd_status st = lgd_context_create(&co, ctx, &cerr);
-    if (st == LGD_OK)
+    if (st == LGD_OK) {
+        catch_interrupts(*ctx);
         return 0;
+    }
     static const char *const names[] = { "cpu", "cuda", "auto" }; /* tool_option_backend's */
     return sample_run_error("lgd_context_create failed (backend %s, device %d): %s (%d): %s",
                             names[cfg->backend_choice], (int)co.device_index,
@@ -352,6 +382,7 @@ static int run_command(const sample_config *cfg, const sample_par *par)
     sample_loss_close(&s.loss);
     sample_cond_free(&s.cond);
     sample_model_close(&s.model);
+    catch_interrupts(NULL);
     lgd_context_destroy(s.ctx);
     return rc;
 }
