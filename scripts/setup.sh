@@ -18,6 +18,20 @@ packages=(gcc g++ libc6-dev binutils pkg-config meson ninja-build check libsubun
           libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev abigail-tools
           libpng-dev libopenmpi-dev openmpi-bin)
 
+# Python packages for the Python bindings' tests (tests/check_python.sh): numpy, pytest
+# and wheel with pip, when python3 is there and they are missing. A failure here is not
+# fatal: those tests then skip (77) and say why.
+# Only when asked (scripts/test.sh sets LGD_SETUP_PYTHON=1; demo.sh does not need them).
+python_packages() {
+    [ "${LGD_SETUP_PYTHON:-0}" = 1 ] || return 0
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import numpy, pytest, wheel' >/dev/null 2>&1 && return 0
+    echo "setup: pip install numpy pytest wheel (for the Python bindings' tests)"
+    python3 -m pip install --quiet numpy pytest wheel ||
+        python3 -m pip install --quiet --user --break-system-packages numpy pytest wheel ||
+        echo "setup: could not install numpy/pytest/wheel with pip; the Python tests will skip" >&2
+}
+
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${packages[@]}"; do
@@ -27,6 +41,7 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     done
     if [ ${#missing[@]} -eq 0 ]; then
         echo "setup: all packages are installed"
+        python_packages
         exit 0
     fi
     sudo=()
@@ -42,6 +57,7 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    python_packages
     exit 0
 fi
 

@@ -49,7 +49,7 @@ count() {
     fi
 }
 
-if ! "$root/scripts/setup.sh"; then
+if ! LGD_SETUP_PYTHON=1 "$root/scripts/setup.sh"; then
     echo "test.sh: scripts/setup.sh failed"
     failed=1
     finish
