@@ -266,6 +266,9 @@ _FUNCTIONS = {
     "lgd_network_vjp": (_S, [_P, _P, c_float, _P, _P, _P, _P], (0, 2)),
     "lgd_model_create_from_network": (_S, [_P, _P, POINTER(AdapterOptions), _PP], (0, 2)),
     "lgd_model_load": (_S, [_P, c_char_p, _PP], (0, 2)),
+    # plugin.h (0.4.0)
+    "lgd_loss_load_plugin": (_S, [_P, c_char_p, c_char_p, c_int64, c_char_p, _PP], (0, 4)),
+    "lgd_model_load_plugin": (_S, [_P, c_char_p, c_char_p, c_char_p, _PP], (0, 4)),
     "lgd_network_retain": (_P, [_P], (0, 3)),
     "lgd_network_context": (_P, [_P], (0, 3)),
     # trajectory.h

@@ -7,6 +7,7 @@ Python (:meth:`Loss.from_callable`).
 from __future__ import annotations
 
 from ctypes import byref, c_void_p, sizeof
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Tuple, Union
 
@@ -93,6 +94,17 @@ class Loss(_core.Handle):
         out = c_void_p()
         st = L.lgd_loss_create_linear(ctx.ptr, dim, m, h.ctypes.data, yy.ctypes.data, rows,
                                       float(noise_sigma), byref(out))
+        return cls._made(ctx, st, out)
+
+    @classmethod
+    def load_plugin(cls, ctx: Context, path: Union[str, "os.PathLike[str]"], name: str,
+                    dim: int, config: str = "") -> "Loss":
+        """The loss `name` of dimension dim from the plugin at path (a shared object,
+        docs/plugins.md), made from its configuration string; the plugin stays loaded
+        while the loss lives (lgd_loss_load_plugin, liblgd >= 0.4)."""
+        out = c_void_p()
+        st = L.lgd_loss_load_plugin(ctx.ptr, os.fsencode(path), name.encode(), int(dim),
+                                    config.encode(), byref(out))
         return cls._made(ctx, st, out)
 
     @classmethod

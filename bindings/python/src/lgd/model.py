@@ -106,6 +106,16 @@ class Model(_core.Handle):
         return cls._made(ctx, st, out)
 
     @classmethod
+    def load_plugin(cls, ctx: Context, path: Union[str, "os.PathLike[str]"], name: str,
+                    config: str = "") -> "Model":
+        """The model `name` from the plugin at path, made from its configuration string
+        (lgd_model_load_plugin, liblgd >= 0.4; docs/plugins.md)."""
+        out = c_void_p()
+        st = L.lgd_model_load_plugin(ctx.ptr, os.fsencode(path), name.encode(),
+                                     config.encode(), byref(out))
+        return cls._made(ctx, st, out)
+
+    @classmethod
     def from_network(cls, network: Network, adapter: Optional[Adapter] = None) -> "Model":
         """A loaded network as a denoiser, with `adapter` (None: the file's). The model
         keeps the network alive."""
