@@ -140,8 +140,9 @@ echo "   ok: printed $out, no liblgd.so needed"
 
 # C++ users include the same headers (extern "C"), when a C++ compiler is here.
 if command -v c++ >/dev/null 2>&1; then
+    # LGD_CXX_FLAGS: e.g. the -fsanitize flags of a sanitized build (tests/meson.build)
     # shellcheck disable=SC2086
-    c++ -x c++ -std=c++11 -Wall -Wextra -Werror -o "$tmp/prog-cxx" "$tmp/prog.c" $cflags $libs ||
+    c++ -x c++ -std=c++11 -Wall -Wextra -Werror ${LGD_CXX_FLAGS:-} -o "$tmp/prog-cxx" "$tmp/prog.c" $cflags $libs ||
         fail "compiling the program as C++"
     out=$(LD_LIBRARY_PATH=$libdir "$tmp/prog-cxx") || fail "the C++ program failed"
     echo "   ok: C++ build printed $out"
