@@ -251,7 +251,7 @@ START_TEST(cancel_from_another_thread)
 }
 END_TEST
 
-START_TEST(n_samples_is_bounded_and_null_is_a_noop)
+START_TEST(n_samples_is_bounded_and_failed_creates_leave_null)
 {
     lgd_context *ctx = tu_context(1);
     lgd_model *m = mixture(ctx);
@@ -274,6 +274,20 @@ START_TEST(n_samples_is_bounded_and_null_is_a_noop)
     }
     lgd_context_cancel(NULL);
     lgd_context_reset_cancel(NULL);
+    /* a failed create leaves *out NULL whatever fails, a NULL model or guidance included
+     * (found by fuzz_api) */
+    g = (lgd_guidance *)(uintptr_t)1;
+    ck_assert_int_eq(lgd_guidance_create(ctx, NULL, l, NULL, &g), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(g);
+    g = (lgd_guidance *)(uintptr_t)1;
+    ck_assert_int_eq(lgd_guidance_mc(NULL, m, l, 4, &g), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(g);
+    lgd_sampler *s = (lgd_sampler *)(uintptr_t)1;
+    ck_assert_int_eq(lgd_sampler_create(NULL, NULL, &s), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(s);
+    lgd_model *mm = (lgd_model *)(uintptr_t)1;
+    ck_assert_int_eq(lgd_model_create_callbacks(ctx, NULL, &mm), LGD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(mm);
     lgd_loss_destroy(l);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);
@@ -288,7 +302,7 @@ int main(void)
     tcase_add_test(tc, cancel_between_steps_then_resume_is_bit_identical);
     tcase_add_test(tc, cancel_inside_a_guided_call_stops_at_the_next_chunk);
     tcase_add_test(tc, cancel_from_another_thread);
-    tcase_add_test(tc, n_samples_is_bounded_and_null_is_a_noop);
+    tcase_add_test(tc, n_samples_is_bounded_and_failed_creates_leave_null);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

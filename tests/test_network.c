@@ -552,6 +552,28 @@ START_TEST(input_shape_product_overflow_is_refused)
             expect_load_error(ctx, b, size, LGD_ERR_FORMAT, "too large");
             free(b);
         }
+    /* found by fuzz_weights_structured: refused as malformed files (LGD_ERR_FORMAT), not
+     * as internal errors: a resblock with an even kernel, a time embedding over a
+     * spatial input */
+    {
+        const char *bad[][2] = {
+            { "\"lgd.layer\":\"resblock\",\"lgd.out_channels\":\"4\",\"lgd.time_embed_dim\":\"8\","
+              "\"lgd.num_groups\":\"1\",\"lgd.kernel_size\":\"2\",\"lgd.input_shape\":\"4,4,4\"",
+              "must be odd" },
+            { "\"lgd.layer\":\"time_embedding\",\"lgd.time_embed_dim\":\"8\",\"lgd.hidden\":\"8\","
+              "\"lgd.input_shape\":\"4,2,2\"",
+              "one value per channel" },
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            char members[512];
+            snprintf(members, sizeof members,
+                     "\"lgd.format\":\"1\",\"lgd.architecture\":\"layer\",%s", bad[i][0]);
+            size_t sz;
+            unsigned char *f = metadata_only_file(members, &sz);
+            expect_load_error(ctx, f, sz, LGD_ERR_FORMAT, bad[i][1]);
+            free(f);
+        }
+    }
     /* the same file with a sane shape loads and runs: 2 x 3 x 4 upsampled to 2 x 6 x 8 */
     size_t size;
     unsigned char *b = metadata_only_file(

@@ -308,6 +308,8 @@ static const lgd_model_vtable callback_vtable = {
 lgd_status lgd_model_create_callbacks(lgd_context *ctx, const lgd_model_callbacks *callbacks,
                                       lgd_model **out)
 {
+    if (out) /* a failed create leaves NULL, whatever fails (lgd/lgd.h) */
+        *out = NULL;
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
     const char *fn = "lgd_model_create_callbacks";

@@ -366,6 +366,8 @@ lgd_status lgd_model_create_network_callbacks(lgd_context *ctx,
                                               const lgd_adapter_options *options,
                                               lgd_model **out)
 {
+    if (out) /* a failed create leaves NULL, whatever fails (lgd/lgd.h) */
+        *out = NULL;
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
     const char *fn = "lgd_model_create_network_callbacks";

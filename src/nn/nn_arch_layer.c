@@ -74,6 +74,9 @@ static int build_layer(nn_builder *b)
         int32_t E = nnb_meta_int(b, "lgd.time_embed_dim", 0, 0, 2, 1 << 16);
         if (b->st)
             return -1;
+        if (u.kernel % 2 == 0) /* as the unet builder: "same" padding needs an odd kernel */
+            return nnb_fail(b, LGD_ERR_FORMAT, "lgd.kernel_size = %d must be odd",
+                            (int)u.kernel);
         int emb_act = nnb_activation(b, nnb_time_embed(b, E));
         return nnb_resblock(b, &u, x, emb_act, out, "");
     }
@@ -89,6 +92,10 @@ static int build_layer(nn_builder *b)
         int32_t E = nnb_meta_int(b, "lgd.time_embed_dim", 0, 0, 2, 1 << 16);
         if (b->st)
             return -1;
+        if ((int64_t)vx->h * vx->w != 1) /* the MLP gives one value per channel */
+            return nnb_fail(b, LGD_ERR_FORMAT, "time_embedding needs one value per channel "
+                            "(lgd.input_shape \"F\" or \"C,1,1\"), not %d x %d x %d",
+                            (int)C, (int)vx->h, (int)vx->w);
         return nnb_add(b, x, nnb_time_mlp(b, E, C, "time_embed"));
     }
     return nnb_fail(b, LGD_ERR_FORMAT, "unknown lgd.layer \"%.40s\"", kind);

@@ -84,13 +84,14 @@ float lgd_guidance_radius(const lgd_guidance *g, float sigma)
 lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *loss,
                                const lgd_guidance_options *options, lgd_guidance **out)
 {
+    if (out) /* a failed create leaves NULL, whatever fails (lgd/lgd.h) */
+        *out = NULL;
     if (!ctx)
         return LGD_ERR_INVALID_ARGUMENT;
     const char *fn = "lgd_guidance_create";
     if (!out || !model)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                          out ? "model" : "out_guidance");
-    *out = NULL;
     lgd_guidance_options o, defaults = LGD_GUIDANCE_OPTIONS_INIT;
     {
         lgd_status rst =
@@ -510,5 +511,14 @@ lgd_status lgd_guidance_denoise(lgd_guidance *g, const lgd_tensor *x, float sigm
         return st;
     st = lgd_guidance_denoise_raw(g, x->buf.data, sigma, (size_t)batch, step_index, first_row,
                                   out->buf.data, report);
-    return st ? at_step(g, st, fn, step_index, sigma) : LGD_OK;
+    if (st)
+        return at_step(g, st, fn, step_index, sigma);
+    /* D(x) and g are finite (checked), but xhat + lambda g can still overflow (a huge
+     * sigma with the score rule): that is no guided denoiser either (found by fuzz_api) */
+    if (!g->ctx->ops->all_finite(g->ctx->be, out->buf.data,
+                                 (size_t)batch * (size_t)g->model->dim))
+        return lgd_error(g->ctx, LGD_ERR_NON_FINITE,
+                         "%s: D(x) + lambda g overflows at sigma %g (lambda is too large for "
+                         "this scale and step rule)", fn, (double)sigma);
+    return LGD_OK;
 }

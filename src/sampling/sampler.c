@@ -103,6 +103,8 @@ static lgd_status check_solver_options(lgd_context *ctx, const lgd_sampler_optio
 lgd_status lgd_sampler_create(lgd_guidance *guidance, const lgd_sampler_options *options,
                               lgd_sampler **out_sampler)
 {
+    if (out_sampler) /* a failed create leaves NULL, whatever fails (lgd/lgd.h) */
+        *out_sampler = NULL;
     if (!guidance)
         return LGD_ERR_INVALID_ARGUMENT;
     lgd_context *ctx = lgd_guidance_context(guidance);
