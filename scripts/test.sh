@@ -7,7 +7,11 @@
 #   3. ninja, then meson test --print-errorlogs (every suite);
 #   4. the 'unit' suite again under valgrind (leaks and memory errors fail),
 #      with CK_FORK=no and LGD_TEST_QUICK=1, leaving out the shell checks
-#      (exports, install: suite 'shell').
+#      (exports, install: suite 'shell');
+#   5. the suite built and run with ASan + UBSan (tests/check_sanitizers.sh, its own
+#      build dir BUILDDIR-asan), counted as one test;
+#   6. the bounded fuzz run (tests/check_fuzz.sh: regression inputs, then 60 s per
+#      libFuzzer target; skipped without clang's libFuzzer), counted as one test.
 # The last line of output is "N passed, N failed" (both meson test passes
 # added up); the exit status is non-zero on any failure.
 set -uo pipefail
@@ -99,5 +103,31 @@ else
     echo "test.sh: valgrind not found; the valgrind pass counts as a failure"
     failed=$((failed + 1))
 fi
+
+# One more check counted as one test: passed (0), skipped (77) or failed (else).
+extra_check() {
+    local name=$1 rc
+    shift
+    echo "== $name"
+    "$@"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+    elif [ "$rc" -eq 77 ]; then
+        echo "test.sh: $name skipped"
+        skipped=$((skipped + 1))
+    else
+        echo "test.sh: $name FAILED (exit $rc)"
+        failed=$((failed + 1))
+    fi
+}
+
+# 5. the whole 'unit' suite built and run again with AddressSanitizer +
+#    UndefinedBehaviorSanitizer (tests/check_sanitizers.sh says which tests cannot run so)
+extra_check "ASan + UBSan build and tests (tests/check_sanitizers.sh)" \
+    "$root/tests/check_sanitizers.sh" "$root" "$builddir-asan"
+# 6. the bounded fuzz run: every regression input, then each libFuzzer target for
+#    LGD_FUZZ_SECONDS (default 60) when clang with libFuzzer is here (tests/check_fuzz.sh)
+extra_check "fuzzing, bounded (tests/check_fuzz.sh)" "$root/tests/check_fuzz.sh" "$root"
 
 finish
