@@ -14,9 +14,10 @@ set -euo pipefail
 # g++: the C++ header test (tests/test_cxx_api.cpp). abigail-tools: the ABI check
 # against lib/lgd.abi (tests/check_abi.sh). libpng-dev: lgd sample --png.
 # libopenmpi-dev, openmpi-bin: lgd sample under mpirun (meson option mpi; tests/check_mpi.sh).
+# clang, libclang-rt-dev (libFuzzer): the bounded fuzz run (tests/check_fuzz.sh).
 packages=(gcc g++ libc6-dev binutils pkg-config meson ninja-build check libsubunit-dev
           libopenblas-dev libopenblas-openmp-dev gfortran valgrind libdnnl-dev abigail-tools
-          libpng-dev libopenmpi-dev openmpi-bin)
+          libpng-dev libopenmpi-dev openmpi-bin clang libclang-rt-dev)
 
 # Python packages for the Python bindings' tests (tests/check_python.sh): numpy, pytest
 # and wheel with pip, when python3 is there and they are missing. A failure here is not
