@@ -10,9 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fz_common.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
 
 /* a sentinel that a failing create call must replace by NULL */
 #define SENTINEL ((void *)(uintptr_t)0x1)
@@ -188,7 +196,9 @@ void fz_run_network(const unsigned char *file, size_t size, float t, int batch)
     lgd_tensor *x = tensor(ctx, batch, dim, 1.0f), *out = tensor(ctx, batch, out_dim, 0.0f);
     lgd_tensor *cond = cond_dim ? tensor(ctx, batch, cond_dim, 0.25f) : NULL;
     lgd_context_clear_error(ctx);
+    double t0 = now_ms();
     st = lgd_network_forward(net, x, t, cond, out);
+    int slow = now_ms() - t0 > FZ_NET_MAX_FORWARD_MS;
     if (!isfinite(t)) {
         FZ_CHECK(st == LGD_ERR_INVALID_ARGUMENT, "forward with t = %g: %s", (double)t,
                  lgd_status_string(st));
@@ -196,6 +206,14 @@ void fz_run_network(const unsigned char *file, size_t size, float t, int batch)
         check_failure(ctx, st, "lgd_network_forward");
         FZ_CHECK(st == LGD_ERR_OUT_OF_MEMORY, "lgd_network_forward on a loaded network: %s: %s",
                  lgd_status_string(st), lgd_context_last_error(ctx));
+    }
+    if (slow) { /* one pass was slow: the rest would be too (a large attention) */
+        lgd_tensor_destroy(x);
+        lgd_tensor_destroy(out);
+        lgd_tensor_destroy(cond);
+        lgd_network_destroy(net);
+        lgd_context_destroy(ctx);
+        return;
     }
     lgd_tensor *v = tensor(ctx, batch, out_dim, 0.5f), *dx = tensor(ctx, batch, dim, 0.0f);
     lgd_tensor *fw = tensor(ctx, batch, out_dim, 0.0f);

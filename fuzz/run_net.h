@@ -14,8 +14,12 @@
 /* Runs the checks above on a context of its own. t: the network time; batch: rows. */
 void fz_run_network(const unsigned char *file, size_t size, float t, int batch);
 
-/* The work caps (the largest network that is run, not only loaded). */
-#define FZ_NET_MAX_DIM 2048
+/* The work caps (the largest network that is run, not only loaded). Attention costs
+ * positions^2 per block, which the parameter count does not see: hence the small dim,
+ * and the time cap (a forward pass slower than FZ_NET_MAX_FORWARD_MS is not followed by
+ * the VJP and the model). */
+#define FZ_NET_MAX_DIM 512
+#define FZ_NET_MAX_FORWARD_MS 20.0
 #define FZ_NET_MAX_OUT_DIM 8192
 #define FZ_NET_MAX_COND_DIM 1024
 #define FZ_NET_MAX_PARAMS 200000

@@ -156,8 +156,11 @@ for t in $targets; do
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
-    crashes=$(find "$artifacts" -name "$t-*" -type f | wc -l)
-    line="$t: $((t1 - t0)) s, ${execs:-?} execs, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $crashes"
+    crashes=$(find "$artifacts" -type f \( -name "$t-crash-*" -o -name "$t-leak-*" -o \
+              -name "$t-timeout-*" -o -name "$t-oom-*" \) | wc -l)
+    # slow units (over 10 s, libFuzzer's -report_slow_units) are listed, not failures
+    slow=$(find "$artifacts" -type f -name "$t-slow-unit-*" | wc -l)
+    line="$t: $((t1 - t0)) s, ${execs:-?} execs, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, crashes $crashes, slow inputs $slow"
     summary+=("$line")
     echo "$line"
     if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
