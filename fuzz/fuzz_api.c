@@ -53,6 +53,7 @@ FZ_SANITIZER_DEFAULTS
 #define MAX_GMM_DIM 16
 #define MAX_GMM_K 8
 #define MAX_DRAWS 16
+#define MAX_LOSS_LEAVES 64 /* leaf evaluations per evaluation of a sum */
 #define SENTINEL ((void *)(uintptr_t)0x1)
 
 typedef struct api {
@@ -65,6 +66,8 @@ typedef struct api {
     lgd_guidance *g[NG];
     lgd_sampler *s[NS];
     lgd_network *n[NN];
+    int64_t lcost[NL]; /* leaf losses one evaluation of the slot's loss runs (sums of
+                          sums form a DAG whose cost grows exponentially with its depth) */
     void *keep[16]; /* user data of callbacks registered without a destroy */
     int n_keep;
     int trace;
@@ -845,11 +848,14 @@ static void op_model_call(api *a)
 
 /* ------------------------------------------------------------------ losses */
 
-static void put_loss(api *a, int slot, lgd_loss *l)
+static void put_loss_cost(api *a, int slot, lgd_loss *l, int64_t cost)
 {
     lgd_loss_destroy(a->l[slot]);
     a->l[slot] = l;
+    a->lcost[slot] = cost;
 }
+
+static void put_loss(api *a, int slot, lgd_loss *l) { put_loss_cost(a, slot, l, 1); }
 
 static void op_loss_sq(api *a)
 {
@@ -933,8 +939,17 @@ static void op_loss_sum(api *a)
         return;
     }
     terms[0] = NULL;
-    for (int i = 0; i < count; i++)
-        terms[i] = L(a);
+    int64_t cost = 0;
+    for (int i = 0; i < count; i++) {
+        int k = u8(a) % NL;
+        terms[i] = a->l[k];
+        cost += a->l[k] ? a->lcost[k] : 0;
+    }
+    if (cost > MAX_LOSS_LEAVES) { /* valid, but too slow to evaluate */
+        free(terms);
+        free(w);
+        return;
+    }
     lgd_loss *l = SENTINEL;
     lgd_status st = CALL(a, 1, lgd_loss_create_sum(a->ctx, count, terms, w, &l));
     CHECK_OUT(st, l, "lgd_loss_create_sum");
@@ -944,7 +959,7 @@ static void op_loss_sum(api *a)
     free(terms);
     free(w);
     if (!st)
-        put_loss(a, slot, l);
+        put_loss_cost(a, slot, l, cost);
 }
 
 /* an int64 layout field: small mostly, or an edge */
@@ -1514,7 +1529,7 @@ static void op_destroy(api *a)
     switch (c % 6) {
     case 0: lgd_tensor_destroy(a->t[i % NT]); a->t[i % NT] = NULL; break;
     case 1: lgd_model_destroy(a->m[i % NM]); a->m[i % NM] = NULL; break;
-    case 2: lgd_loss_destroy(a->l[i % NL]); a->l[i % NL] = NULL; break;
+    case 2: put_loss_cost(a, i % NL, NULL, 0); break;
     case 3: lgd_guidance_destroy(a->g[i % NG]); a->g[i % NG] = NULL; break;
     case 4: lgd_sampler_destroy(a->s[i % NS]); a->s[i % NS] = NULL; break;
     default: lgd_network_destroy(a->n[i % NN]); a->n[i % NN] = NULL; break;
