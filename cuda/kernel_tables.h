@@ -13,6 +13,7 @@
 #define LGD_CUDA_KERNEL_TABLES_H
 
 #include "losses/loss_kernels.h"
+#include "losses/operator_kernels.h"
 #include "losses/trajectory_kernels.h"
 #include "models/gmm_kernels.h"
 #include "nn/nn_kernels.h"
@@ -25,7 +26,9 @@
     X("loss_trajectory", LGD_TRAJECTORY_KERNELS_VERSION, lgd_trajectory_kernels,            \
       lgd_cuda_trajectory_kernels)                                                          \
     X("mc", LGD_MC_KERNELS_VERSION, lgd_mc_kernels, lgd_cuda_mc_kernels)                    \
-    X("nn", LGD_NN_KERNELS_VERSION, lgd_nn_kernels, lgd_cuda_nn_kernels)
+    X("nn", LGD_NN_KERNELS_VERSION, lgd_nn_kernels, lgd_cuda_nn_kernels)                    \
+    X("operator", LGD_OPERATOR_KERNELS_VERSION, lgd_operator_kernels,                      \
+      lgd_cuda_operator_kernels)
 
 #ifdef __cplusplus
 extern "C" {

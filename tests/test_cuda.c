@@ -33,6 +33,10 @@
  *  - networks from files (tests/fixtures/nn): forward and VJP of ten fixture networks
  *    CUDA vs CPU (normalised error < 1e-4), guided DPS / LGD-MC terms with a loaded
  *    U-Net CUDA vs CPU (< 1e-3) and no cudaMalloc in a warm guided step;
+ *  - the network loss (<lgd/network_loss.h>): cross-entropies (clean and noisy input) and a
+ *    squared error over the mlp fixture in pieces of 5 rows, the classifier-guided model
+ *    and an LGD-MC term with the loss, CUDA vs CPU (1e-4; the MC term 1e-3), and no
+ *    cudaMalloc in a warm guided step;
  *  - network layers ("nn" table): every op against the CPU (1e-5, reductions 1e-4),
  *    backward ops with beta 0 over a NaN-filled dx and with beta 1; convolutions
  *    (strides 1/2, padding 0/1/2, kernels 1/3/5, 1-D, batch 1 and 3) through cuDNN
@@ -2275,6 +2279,118 @@ START_TEST(test_network_guided_steps)
 }
 END_TEST
 
+/* The network loss (issue 14, <lgd/network_loss.h>) on CUDA vs CPU, over the mlp
+ * fixture's 8 outputs: cross-entropies with per-sample labels on the clean and the noisy
+ * input (the file's discrete adapter) and a squared error to targets, each in pieces of
+ * 5 rows (batch 4 x n 7); the classifier-guided model; an LGD-MC term (n = 32) with the
+ * network loss, and no cudaMalloc in a warm guided step. */
+enum { NL_B = 4, NL_N = 7, NL_D = 8, NL_RUNS = 6 };
+
+static void netloss_runs(lgd_context *ctx, const char *path, const float *x, float **res,
+                         size_t *counts, size_t *mallocs)
+{
+    lgd_network *net;
+    TU_OK(ctx, lgd_network_load(ctx, path, &net));
+    ck_assert_int_eq(lgd_network_dim(net), NL_D);
+    ck_assert_int_eq(lgd_network_out_dim(net), NL_D);
+    const int32_t labels[NL_B] = { 3, 0, 7, 5 };
+    float targets[NL_B * NL_D];
+    tu_rng r = { 17 };
+    tu_fill_normal(&r, targets, NL_B * NL_D, 1.0f);
+    int64_t shape[3] = { NL_B, NL_N, NL_D };
+    lgd_tensor *tx = tu_tensor_nd(ctx, 3, shape, x), *tg = tu_tensor_nd(ctx, 3, shape, NULL);
+    lgd_tensor *tl = tu_tensor(ctx, NL_B, NL_N, NULL);
+    lgd_loss *losses[3];
+    for (int k = 0; k < 3; k++) { /* CE clean, CE noisy, squared error */
+        lgd_network_loss_options o = LGD_NETWORK_LOSS_OPTIONS_INIT;
+        o.kind = k == 2 ? LGD_NETWORK_LOSS_SQUARED_ERROR : LGD_NETWORK_LOSS_CROSS_ENTROPY;
+        o.input = k == 1 ? LGD_NETWORK_INPUT_NOISY : LGD_NETWORK_INPUT_CLEAN;
+        o.sigma = 0.5f;
+        o.t = 3.0f;
+        o.max_rows = 5;
+        TU_OK(ctx, lgd_loss_create_network(ctx, net, &o, &losses[k]));
+        if (k == 2)
+            TU_OK(ctx, lgd_loss_network_set_targets(losses[k], targets, NL_B, NL_D));
+        else
+            TU_OK(ctx, lgd_loss_network_set_labels(losses[k], labels, NL_B));
+        TU_OK(ctx, lgd_loss_eval(losses[k], tx, tl, tg));
+        float *l = tu_download(tl), *g = tu_download(tg);
+        /* one array: NL_B * NL_N losses then the gradient */
+        res[k] = malloc((size_t)(NL_B * NL_N * (1 + NL_D)) * sizeof(float));
+        memcpy(res[k], l, (size_t)(NL_B * NL_N) * sizeof(float));
+        memcpy(res[k] + NL_B * NL_N, g, (size_t)(NL_B * NL_N * NL_D) * sizeof(float));
+        counts[k] = (size_t)(NL_B * NL_N * (1 + NL_D));
+        free(l);
+        free(g);
+    }
+    /* the classifier-guided model over N(0, I) with the noisy cross-entropy */
+    const float w1 = 1.0f, mu[NL_D] = { 0 }, var1 = 1.0f;
+    lgd_model *base, *cg;
+    TU_OK(ctx, lgd_model_create_gmm(ctx, NL_D, 1, &w1, mu, &var1, LGD_COVARIANCE_ISOTROPIC,
+                                    &base));
+    TU_OK(ctx, lgd_model_create_classifier_guided(ctx, base, losses[1], 2.0f, &cg));
+    lgd_tensor *xb = tu_tensor(ctx, NL_B, NL_D, x), *ob = tu_tensor(ctx, NL_B, NL_D, NULL);
+    for (int k = 0; k < 2; k++) {
+        TU_OK(ctx, lgd_model_denoise(k ? cg : base, xb, 1.3f, NULL, ob));
+        res[3 + k] = tu_download(ob);
+        counts[3 + k] = NL_B * NL_D;
+    }
+    /* the difference CG makes, compared on its own */
+    for (int i = 0; i < NL_B * NL_D; i++)
+        res[4][i] -= res[3][i];
+    /* LGD-MC with the clean cross-entropy */
+    lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
+    go.kind = LGD_GUIDANCE_MC;
+    go.n_samples = 32;
+    lgd_guidance *gd;
+    TU_OK(ctx, lgd_guidance_create(ctx, base, losses[0], &go, &gd));
+    for (int rep = 0; rep < 3; rep++) {
+        if (rep == 2)
+            *mallocs = cuda_malloc_calls;
+        TU_OK(ctx, lgd_guidance_term(gd, xb, 0.8f, 0, 0, ob, NULL, NULL));
+    }
+    *mallocs = cuda_malloc_calls - *mallocs;
+    res[5] = tu_download(ob);
+    counts[5] = NL_B * NL_D;
+    lgd_guidance_destroy(gd);
+    lgd_tensor_destroy(xb);
+    lgd_tensor_destroy(ob);
+    lgd_model_destroy(cg);
+    lgd_model_destroy(base);
+    for (int k = 0; k < 3; k++)
+        lgd_loss_destroy(losses[k]);
+    lgd_tensor_destroy(tx);
+    lgd_tensor_destroy(tg);
+    lgd_tensor_destroy(tl);
+    lgd_network_destroy(net);
+}
+
+START_TEST(test_network_loss_parity)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/mlp.safetensors", LGD_FIXTURE_DIR);
+    float x[NL_B * NL_N * NL_D];
+    tu_rng r = { 23 };
+    tu_fill_normal(&r, x, NL_B * NL_N * NL_D, 1.5f);
+    float *rc[NL_RUNS], *rg[NL_RUNS];
+    size_t counts[NL_RUNS], mallocs_cpu = 0, mallocs_gpu = 0;
+    netloss_runs(cpu, path, x, rc, counts, &mallocs_cpu);
+    netloss_runs(gpu, path, x, rg, counts, &mallocs_gpu);
+    static const char *const names[NL_RUNS] = { "cross-entropy (clean)", "cross-entropy (noisy)",
+                                                "squared error", "D", "CG term", "LGD-MC term" };
+    for (int k = 0; k < NL_RUNS; k++) {
+        double e = nerr(rg[k], rc[k], counts[k]);
+        printf("network loss, %s: CUDA vs CPU normalised error %.2e\n", names[k], e);
+        ck_assert_msg(e < (k == 5 ? 1e-3 : 1e-4), "network loss, %s: CUDA vs CPU %.3g", names[k],
+                      e);
+        free(rc[k]);
+        free(rg[k]);
+    }
+    ck_assert_msg(mallocs_gpu == 0, "a warm guided step with a network loss called cudaMalloc "
+                  "%zu times", mallocs_gpu);
+}
+END_TEST
+
 static Suite *cuda_suite(void)
 {
     Suite *s = suite_create("cuda");
@@ -2307,6 +2423,7 @@ static Suite *cuda_suite(void)
     tcase_set_timeout(net, 600);
     tcase_add_loop_test(net, test_network_parity, 0, N_NET_FIXTURES);
     tcase_add_test(net, test_network_guided_steps);
+    tcase_add_test(net, test_network_loss_parity);
     suite_add_tcase(s, net);
     TCase *e2e = tcase_create("end_to_end");
     tcase_set_timeout(e2e, 600);

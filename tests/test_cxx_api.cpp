@@ -38,6 +38,8 @@ static int init_forms()
     BOTH_FORMS(lgd_trajectory_layout, LGD_TRAJECTORY_LAYOUT_INIT);
     BOTH_FORMS(lgd_obstacle_options, LGD_OBSTACLE_OPTIONS_INIT);
     BOTH_FORMS(lgd_trajectory_prior_options, LGD_TRAJECTORY_PRIOR_OPTIONS_INIT);
+    BOTH_FORMS(lgd_operator_options, LGD_OPERATOR_OPTIONS_INIT);
+    BOTH_FORMS(lgd_network_loss_options, LGD_NETWORK_LOSS_OPTIONS_INIT);
     // the macro and the init function agree
     lgd_sampler_options m = LGD_SAMPLER_OPTIONS_INIT, f;
     CHECK(lgd_sampler_options_init(&f, sizeof f) == LGD_OK);

@@ -445,7 +445,7 @@ def lgd_config_from_guided_diffusion(image_size, num_channels, num_res_blocks,
 
 def build_from_config(arch, cfg):
     """A module of `arch` from a JSON config of constructor arguments.
-    mlp: LgdMLP(dim, hidden, depth, time_embed_dim, cond_dim, act);
+    mlp: LgdMLP(dim, hidden, depth, time_embed_dim, cond_dim, act, out_dim);
     unet: LgdUNet(..., image_size); temporal_unet: LgdUNet(..., horizon);
     layer: {"layer": NAME, "input_shape": [...], ...the class's arguments}."""
     import lgd_torch_models as M

@@ -244,10 +244,11 @@ class _LgdNet(nn.Module):
 
 
 class LgdMLP(_LgdNet):
-    """`mlp`: a time-conditioned residual MLP on vectors."""
+    """`mlp`: a time-conditioned residual MLP on vectors; out_dim (default dim,
+    lgd.out_dim since liblgd 0.5.0) e.g. a classifier's number of classes."""
 
     def __init__(self, dim, hidden, depth, time_embed_dim, cond_dim=0,
-                 act="silu"):
+                 act="silu", out_dim=None):
         super().__init__()
         if time_embed_dim % 2 != 0:
             raise ValueError("time_embed_dim must be even")
@@ -255,7 +256,8 @@ class LgdMLP(_LgdNet):
         self.time_embed_dim = int(time_embed_dim)
         self.cond_dim = int(cond_dim)
         self.act_name = act
-        self.in_dim = self.out_dim = self.dim
+        self.in_dim = self.dim
+        self.out_dim = self.dim if out_dim is None else int(out_dim)
         H = self.hidden
         self.time_embed = nn.Sequential(nn.Linear(self.time_embed_dim, H),
                                         make_act(act), nn.Linear(H, H))
@@ -264,11 +266,11 @@ class LgdMLP(_LgdNet):
             self.cond_proj = nn.Linear(self.cond_dim, H, bias=False)
         self.blocks = nn.ModuleList(_MLPBlock(H, act) for _ in range(self.depth))
         self.out_norm = nn.LayerNorm(H, eps=LN_EPS)
-        self.output = nn.Linear(H, self.dim)
+        self.output = nn.Linear(H, self.out_dim)
         self.act = make_act(act)
 
     def lgd_metadata(self):
-        return {
+        meta = {
             "lgd.architecture": "mlp",
             "lgd.dim": str(self.dim),
             "lgd.hidden": str(self.hidden),
@@ -277,6 +279,9 @@ class LgdMLP(_LgdNet):
             "lgd.cond_dim": str(self.cond_dim),
             "lgd.act": self.act_name,
         }
+        if self.out_dim != self.dim:  # older files (and liblgd < 0.5.0) have none
+            meta["lgd.out_dim"] = str(self.out_dim)
+        return meta
 
     def forward(self, x, t, cond=None):
         x = x.reshape(x.shape[0], self.dim)
@@ -788,7 +793,8 @@ def build_from_metadata(meta):
     if arch == "mlp":
         return LgdMLP(int(get("lgd.dim")), int(get("lgd.hidden")),
                       int(get("lgd.depth")), int(get("lgd.time_embed_dim")),
-                      cond_dim=int(get("lgd.cond_dim", "0")), act=act)
+                      cond_dim=int(get("lgd.cond_dim", "0")), act=act,
+                      out_dim=int(get("lgd.out_dim", get("lgd.dim"))))
     if arch in ("unet", "temporal_unet"):
         common = dict(
             in_channels=int(get("lgd.in_channels")),

@@ -413,6 +413,17 @@ class TestModules(unittest.TestCase):
             self.assertEqual({k: v.shape for k, v in m2.state_dict().items()},
                              {k: v.shape for k, v in m.state_dict().items()}, name)
 
+    def test_mlp_out_dim_classifier(self):
+        # lgd.out_dim (liblgd 0.5.0): a classifier's logits; absent when out_dim == dim
+        m = M.LgdMLP(6, 16, 1, 8, out_dim=4)
+        meta = m.lgd_metadata()
+        self.assertEqual(meta["lgd.out_dim"], "4")
+        self.assertNotIn("lgd.out_dim", M.LgdMLP(6, 16, 1, 8).lgd_metadata())
+        m2 = M.build_from_metadata(meta)
+        self.assertEqual((m2.in_dim, m2.out_dim), (6, 4))
+        self.assertEqual(tuple(m2.output.weight.shape), (4, 16))
+        self.assertEqual(tuple(m2(torch.zeros(3, 6), 0.5).shape), (3, 4))
+
 
 @unittest.skipIf(torch is None, NO_TORCH)
 class TestReferences(unittest.TestCase):

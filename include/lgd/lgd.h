@@ -14,6 +14,7 @@
  *   lgd_network  - networks from weights files or callbacks        <lgd/network.h>
  *   trajectories - the paper's trajectory prior and losses         <lgd/trajectory.h>
  *   plugins      - losses and models from shared objects (0.4.0)   <lgd/plugin.h>
+ *   operators    - matrix-free image operators and loss (0.5.0)    <lgd/operator.h>
  *
  * Conventions: every fallible call returns lgd_status (0 = LGD_OK) and leaves a
  * message in lgd_context_last_error(); handles are opaque, destroy(NULL) is a
@@ -91,7 +92,9 @@
 #include "schedule.h"
 #include "sampler.h"
 #include "network.h"
+#include "network_loss.h"
 #include "trajectory.h"
 #include "plugin.h"
+#include "operator.h"
 
 #endif

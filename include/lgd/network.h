@@ -200,8 +200,8 @@ LGD_API void lgd_network_destroy(lgd_network *network);
 /* The getters below are pure getters and give 0 (NULL) for a NULL network. */
 /** Floats per row of the input x_in (e.g. C*H*W of an image network). (Since 0.2.0.) */
 LGD_API int64_t lgd_network_dim(const lgd_network *network);
-/** Floats per row of the output F (equal to the input's for the architectures).
- *  (Since 0.2.0.) */
+/** Floats per row of the output F (equal to the input's for the architectures, but an
+ *  `mlp` with lgd.out_dim, e.g. a classifier, since 0.5.0). (Since 0.2.0.) */
 LGD_API int64_t lgd_network_out_dim(const lgd_network *network);
 /** Floats per row of the condition (class one-hot or vector), 0 if unconditional.
  *  (Since 0.2.0.) */

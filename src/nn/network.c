@@ -12,6 +12,7 @@
 #include "models/model_internal.h"
 #include "lgd/network.h"
 #include "nn/nn_build.h"
+#include "nn/network_internal.h"
 
 struct lgd_network {
     lgd_refcount refs;
@@ -385,4 +386,18 @@ lgd_status lgd_model_load(lgd_context *ctx, const char *path, lgd_model **out)
     st = lgd_model_create_from_network(ctx, net, NULL, out);
     network_release(net);
     return st;
+}
+
+/* ---- the raw passes for the network loss (nn/network_internal.h) ---- */
+
+lgd_status lgd_network_forward_raw(lgd_network *net, const float *x_in, float t,
+                                   const float *cond, size_t batch, float *out)
+{
+    return nn_graph_forward(net->ctx, &net->g, x_in, t, cond, batch, out);
+}
+
+lgd_status lgd_network_vjp_raw(lgd_network *net, const float *x_in, float t,
+                               const float *cond, size_t batch, const float *v, float *out)
+{
+    return nn_graph_vjp(net->ctx, &net->g, x_in, t, cond, batch, v, out);
 }

@@ -1,6 +1,7 @@
 /*
  * nn_arch_mlp.c - architecture "mlp": a time-conditioned residual MLP on vectors
- * (docs/network-format.md).
+ * (docs/network-format.md); lgd.out_dim (0.5.0) makes it a classifier or any map to
+ * another width.
  */
 #include <stdio.h>
 
@@ -13,6 +14,8 @@ int nnb_arch_mlp(nn_builder *b, int64_t *dim)
     int32_t L = nnb_meta_int(b, "lgd.depth", 0, 0, 0, 1024);
     int32_t E = nnb_meta_int(b, "lgd.time_embed_dim", 0, 0, 2, 1 << 16);
     int32_t K = nnb_meta_int(b, "lgd.cond_dim", 1, 0, 0, 1 << 20);
+    /* 0.5.0: the output width (a classifier's logits); the input's by default */
+    int32_t O = nnb_meta_int(b, "lgd.out_dim", 1, D > 0 ? D : 1, 1, 1 << 24);
     if (b->st)
         return -1;
     b->dims = 1;
@@ -44,5 +47,5 @@ int nnb_arch_mlp(nn_builder *b, int64_t *dim)
     }
     h = nnb_norm(b, h, 1, 1e-5f, "out_norm");
     h = nnb_activation(b, h);
-    return nnb_linear(b, h, D, "output", 1, 0);
+    return nnb_linear(b, h, O, "output", 1, 0);
 }

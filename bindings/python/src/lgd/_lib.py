@@ -283,6 +283,18 @@ _FUNCTIONS = {
                                           (0, 1)),
     "lgd_model_create_trajectory_prior": (_S, [_P, POINTER(TrajectoryPriorOptions), _PP],
                                           (0, 1)),
+    # operator.h (0.5.0; the options struct passed as a pointer, not wrapped yet)
+    "lgd_operator_options_init": (_S, [c_void_p, c_uint32], (0, 5)),
+    "lgd_operator_dims": (_S, [_P, c_void_p, _I64P, _I64P], (0, 5)),
+    "lgd_operator_apply": (_S, [_P, c_void_p, c_int32, _P, _P], (0, 5)),
+    "lgd_loss_create_operator": (_S, [_P, c_void_p, c_void_p, c_int64, c_float, _PP], (0, 5)),
+    # network_loss.h (0.5.0; the options struct passed as a pointer, not wrapped yet)
+    "lgd_network_loss_options_init": (_S, [c_void_p, c_uint32], (0, 5)),
+    "lgd_loss_create_network": (_S, [_P, _P, c_void_p, _PP], (0, 5)),
+    "lgd_loss_network_set_labels": (_S, [_P, c_void_p, c_int64], (0, 5)),
+    "lgd_loss_network_set_targets": (_S, [_P, c_void_p, c_int64, c_int64], (0, 5)),
+    "lgd_loss_network_eval_sigma": (_S, [_P, _P, c_float, _P, _P], (0, 5)),
+    "lgd_model_create_classifier_guided": (_S, [_P, _P, _P, c_float, _PP], (0, 5)),
 }
 
 

@@ -311,6 +311,24 @@ enums! {
         LGD_TIME_LOG_SIGMA = 2,
         LGD_TIME_SIGMA = 3,
     }
+    /// Which matrix-free linear operator (`<lgd/operator.h>`, 0.5.0).
+    enum lgd_operator_kind {
+        LGD_OPERATOR_AVG_POOL = 0,
+        LGD_OPERATOR_BICUBIC_DOWN = 1,
+        LGD_OPERATOR_MASK = 2,
+        LGD_OPERATOR_BLUR = 3,
+    }
+    /// How a network's output row is reduced to a loss (`<lgd/network_loss.h>`, 0.5.0).
+    enum lgd_network_loss_kind {
+        LGD_NETWORK_LOSS_CROSS_ENTROPY = 0,
+        LGD_NETWORK_LOSS_SCALAR = 1,
+        LGD_NETWORK_LOSS_SQUARED_ERROR = 2,
+    }
+    /// What a network loss's network receives (`<lgd/network_loss.h>`, 0.5.0).
+    enum lgd_network_input {
+        LGD_NETWORK_INPUT_CLEAN = 0,
+        LGD_NETWORK_INPUT_NOISY = 1,
+    }
 }
 
 // ---- numeric macros ----
@@ -516,6 +534,29 @@ structs! {
         gp_std: f32,
         gp_length: f32,
         jitter: f32,
+    }
+    /// A linear operator on images [channels][height][width] (`<lgd/operator.h>`, 0.5.0).
+    struct lgd_operator_options {
+        struct_size: u32,
+        kind: lgd_operator_kind,
+        channels: i64,
+        height: i64,
+        width: i64,
+        factor: i32,
+        blur_sigma: f32,
+        blur_radius: i32,
+        mask: *const f32,
+    }
+    /// Options of lgd_loss_create_network() (`<lgd/network_loss.h>`, 0.5.0).
+    struct lgd_network_loss_options {
+        struct_size: u32,
+        kind: lgd_network_loss_kind,
+        scale: f32,
+        input: lgd_network_input,
+        t: f32,
+        sigma: f32,
+        adapter: *const lgd_adapter_options,
+        max_rows: i64,
     }
     /// One loss a plugin provides (`<lgd/plugin.h>`, 0.4.0).
     struct lgd_plugin_loss {
@@ -774,6 +815,36 @@ functions! {
     fn lgd_model_load_plugin(context: *mut lgd_context, path: *const c_char,
                              name: *const c_char, config: *const c_char,
                              out_model: *mut *mut lgd_model) -> lgd_status;
+
+    // <lgd/operator.h> (0.5.0)
+    fn lgd_operator_options_init(options: *mut lgd_operator_options, struct_size: u32)
+        -> lgd_status;
+    fn lgd_operator_dims(context: *mut lgd_context, options: *const lgd_operator_options,
+                         out_dim: *mut i64, out_m: *mut i64) -> lgd_status;
+    fn lgd_operator_apply(context: *mut lgd_context, options: *const lgd_operator_options,
+                          adjoint: i32, x: *const lgd_tensor, out: *mut lgd_tensor)
+        -> lgd_status;
+    fn lgd_loss_create_operator(context: *mut lgd_context,
+                                options: *const lgd_operator_options, y: *const f32,
+                                target_rows: i64, s2: f32, out_loss: *mut *mut lgd_loss)
+        -> lgd_status;
+
+    // <lgd/network_loss.h> (0.5.0)
+    fn lgd_network_loss_options_init(options: *mut lgd_network_loss_options, struct_size: u32)
+        -> lgd_status;
+    fn lgd_loss_create_network(context: *mut lgd_context, network: *mut lgd_network,
+                               options: *const lgd_network_loss_options,
+                               out_loss: *mut *mut lgd_loss) -> lgd_status;
+    fn lgd_loss_network_set_labels(loss: *mut lgd_loss, labels: *const i32, rows: i64)
+        -> lgd_status;
+    fn lgd_loss_network_set_targets(loss: *mut lgd_loss, targets: *const f32, rows: i64,
+                                    cols: i64) -> lgd_status;
+    fn lgd_loss_network_eval_sigma(loss: *mut lgd_loss, x: *const lgd_tensor, sigma: f32,
+                                   out_loss: *mut lgd_tensor, out_grad: *mut lgd_tensor)
+        -> lgd_status;
+    fn lgd_model_create_classifier_guided(context: *mut lgd_context, model: *mut lgd_model,
+                                          loss: *mut lgd_loss, scale: f32,
+                                          out_model: *mut *mut lgd_model) -> lgd_status;
 }
 
 /// The size of an options struct as the `*_init` functions and `struct_size` want it.
