@@ -1,6 +1,6 @@
 /*
  * kernels_loss.cu - the built-in losses' kernel table on CUDA ("loss_builtin",
- * losses/loss_kernels.h): squared error, logistic (lgd_softplus and lgd_sigmoid of
+ * losses/loss_kernels.h): squared error, logistic (lgd_softplus_sigmoid of
  * core/hd_math.h, as on the CPU) and the linear inverse problem's residual, one row
  * group per row of x[rows][cols]. The CPU's table is losses/loss_kernels_cpu.c.
  */
@@ -59,10 +59,12 @@ __global__ void loss_logistic_kernel(size_t rows, size_t cols, const float *x, c
         for (size_t j = lane; j < cols; j += G)
             z += (double)a[j] * xr[j];
         z = (double)b + lgd_group<G>::sum(z, shm);
+        float sp, sg;
+        lgd_softplus_sigmoid(-(float)z, &sp, &sg);
         if (lane == 0)
-            loss[r] = lgd_softplus(-(float)z);
+            loss[r] = sp;
         if (grad) {
-            float s = -lgd_sigmoid(-(float)z);
+            float s = -sg;
             for (size_t j = lane; j < cols; j += G)
                 grad[r * cols + j] = s * a[j];
         }
@@ -119,4 +121,6 @@ extern "C" const lgd_loss_kernels lgd_cuda_loss_kernels = {
     .sqerr = cuda_loss_sqerr,
     .logistic = cuda_loss_logistic,
     .residual = cuda_loss_residual,
+    .sqerr_rows = NULL, /* host-thread evaluators of the CPU's fused loop only */
+    .logistic_rows = NULL,
 };

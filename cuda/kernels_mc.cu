@@ -149,4 +149,5 @@ extern "C" const lgd_mc_kernels lgd_cuda_mc_kernels = {
     .reset = cuda_mc_reset,
     .accumulate = cuda_mc_accumulate,
     .finish = cuda_mc_finish,
+    .fused = NULL, /* the fused loop is the CPU's: a device runs the three kernels */
 };

@@ -61,6 +61,45 @@ static void check_case(size_t M, size_t N, size_t K, int ta, int tb, float beta)
     free(C0);
 }
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The backend's thread count reaches OpenBLAS (its OpenMP build sizes its team by the
+ * calling thread's omp_get_max_threads(), set around the call), and the caller's own
+ * OpenMP setting is restored after. */
+START_TEST(the_backend_thread_count_reaches_openblas)
+{
+#if defined(_OPENMP)
+    if (openblas_get_parallel() != 2) /* 2: the OpenMP build */
+        return;
+    enum { n = 384 }; /* large enough for OpenBLAS to consider threads */
+    float *a = calloc(n * n, sizeof(float)), *c = calloc(n * n, sizeof(float));
+    lgd_backend be;
+    memset(&be, 0, sizeof be);
+    /* The host's OpenMP setting is 2 threads and OpenBLAS has run with it; a backend
+     * with 3 makes OpenBLAS run with 3 (seen in the count it reports, which it caps at
+     * the CPUs: with fewer than 3 only the restoring of the host's setting is checked;
+     * a count of 1 it never reports, it then runs alone without updating it). */
+    int host = omp_get_max_threads();
+    omp_set_num_threads(2);
+    be.threads = 2;
+    lgd_cpu_sgemm(&be, 0, 0, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+    be.threads = 3;
+    lgd_cpu_sgemm(&be, 0, 0, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+    if (omp_get_num_procs() >= 3)
+        ck_assert_int_eq(openblas_get_num_threads(), 3);
+    ck_assert_int_eq(omp_get_max_threads(), 2); /* the host's setting, restored */
+    be.threads = 1;
+    lgd_cpu_sgemm(&be, 0, 0, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+    ck_assert_int_eq(omp_get_max_threads(), 2);
+    omp_set_num_threads(host);
+    free(a);
+    free(c);
+#endif
+}
+END_TEST
+
 START_TEST(rows_in_blocks_and_wide_sizes_in_the_plain_loop)
 {
     /* M = 20 > 7: three blocks through OpenBLAS (N, K and the leading dims <= 7 need
@@ -81,6 +120,7 @@ int main(void)
     Suite *s = suite_create("gemm_split");
     TCase *tc = tcase_create("gemm");
     tcase_add_test(tc, rows_in_blocks_and_wide_sizes_in_the_plain_loop);
+    tcase_add_test(tc, the_backend_thread_count_reaches_openblas);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

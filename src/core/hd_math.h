@@ -87,16 +87,66 @@ LGD_HD void lgd_sigmoid2(float x, float *s, float *sm)
     *sm = lgd_bits_f32((evb & ~neg) | (vb & neg));
 }
 
-/* softplus(t) = log(1 + e^t), stable for large |t| (the logistic loss) */
-LGD_HD float lgd_softplus(float t)
+/* log(x) for finite x >= 2^-126 (normal, positive): x = 2^e m with m in [sqrt(1/2),
+ * sqrt(2)), log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by the odd series
+ * to s^9 (truncation 2.4e-9 relative), plus e ln 2 in two parts. Branch-free (the
+ * mantissa test is on bits), so loops using it vectorise; within 2 ulp of the correctly
+ * rounded log on [2^-24, 2] (tests/test_core.c checks every float there). Box-Muller's
+ * radius and the logistic loss use it; libm's logf is an opaque call. */
+LGD_HD float lgd_log_pos(float x)
 {
-    return t > 0 ? t + log1pf(expf(-t)) : log1pf(expf(t));
+    uint32_t b = lgd_f32_bits(x);
+    uint32_t mant = b & 0x007fffffu;
+    uint32_t big = (uint32_t)(mant >= 0x003504f3u); /* m >= sqrt(2): use m / 2, e + 1 */
+    int32_t e = (int32_t)(b >> 23) - 127 + (int32_t)big;
+    float m = lgd_bits_f32((mant | 0x3f800000u) - (big << 23));
+    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float p = s2 * (0.333333333f + s2 * (0.2f + s2 * (0.142857143f + s2 * 0.111111111f)));
+    float ef = (float)e;
+    return ef * 0.693145752f + (2.0f * s + (2.0f * s * p + ef * 1.42860677e-6f));
 }
 
-/* sigmoid(t) with libm's expf, no overflow for either sign (the logistic loss) */
-LGD_HD float lgd_sigmoid(float t)
+/* sin(2 pi u) and cos(2 pi u) for u in [0, 1] (Box-Muller's angle): 4u = q + f with q the
+ * nearest integer and |f| <= 1/2 (both exact), x = f pi / 2 in [-pi/4, pi/4], Taylor
+ * polynomials of sin (to x^9) and cos (to x^10) (truncation below 2e-9), then the
+ * quadrant q mod 4 swaps them and sets the signs on bits. Branch-free. */
+LGD_HD void lgd_sincos_turn(float u, float *sin_out, float *cos_out)
 {
-    return t >= 0 ? 1.0f / (1.0f + expf(-t)) : expf(t) / (1.0f + expf(t));
+    float t = 4.0f * u;
+    float q = (t + 12582912.0f) - 12582912.0f; /* round to nearest (t < 2^22) */
+    float x = (t - q) * 1.57079632679489662f, x2 = x * x;
+    float sp = x + x * x2 * (-1.66666667e-1f + x2 * (8.33333333e-3f +
+               x2 * (-1.98412698e-4f + x2 * 2.75573192e-6f)));
+    float cp = 1.0f + x2 * (-0.5f + x2 * (4.16666667e-2f + x2 * (-1.38888889e-3f +
+               x2 * (2.48015873e-5f + x2 * -2.75573192e-7f))));
+    uint32_t qi = (uint32_t)(int32_t)q & 3u;
+    uint32_t swap = 0u - (qi & 1u); /* q = 1, 3: sin and cos trade places */
+    uint32_t sb = lgd_f32_bits(sp), cb = lgd_f32_bits(cp);
+    uint32_t sin_b = (sb & ~swap) | (cb & swap), cos_b = (cb & ~swap) | (sb & swap);
+    uint32_t sin_neg = ((qi >> 1) & 1u) << 31;        /* q = 2, 3 */
+    uint32_t cos_neg = ((qi ^ (qi >> 1)) & 1u) << 31; /* q = 1, 2 */
+    *sin_out = lgd_bits_f32(sin_b ^ sin_neg);
+    *cos_out = lgd_bits_f32(cos_b ^ cos_neg);
+}
+
+/* softplus(t) = log(1 + e^t) and sigmoid(t) together (the logistic loss and its
+ * gradient), without overflow or cancellation for either sign: e = exp(-|t|) (|t|
+ * clamped at 104, where it has underflowed), softplus = max(t, 0) + log1p(e) with log1p
+ * from lgd_log_pos(1 + e) and the rounding of 1 + e corrected, sigmoid = 1 / (1 + e) or
+ * e / (1 + e) by t's sign. Branch-free (selections on bits), so loops vectorise. A NaN t
+ * gives a NaN softplus (and a finite sigmoid); t = +Inf gives +Inf. */
+LGD_HD void lgd_softplus_sigmoid(float t, float *softplus, float *sigmoid)
+{
+    uint32_t tb = lgd_f32_bits(t), ab = tb & 0x7fffffffu;
+    uint32_t nan = 0u - (uint32_t)(ab > 0x7f800000u);
+    uint32_t cb = ab > 0x42d00000u ? 0x42d00000u : ab; /* 104.0f */
+    float e = lgd_exp_neg(lgd_bits_f32(cb)), w = 1.0f + e;
+    float log1p_e = lgd_log_pos(w) + (e - (w - 1.0f)) / w;
+    uint32_t neg = 0u - (tb >> 31); /* all ones when the sign bit is set */
+    float pos = lgd_bits_f32(tb & ~neg); /* max(t, 0) */
+    *softplus = lgd_bits_f32(lgd_f32_bits(pos + log1p_e) | nan);
+    float v = 1.0f / w, ev = e * v;
+    *sigmoid = lgd_bits_f32((lgd_f32_bits(v) & ~neg) | (lgd_f32_bits(ev) & neg));
 }
 
 /* ---- GELU, erf form (the network layers' activation, nn/) ---- */

@@ -56,15 +56,19 @@ LGD_HD float lgd_u32_to_uniform_open(uint32_t a)
     return ((float)(a >> 9) + 0.5f) * (1.0f / 8388608.0f);
 }
 
-/* Box-Muller on (a, b) -> two standard normals. */
+/* Box-Muller on (a, b) -> two standard normals: r = sqrt(-2 log u1), (r cos 2 pi u2,
+ * r sin 2 pi u2). The log and sincos are hd_math.h's branch-free polynomials, not libm's
+ * opaque calls, so the CPU's loops over lanes vectorise (and the CUDA device computes
+ * the same operations: IEEE sqrt, no contracted FMAs). */
 LGD_HD void lgd_box_muller(uint32_t a, uint32_t b, float *z0, float *z1)
 {
-    float u1 = ((float)(a >> 8) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1] */
-    float u2 = (float)(b >> 8) * (1.0f / 16777216.0f);          /* [0, 1) */
-    float r = sqrtf(-2.0f * logf(u1));
-    float t = 6.283185307179586f * u2;
-    *z0 = r * cosf(t);
-    *z1 = r * sinf(t);
+    float u1 = ((float)(int32_t)(a >> 8) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1] */
+    float u2 = (float)(int32_t)(b >> 8) * (1.0f / 16777216.0f);          /* [0, 1) */
+    float r = sqrtf(-2.0f * lgd_log_pos(u1));
+    float s, c;
+    lgd_sincos_turn(u2, &s, &c);
+    *z0 = r * c;
+    *z1 = r * s;
 }
 
 /* Four normals from one Philox block. */

@@ -75,6 +75,15 @@ static lgd_status sqerr_eval(lgd_loss *l, const float *x, size_t batch, size_t n
     return LGD_OK;
 }
 
+static void sqerr_block(const lgd_loss *l, size_t sample, size_t m, const float *x,
+                        float *loss, float *grad)
+{
+    const sqerr_loss *s = l->impl;
+    size_t dim = (size_t)l->dim;
+    s->kern->sqerr_rows(m, dim, x, s->target.data + (sample % s->target_rows) * dim,
+                        s->weights.data, loss, grad);
+}
+
 static void sqerr_free(lgd_context *ctx, sqerr_loss *s)
 {
     lgd_buffer_release(ctx, &s->target);
@@ -139,6 +148,10 @@ lgd_status lgd_loss_create_squared_error(lgd_context *ctx, int64_t dim, const fl
         (st = lgd_loss_new(ctx, &sqerr_vtable, dim, s, out))) {
         sqerr_free(ctx, s);
         return st;
+    }
+    if (s->kern->sqerr_rows) {
+        (*out)->block.eval = sqerr_block;
+        (*out)->block.target_rows = s->target_rows;
     }
     return LGD_OK;
 }
@@ -278,6 +291,14 @@ static lgd_status logistic_eval(lgd_loss *l, const float *x, size_t batch, size_
     return LGD_OK;
 }
 
+static void logistic_block(const lgd_loss *l, size_t sample, size_t m, const float *x,
+                           float *loss, float *grad)
+{
+    (void)sample;
+    const logistic_loss *s = l->impl;
+    s->kern->logistic_rows(m, (size_t)l->dim, x, s->a.data, s->b, loss, grad);
+}
+
 static void logistic_free(lgd_context *ctx, logistic_loss *s)
 {
     lgd_buffer_release(ctx, &s->a);
@@ -327,6 +348,8 @@ lgd_status lgd_loss_create_logistic(lgd_context *ctx, int64_t dim, const float *
         logistic_free(ctx, s);
         return st;
     }
+    if (s->kern->logistic_rows)
+        (*out)->block.eval = logistic_block;
     return LGD_OK;
 }
 

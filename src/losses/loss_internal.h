@@ -20,6 +20,18 @@ typedef struct lgd_loss_vtable {
     void (*destroy)(lgd_loss *l);
 } lgd_loss_vtable;
 
+/* A loss's evaluation on one sample's draws, on the calling thread and host memory
+ * (built-in losses on the CPU): x[m][dim] are draws of sample `sample` of the guidance
+ * batch -> loss[m], grad[m][dim], in the same arithmetic as the vtable's eval gives those
+ * rows. The fused Monte Carlo kernel (sampling/mc_kernels.h) calls it inside its own
+ * parallel loop. target_rows: the rows of the loss's target (the batch must have as many,
+ * or the target one; otherwise the guidance takes eval, which reports it), 0 for none. */
+typedef struct lgd_loss_block {
+    void (*eval)(const lgd_loss *l, size_t sample, size_t m, const float *x, float *loss,
+                 float *grad);
+    size_t target_rows;
+} lgd_loss_block;
+
 struct lgd_loss {
     lgd_refcount refs;
     lgd_context *ctx;
@@ -29,6 +41,7 @@ struct lgd_loss {
     /* the dlopen reference of the plugin that made this loss (lgd_loss_load_plugin), or
      * NULL; dropped by the final release after vt->destroy (src/plugins/) */
     void *plugin;
+    lgd_loss_block block; /* eval NULL: none (every loss but the CPU's built-ins) */
 };
 
 lgd_status lgd_loss_new(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t dim, void *impl,

@@ -30,6 +30,16 @@ typedef struct lgd_loss_kernels {
     void (*residual)(lgd_backend *be, size_t rows, size_t m, const float *y,
                      size_t target_rows, size_t per_target, float inv_s2, float *hx,
                      float *loss);
+
+    /* Optional (the CPU's table; NULL on devices): the same losses on `rows` rows that
+     * share one target row, on the calling thread, host memory. The kernels above are
+     * these, called on blocks of rows in parallel, so the two give the same bits; the
+     * fused Monte Carlo kernel (sampling/mc_kernels.h) calls them one sample's draws at a
+     * time inside its own parallel loop. */
+    void (*sqerr_rows)(size_t rows, size_t cols, const float *x, const float *target,
+                       const float *weights, float *loss, float *grad);
+    void (*logistic_rows)(size_t rows, size_t cols, const float *x, const float *a, float b,
+                          float *loss, float *grad);
 } lgd_loss_kernels;
 
 extern const lgd_loss_kernels lgd_loss_kernels_cpu;

@@ -145,6 +145,10 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
     if (o.kind == LGD_GUIDANCE_DPS)
         o.n_samples = 1;
     size_t n = (size_t)(o.n_samples > 0 ? o.n_samples : 1);
+    /* LGD_MC_FUSED=0 in the environment turns the fused CPU loop off (benchmarks compare
+     * the two; the results are the same bits) */
+    const char *fused_env = getenv("LGD_MC_FUSED");
+    g->fused = !(fused_env && strcmp(fused_env, "0") == 0);
     g->chunk = o.chunk_size > 0 ? (size_t)o.chunk_size : 16;
     if (g->chunk > n)
         g->chunk = n;
@@ -310,6 +314,26 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
                            g->st_lsum.data, g->st_vec.data };
     g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
+    const lgd_loss_block *blk = &g->loss->block;
+    if (!exact && g->fused && g->mc->fused && blk->eval &&
+        (blk->target_rows <= 1 || blk->target_rows == batch)) {
+        /* the fused loop (mc_kernels.h): the same bits as the loop below; cancellation is
+         * looked at every `span` draws */
+        size_t span = g->chunk * (size_t)64;
+        for (size_t done = 0; done < n; done += span) {
+            if ((st = lgd_check_cancel(ctx, "guidance")))
+                return st;
+            size_t end = n - done < span ? n : done + span;
+            lgd_rng_stream rng = { g->opt.seed, LGD_RNG_MC_DRAW, (uint32_t)step, first_row,
+                                   (uint32_t)done };
+            if (g->mc->fused(ctx->be, g->loss, &rng, batch, end, g->chunk, D, g->xhat.data, r,
+                             g->draws.data, g->grad.data, g->losses.data, &state))
+                ops->fill(ctx->be, g->flags.data + FLAG_LOSS, 1, 1.0f);
+        }
+        g->mc->finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
+        ops->finite_flag(ctx->be, g->v.data, batch * D, g->flags.data + FLAG_GRAD);
+        return LGD_OK;
+    }
     for (size_t done = 0; done < n; done += g->chunk) {
         if ((st = lgd_check_cancel(ctx, "guidance")))
             return st;

@@ -18,6 +18,7 @@ struct lgd_guidance {
     lgd_loss *loss;           /* NULL for LGD_GUIDANCE_NONE */
     lgd_guidance_options opt;
     size_t chunk;             /* draws per chunk */
+    int fused;                /* may use the backend's fused LGD-MC loop (mc_kernels.h) */
     lgd_buffer cond;          /* [cond_rows][cond_dim] */
     size_t cond_rows;
     int has_cond;

@@ -23,6 +23,8 @@ typedef struct lgd_mc_state {
     float *vec;                             /* [rows][cols] */
 } lgd_mc_state;
 
+struct lgd_loss; /* losses/loss_internal.h (no public header: the CUDA module includes this) */
+
 typedef struct lgd_mc_kernels {
     void (*reset)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st);
     /* folds draws loss[rows][draws], vec[rows][draws][cols] into the state */
@@ -31,6 +33,19 @@ typedef struct lgd_mc_kernels {
     /* out[r][:] = vec / sum; ess[r] = sum^2 / sum2; wloss[r] = wloss / sum (in place) */
     void (*finish)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st, float *out,
                    float *ess);
+    /* Optional (the CPU's table; NULL on devices): the whole LGD-MC loop over draws
+     * [rng->first_draw, end) of every row in one pass, for a loss with a block evaluator
+     * (losses/loss_internal.h): per row, chunk by chunk (chunks start at multiples of
+     * `chunk`, as the unfused loop's), draws[r] = xhat[r] + radius eps (the normal
+     * stream of normal_around), loss and gradient by the block evaluator into the
+     * row's slice of losses[rows][chunk] and grad[rows][chunk][cols], folded into the
+     * state by accumulate's arithmetic: the same bits as the unfused loop, with every
+     * intermediate in the row's slice (cache-resident) and one parallel loop (rows
+     * scheduled dynamically: a thread slowed by another process costs its share, not
+     * the whole). Returns nonzero when some loss value is not finite. */
+    int (*fused)(lgd_backend *be, const struct lgd_loss *loss, const lgd_rng_stream *rng, size_t rows,
+                 size_t end, size_t chunk, size_t cols, const float *xhat, float radius,
+                 float *draws, float *grad, float *losses, lgd_mc_state *st);
 } lgd_mc_kernels;
 
 extern const lgd_mc_kernels lgd_mc_kernels_cpu;

@@ -22,12 +22,24 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_nn.h"
 #include "backend/cpu/cpu_parallel.h"
+#include "backend/cpu/cpu_pool.h"
+#include "backend/cpu/cpu_normals.h"
 #include "core/philox.h"
 
 static const char *cpu_name(lgd_backend *be) { return be->name; }
 
+struct lgd_cpu_pool *lgd_cpu_pool_get(lgd_backend *be)
+{
+    if (!be->pool_tried) {
+        be->pool_tried = 1;
+        be->pool = lgd_cpu_pool_create(be->threads);
+    }
+    return be->pool;
+}
+
 static void cpu_destroy(lgd_backend *be)
 {
+    lgd_cpu_pool_destroy(be->pool);
     lgd_cpu_dnnl_release(be);
     lgd_cpu_nn_release(be);
     free(be);
@@ -213,41 +225,16 @@ static void cpu_finite_flag(lgd_backend *be, const float *x, size_t n, float *fl
         *flag = 1.0f;
 }
 
-/* Eight Philox4x32-10 blocks at consecutive 64-bit block indices blk..blk+7 (split
- * over counter words 0 and 2, as in cpu_normal), written lane-wise so the compiler
- * vectorises the rounds. Same results as lgd_philox4x32_10 lane by lane. */
-#define PHILOX_LANES 8
-static void philox_x8(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
-                      uint32_t out[4][PHILOX_LANES])
+/* Groups [g0, g1) of the (row, group) units of a normal stream (cpu_normals.h), compiled
+ * for AVX-512 / AVX2 / baseline with the same bits. */
+LGD_CPU_CLONES static void normal_units(const lgd_rng_stream *s, uint64_t f0, uint64_t n,
+                                        uint64_t groups, size_t cols, const float *mean,
+                                        float scale, float *out, size_t u0, size_t u1)
 {
-    uint32_t x0[PHILOX_LANES], x1[PHILOX_LANES], x2[PHILOX_LANES], x3[PHILOX_LANES];
-    for (int l = 0; l < PHILOX_LANES; l++) {
-        x0[l] = (uint32_t)(blk + (uint64_t)l);
-        x1[l] = c1;
-        x2[l] = (uint32_t)((blk + (uint64_t)l) >> 32);
-        x3[l] = c3;
-    }
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        for (int l = 0; l < PHILOX_LANES; l++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * x0[l], p1 = (uint64_t)0xCD9E8D57u * x2[l];
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ x1[l] ^ k0;
-            uint32_t n2 = (uint32_t)(p0 >> 32) ^ x3[l] ^ k1;
-            x1[l] = (uint32_t)p1;
-            x3[l] = (uint32_t)p0;
-            x0[l] = n0;
-            x2[l] = n2;
-        }
-    }
-    for (int l = 0; l < PHILOX_LANES; l++) {
-        out[0][l] = x0[l];
-        out[1][l] = x1[l];
-        out[2][l] = x2[l];
-        out[3][l] = x3[l];
+    for (size_t u = u0; u < u1; u++) {
+        size_t r = u / groups;
+        lgd_cpu_normal_stream_group(s, r, f0, n, u % groups, cols, mean ? mean + r * cols : NULL,
+                                    scale, out + r * n);
     }
 }
 
@@ -255,41 +242,14 @@ static void philox_x8(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
 static void normal_stream(lgd_backend *be, const lgd_rng_stream *s, size_t rows, size_t draws,
                           size_t cols, const float *mean, float scale, float *out)
 {
-    uint32_t tag = lgd_rng_tag(s->purpose, s->step);
     uint64_t f0 = (uint64_t)s->first_draw * cols, n = (uint64_t)draws * cols;
-    uint64_t blk0 = f0 / 4, blk1 = (f0 + n + 3) / 4; /* blocks touching [f0, f0 + n) */
-    uint64_t per_row = blk1 - blk0, groups = (per_row + PHILOX_LANES - 1) / PHILOX_LANES;
+    uint64_t groups = lgd_cpu_normal_groups(f0, n);
+    size_t units = rows * (size_t)groups, per = 64; /* units per call of the clone */
+    size_t calls = (units + per - 1) / per;
     LGD_CPU_FOR(rows * n)
-    for (size_t rg = 0; rg < rows * groups; rg++) {
-        size_t r = rg / groups;
-        uint64_t blk = blk0 + (rg % groups) * PHILOX_LANES;
-        uint32_t w[4][PHILOX_LANES];
-        philox_x8(blk, (uint32_t)(s->first_row + r), tag, s->seed, w);
-        /* the group's normals, then the part of them inside [f0, f0 + n) */
-        float z[4 * PHILOX_LANES];
-        uint64_t fa = blk * 4, fb = (blk + PHILOX_LANES) * 4;
-        fb = fb < blk1 * 4 ? fb : blk1 * 4;
-        for (uint64_t l = 0; l < (fb - fa) / 4; l++) {
-            lgd_box_muller(w[0][l], w[1][l], &z[4 * l], &z[4 * l + 1]);
-            lgd_box_muller(w[2][l], w[3][l], &z[4 * l + 2], &z[4 * l + 3]);
-        }
-        uint64_t a = fa > f0 ? fa : f0, b = fb < f0 + n ? fb : f0 + n;
-        if (a >= b)
-            continue;
-        float *o = out + r * n + (a - f0);
-        const float *zz = z + (a - fa);
-        size_t cnt = (size_t)(b - a);
-        if (mean) {
-            const float *mr = mean + r * cols;
-            size_t c = (size_t)(a % cols); /* one division per group, not per value */
-            for (size_t i = 0; i < cnt; i++) {
-                o[i] = mr[c] + scale * zz[i];
-                if (++c == cols)
-                    c = 0;
-            }
-        } else {
-            memcpy(o, zz, cnt * sizeof *o);
-        }
+    for (size_t c = 0; c < calls; c++) {
+        size_t u0 = c * per, u1 = u0 + per < units ? u0 + per : units;
+        normal_units(s, f0, n, groups, cols, mean, scale, out, u0, u1);
     }
 }
 
@@ -394,13 +354,40 @@ static const lgd_backend_ops cpu_ops = {
 };
 
 
+#ifdef _OPENMP
+/* The default thread count: OpenMP's (OMP_NUM_THREADS when set, else the CPUs of the
+ * affinity mask), capped, when OMP_NUM_THREADS is not set, by the CPU quota of the
+ * process's cgroup (cgroup v2 cpu.max "quota period", rounded up): in a container
+ * limited to 2 CPUs of a 64-core machine, 64 threads would share 2 CPUs' time. */
+static int default_threads(void)
+{
+    int n = omp_get_max_threads();
+    if (getenv("OMP_NUM_THREADS"))
+        return n;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (!f)
+        return n;
+    char quota[32] = "";
+    long long period = 0;
+    if (fscanf(f, "%31s %lld", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
+        period > 0) {
+        long long q = atoll(quota);
+        long long cpus = q > 0 ? (q + period - 1) / period : 0;
+        if (cpus >= 1 && cpus < n)
+            n = (int)cpus;
+    }
+    fclose(f);
+    return n;
+}
+#endif
+
 int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_ops **out_ops)
 {
     lgd_backend *be = calloc(1, sizeof *be);
     if (!be)
         return -1;
 #ifdef _OPENMP
-    be->threads = threads > 0 ? threads : omp_get_max_threads();
+    be->threads = threads > 0 ? threads : default_threads();
 #else
     be->threads = 1;
     (void)threads;

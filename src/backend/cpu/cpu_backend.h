@@ -22,8 +22,14 @@ struct dnnl_stream;
 
 /* The CPU backend's state. A backend object is used by one thread at a time, so
  * the scratch buffer and the oneDNN state need no lock. */
+struct lgd_cpu_pool;
+
 struct lgd_backend {
     int threads;
+    /* the backend's own parking workers (cpu_pool.h), started by the first loop that
+     * uses them (lgd_cpu_pool_get); NULL with one thread or when none could start */
+    struct lgd_cpu_pool *pool;
+    int pool_tried;
     char name[96];
     /* grow-only scratch of the network layers (im2col / col2im tiles, oneDNN's
      * reordered tensors and scratchpads), 64-byte aligned; freed by lgd_cpu_nn_release */
@@ -42,6 +48,10 @@ struct lgd_backend {
     uint64_t dnnl_clock;      /* LRU clock */
     uint64_t dnnl_conv_calls; /* convolutions computed by oneDNN (seen by the tests) */
 };
+
+/* The backend's worker pool for `threads` threads, started on first use; NULL means
+ * "run on the caller" (one thread, or the threads could not be started). */
+struct lgd_cpu_pool *lgd_cpu_pool_get(lgd_backend *be);
 
 /* Frees the network layers' scratch (called by the backend's destroy). */
 void lgd_cpu_nn_release(lgd_backend *be);

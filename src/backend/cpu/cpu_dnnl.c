@@ -26,8 +26,10 @@
  * backend's grow-only scratch. oneDNN 2.6 has no sum post-op for backward data, so
  * dx = conv^T(dy) + beta dx with beta != 0 is computed into the scratch and added.
  *
- * oneDNN threads with OpenMP (omp_get_max_threads(), as OpenBLAS does for the GEMMs),
- * not with be->threads, so results do not depend on the backend's thread count.
+ * oneDNN threads with OpenMP (omp_get_max_threads() of the calling thread, as OpenBLAS
+ * does for the GEMMs), which is set to be->threads around each call
+ * (lgd_cpu_libs_begin, cpu_parallel.h): the context's thread count reaches oneDNN, and
+ * its results are reproducible for a given thread count.
  * LGD_CPU_ONEDNN=0 in the environment when a backend opens switches oneDNN off for it.
  */
 #include <stdlib.h>
@@ -37,6 +39,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_nn.h"
+#include "backend/cpu/cpu_parallel.h"
 
 void lgd_cpu_dnnl_init(lgd_backend *be)
 {
@@ -453,7 +456,9 @@ int lgd_cpu_dnnl_conv2d_forward(lgd_backend *be, const lgd_conv_shape *s, const 
     lgd_dnnl_conv *e = conv_prepare(be, s, bias ? CONV_FWD_BIAS : CONV_FWD, 0, &base, &oom);
     if (!e)
         return oom ? -2 : -1;
-    if (conv_run(be, e, x, w, bias, NULL, NULL, y, base) != 0)
+    int saved = lgd_cpu_libs_begin(be), rc = conv_run(be, e, x, w, bias, NULL, NULL, y, base);
+    lgd_cpu_libs_end(be, saved);
+    if (rc != 0)
         return -1;
     be->dnnl_conv_calls++;
     return 0;
@@ -470,7 +475,9 @@ int lgd_cpu_dnnl_conv2d_backward_data(lgd_backend *be, const lgd_conv_shape *s,
     /* beta != 0: the result goes to the scratch, and dx is touched only once it is
      * complete (so that a failure leaves dx for the fallback) */
     float *out = beta != 0.0f ? (float *)(void *)(base + e->off_tmp) : dx;
-    if (conv_run(be, e, NULL, w, NULL, dy, out, NULL, base) != 0)
+    int saved = lgd_cpu_libs_begin(be), rc = conv_run(be, e, NULL, w, NULL, dy, out, NULL, base);
+    lgd_cpu_libs_end(be, saved);
+    if (rc != 0)
         return -1;
     if (beta != 0.0f) {
         const size_t m = (size_t)s->n * s->c_in * s->h * s->w;

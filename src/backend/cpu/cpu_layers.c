@@ -79,24 +79,8 @@ void lgd_cpu_scale_shift_backward(lgd_backend *be, size_t n, size_t c, size_t s,
  * lgd_gelu_grad) are in core/hd_math.h, shared with the CUDA kernels. */
 
 /* SiLU kernels on a range, compiled for AVX-512 and AVX2 beside the baseline and chosen
- * at load time (GCC/clang function multiversioning). ISO C mode contracts no FMAs, so
- * every version computes bit-identical results. Off with -Dcpu_dispatch=false
- * (LGD_NO_TARGET_CLONES) and under ThreadSanitizer, whose runtime is not yet set up
- * when the ifunc resolvers run at load time (a crash before main). */
-#if defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define LGD_TSAN_BUILD 1
-#  endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#  define LGD_TSAN_BUILD 1
-#endif
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(LGD_TSAN_BUILD) && !defined(LGD_NO_TARGET_CLONES)
-#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NN_CLONES
-#endif
+ * at load time (LGD_CPU_CLONES, cpu_parallel.h): bit-identical results in every version. */
+#define NN_CLONES LGD_CPU_CLONES
 
 NN_CLONES static void silu_range(size_t n, const float *x, float *y)
 {

@@ -45,12 +45,26 @@ static void gemm_reference(int trans_a, int trans_b, size_t M, size_t N, size_t 
         }
 }
 
+static void sgemm_any(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                      float beta, float *C, size_t ldc);
+
+/* the GEMM libraries' threads: the backend's count (cpu_parallel.h) */
 void lgd_cpu_sgemm(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
                    float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                    float beta, float *C, size_t ldc)
 {
     if (M == 0 || N == 0)
         return;
+    int saved = lgd_cpu_libs_begin(be);
+    sgemm_any(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    lgd_cpu_libs_end(be, saved);
+}
+
+static void sgemm_any(lgd_backend *be, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                      float beta, float *C, size_t ldc)
+{
     /* oneDNN's sgemm when built with it (cpu_dnnl.c); OpenBLAS otherwise, and
      * for what oneDNN leaves to it (small or K = 0 products, errors) */
     if (be->onednn && lgd_cpu_dnnl_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,

@@ -1,0 +1,256 @@
+/*
+ * test_mc_fused.c - the 'mc_fused' part of the 'unit' suite: the CPU's fused LGD-MC
+ * loop (sampling/mc_kernels_cpu.c: draws, loss, gradient and online log-sum-exp in one
+ * pass per row) gives the same bits as the unfused one (normal_around, the loss's eval,
+ * accumulate) for every built-in loss it serves, draw counts that are and are not
+ * multiples of the chunk, DPS, 1 and 2 threads; a non-finite loss and cancellation are
+ * reported the same way; a loss without a block evaluator (callbacks) is unchanged.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "losses/loss_internal.h"     /* the loss's block evaluator */
+#include "sampling/guidance_impl.h" /* g->fused: the switch this test compares */
+#include "testutil.h"
+
+typedef struct outcome {
+    lgd_status st;
+    float *g, *xhat, *row_loss, *row_ess;
+    float mean_loss, mean_ess, min_ess;
+} outcome;
+
+static void outcome_free(outcome *o)
+{
+    free(o->g);
+    free(o->xhat);
+    free(o->row_loss);
+    free(o->row_ess);
+}
+
+/* One guided term with the fused loop on or off. */
+static outcome term(lgd_context *ctx, lgd_model *m, lgd_loss *l, lgd_guidance_kind kind,
+                    int32_t n, int32_t chunk, const float *x, int64_t batch, float sigma,
+                    int fused)
+{
+    lgd_guidance_options o = LGD_GUIDANCE_OPTIONS_INIT;
+    o.kind = kind;
+    o.n_samples = n;
+    o.chunk_size = chunk;
+    o.seed = 0x5eed;
+    lgd_guidance *g = NULL;
+    TU_OK(ctx, lgd_guidance_create(ctx, m, l, &o, &g));
+    g->fused = fused;
+    int64_t dim = lgd_model_dim(m);
+    lgd_tensor *xt = tu_tensor(ctx, batch, dim, x), *gt = tu_tensor(ctx, batch, dim, NULL);
+    lgd_tensor *xh = tu_tensor(ctx, batch, dim, NULL);
+    outcome r = { 0 };
+    r.row_loss = calloc((size_t)batch, sizeof(float));
+    r.row_ess = calloc((size_t)batch, sizeof(float));
+    lgd_guidance_report rep = LGD_GUIDANCE_REPORT_INIT;
+    rep.rows = batch;
+    rep.row_loss = r.row_loss;
+    rep.row_ess = r.row_ess;
+    r.st = lgd_guidance_term(g, xt, sigma, 3, 17, gt, xh, &rep);
+    r.g = tu_download(gt);
+    r.xhat = tu_download(xh);
+    r.mean_loss = rep.mean_loss;
+    r.mean_ess = rep.mean_ess;
+    r.min_ess = rep.min_ess;
+    lgd_tensor_destroy(xt);
+    lgd_tensor_destroy(gt);
+    lgd_tensor_destroy(xh);
+    lgd_guidance_destroy(g);
+    return r;
+}
+
+static void assert_same_bits(const float *a, const float *b, size_t n, const char *what,
+                             const char *label)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
+                      "%s: %s[%zu] fused %.9g unfused %.9g", label, what, i, (double)a[i],
+                      (double)b[i]);
+}
+
+static void compare(lgd_context *ctx, lgd_model *m, lgd_loss *l, lgd_guidance_kind kind,
+                    int32_t n, int32_t chunk, const float *x, int64_t batch, float sigma,
+                    const char *label)
+{
+    outcome f = term(ctx, m, l, kind, n, chunk, x, batch, sigma, 1);
+    outcome u = term(ctx, m, l, kind, n, chunk, x, batch, sigma, 0);
+    ck_assert_msg(f.st == LGD_OK && u.st == LGD_OK, "%s: %s / %s (%s)", label,
+                  lgd_status_string(f.st), lgd_status_string(u.st),
+                  lgd_context_last_error(ctx));
+    size_t nb = (size_t)batch, nv = nb * (size_t)lgd_model_dim(m);
+    assert_same_bits(f.g, u.g, nv, "g", label);
+    assert_same_bits(f.xhat, u.xhat, nv, "xhat", label);
+    assert_same_bits(f.row_loss, u.row_loss, nb, "row_loss", label);
+    assert_same_bits(f.row_ess, u.row_ess, nb, "row_ess", label);
+    ck_assert_msg(f.mean_loss == u.mean_loss && f.mean_ess == u.mean_ess &&
+                      f.min_ess == u.min_ess, "%s: report", label);
+    for (size_t i = 0; i < nv; i++)
+        ck_assert_msg(isfinite(f.g[i]), "%s: g[%zu] = %g", label, i, (double)f.g[i]);
+    outcome_free(&f);
+    outcome_free(&u);
+}
+
+/* A diagonal mixture in `dim` dimensions with components at +-1 per coordinate. */
+static lgd_model *mixture(lgd_context *ctx, int64_t dim, float scale)
+/* (scale 1 in every use: the spread of the modes and of the components) */
+{
+    float w[2] = { 0.3f, 0.7f }, mu[2 * 64], var[2 * 64];
+    ck_assert(dim <= 64);
+    for (int64_t j = 0; j < dim; j++) {
+        mu[j] = -scale * (1.0f + 0.1f * (float)j);
+        mu[dim + j] = scale * (1.0f - 0.05f * (float)j);
+        var[j] = 0.04f * scale * scale;
+        var[dim + j] = 0.09f * scale * scale;
+    }
+    lgd_model *m = NULL;
+    TU_OK(ctx, lgd_model_create_gmm(ctx, dim, 2, w, mu, var, LGD_COVARIANCE_DIAGONAL, &m));
+    return m;
+}
+
+static const int32_t draw_counts[] = { 1, 5, 16, 37, 100 };
+static const int32_t chunks[] = { 0, 3, 64 };
+
+static void sweep(lgd_context *ctx, lgd_model *m, lgd_loss *l, int64_t batch, const char *name)
+{
+    int64_t dim = lgd_model_dim(m);
+    float *x = malloc((size_t)(batch * dim) * sizeof *x);
+    tu_rng r = { 42 };
+    tu_fill_normal(&r, x, (size_t)(batch * dim), 1.5f);
+    char label[160];
+    for (size_t s = 0; s < 3; s++) {
+        float sigma = (float[]){ 0.05f, 1.0f, 80.0f }[s];
+        snprintf(label, sizeof label, "%s DPS sigma %g", name, (double)sigma);
+        compare(ctx, m, l, LGD_GUIDANCE_DPS, 1, 0, x, batch, sigma, label);
+        for (size_t i = 0; i < sizeof draw_counts / sizeof draw_counts[0]; i++)
+            for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+                snprintf(label, sizeof label, "%s MC n %d chunk %d sigma %g", name,
+                         (int)draw_counts[i], (int)chunks[c], (double)sigma);
+                compare(ctx, m, l, LGD_GUIDANCE_MC, draw_counts[i], chunks[c], x, batch, sigma,
+                        label);
+            }
+    }
+    free(x);
+}
+
+START_TEST(logistic_fused_equals_unfused)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        lgd_context *ctx = tu_context(threads);
+        const float a1 = -50.0f, a5[5] = { 1.0f, -2.0f, 0.5f, 3.0f, -0.25f };
+        lgd_model *m1 = mixture(ctx, 1, 1.0f), *m5 = mixture(ctx, 5, 1.0f);
+        lgd_loss *l1 = NULL, *l5 = NULL;
+        TU_OK(ctx, lgd_loss_create_logistic(ctx, 1, &a1, 0.0f, &l1));
+        TU_OK(ctx, lgd_loss_create_logistic(ctx, 5, a5, 0.3f, &l5));
+        sweep(ctx, m1, l1, threads == 1 ? 300 : 2000, "logistic 1-D");
+        sweep(ctx, m5, l5, 61, "logistic 5-D");
+        lgd_loss_destroy(l1);
+        lgd_loss_destroy(l5);
+        lgd_model_destroy(m1);
+        lgd_model_destroy(m5);
+        lgd_context_destroy(ctx);
+    }
+}
+END_TEST
+
+START_TEST(squared_error_fused_equals_unfused)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        lgd_context *ctx = tu_context(threads);
+        enum { D = 19, B = 23 };
+        float target[B * D], weights[D];
+        tu_rng r = { 7 };
+        tu_fill_normal(&r, target, B * D, 1.0f);
+        for (int j = 0; j < D; j++)
+            weights[j] = 0.25f + 0.1f * (float)j;
+        lgd_model *m = mixture(ctx, D, 1.0f);
+        lgd_loss *shared = NULL, *rows = NULL, *weighted = NULL;
+        TU_OK(ctx, lgd_loss_create_squared_error(ctx, D, target, 1, NULL, &shared));
+        TU_OK(ctx, lgd_loss_create_squared_error(ctx, D, target, B, NULL, &rows));
+        TU_OK(ctx, lgd_loss_create_squared_error(ctx, D, target, B, weights, &weighted));
+        sweep(ctx, m, shared, B, "sqerr shared target");
+        sweep(ctx, m, rows, B, "sqerr per-row targets");
+        sweep(ctx, m, weighted, B, "sqerr weighted");
+        /* a target whose rows match neither 1 nor the batch: the same error either way */
+        float x[5 * D] = { 0 };
+        outcome f = term(ctx, m, rows, LGD_GUIDANCE_MC, 8, 0, x, 5, 1.0f, 1);
+        outcome u = term(ctx, m, rows, LGD_GUIDANCE_MC, 8, 0, x, 5, 1.0f, 0);
+        ck_assert_int_eq(f.st, LGD_ERR_SHAPE_MISMATCH);
+        ck_assert_int_eq(u.st, LGD_ERR_SHAPE_MISMATCH);
+        outcome_free(&f);
+        outcome_free(&u);
+        lgd_loss_destroy(shared);
+        lgd_loss_destroy(rows);
+        lgd_loss_destroy(weighted);
+        lgd_model_destroy(m);
+        lgd_context_destroy(ctx);
+    }
+}
+END_TEST
+
+START_TEST(non_finite_loss_and_cancel_are_reported_alike)
+{
+    lgd_context *ctx = tu_context(2);
+    /* a target at 1e20: the squared error of a finite draw overflows float (Inf) */
+    lgd_model *m = mixture(ctx, 3, 1.0f);
+    const float far[3] = { 1e20f, 0.0f, -1e20f };
+    lgd_loss *l = NULL;
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, far, 1, NULL, &l));
+    float x[4 * 3] = { 1, 1, 1, -1, -1, -1, 0, 0, 0, 3, 0, 0 };
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, LGD_GUIDANCE_MC, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_NON_FINITE);
+        ck_assert_msg(strstr(lgd_context_last_error(ctx), "loss value is non-finite"),
+                      "fused %d: %s", fused, lgd_context_last_error(ctx));
+        outcome_free(&o);
+    }
+    lgd_context_cancel(ctx);
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, LGD_GUIDANCE_MC, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_ABORTED);
+        outcome_free(&o);
+    }
+    lgd_context_reset_cancel(ctx);
+    lgd_loss_destroy(l);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(only_built_in_cpu_losses_have_a_block_evaluator)
+{
+    lgd_context *ctx = tu_context(1);
+    const float a = 1.0f, t = 0.0f;
+    lgd_loss *lo = NULL, *sq = NULL, *sum = NULL;
+    TU_OK(ctx, lgd_loss_create_logistic(ctx, 1, &a, 0.0f, &lo));
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, 1, &t, 1, NULL, &sq));
+    lgd_loss *terms[2] = { lo, sq };
+    const float w[2] = { 1.0f, 0.5f };
+    TU_OK(ctx, lgd_loss_create_sum(ctx, 2, terms, w, &sum));
+    ck_assert_ptr_nonnull(lo->block.eval);
+    ck_assert_ptr_nonnull(sq->block.eval);
+    ck_assert_ptr_null(sum->block.eval); /* evaluated through eval, unfused */
+    lgd_loss_destroy(lo);
+    lgd_loss_destroy(sq);
+    lgd_loss_destroy(sum);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("mc_fused");
+    TCase *tc = tcase_create("mc_fused");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, logistic_fused_equals_unfused);
+    tcase_add_test(tc, squared_error_fused_equals_unfused);
+    tcase_add_test(tc, non_finite_loss_and_cancel_are_reported_alike);
+    tcase_add_test(tc, only_built_in_cpu_losses_have_a_block_evaluator);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
