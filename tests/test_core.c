@@ -181,6 +181,66 @@ START_TEST(philox_maps)
 }
 END_TEST
 
+/* hd_math.h's branch-free log, sincos of a turn and softplus/sigmoid (Box-Muller and the
+ * logistic loss use them in vectorised loops) against double libm. */
+static double ulp_of(double v)
+{
+    float f = (float)fabs(v);
+    return f == 0.0f ? ldexp(1.0, -149) : (double)(nextafterf(f, INFINITY) - f);
+}
+
+START_TEST(branch_free_math)
+{
+    /* log: every 8th float of [1/2, 2) (where log is smallest relative to its input's
+     * spacing), every 1024th of each binade down to 2^-24 (Box-Muller's smallest u1) */
+    double worst = 0.0;
+    for (int e = -24; e <= 0; e++) {
+        uint32_t step = e >= -1 ? 8u : 1024u;
+        for (uint32_t m = 0; m < (1u << 23); m += step) {
+            float x = ldexpf(1.0f + (float)m / 8388608.0f, e);
+            double ref = log((double)x);
+            double err = fabs((double)lgd_log_pos(x) - ref) / ulp_of(ref);
+            worst = err > worst ? err : worst;
+        }
+    }
+    ck_assert_msg(worst <= 2.0, "lgd_log_pos: %.3f ulp", worst);
+    ck_assert(lgd_log_pos(1.0f) == 0.0f);
+    /* sin and cos of 2 pi u on Box-Muller's grid u = k / 2^24, every 64th */
+    double abs_err = 0.0;
+    for (uint32_t k = 0; k < (1u << 24); k += 64) {
+        float u = (float)k * (1.0f / 16777216.0f), sn, cs;
+        lgd_sincos_turn(u, &sn, &cs);
+        double t = 6.283185307179586476925 * (double)u;
+        double es = fabs(sn - sin(t)), ec = fabs(cs - cos(t));
+        abs_err = es > abs_err ? es : abs_err;
+        abs_err = ec > abs_err ? ec : abs_err;
+    }
+    ck_assert_msg(abs_err <= 1.5e-7, "lgd_sincos_turn: abs error %g", abs_err);
+    /* softplus and sigmoid over [-120, 120], relative to double references */
+    double sp_err = 0.0, sg_err = 0.0;
+    for (int i = -120000; i <= 120000; i += 7) {
+        float t = (float)i * 1e-3f, sp, sg;
+        lgd_softplus_sigmoid(t, &sp, &sg);
+        double td = t, rsp = fmax(td, 0.0) + log1p(exp(-fabs(td)));
+        double rsg = td >= 0 ? 1.0 / (1.0 + exp(-td)) : exp(td) / (1.0 + exp(td));
+        if (rsp > 1e-37)
+            sp_err = fmax(sp_err, fabs(sp - rsp) / rsp);
+        if (rsg > 1e-37)
+            sg_err = fmax(sg_err, fabs(sg - rsg) / rsg);
+    }
+    ck_assert_msg(sp_err <= 4e-7 && sg_err <= 4e-7, "softplus %g sigmoid %g", sp_err, sg_err);
+    float sp, sg;
+    lgd_softplus_sigmoid(NAN, &sp, &sg);
+    ck_assert(isnan(sp));
+    lgd_softplus_sigmoid(-NAN, &sp, &sg);
+    ck_assert(isnan(sp));
+    lgd_softplus_sigmoid(INFINITY, &sp, &sg);
+    ck_assert(sp == INFINITY && sg == 1.0f);
+    lgd_softplus_sigmoid(-INFINITY, &sp, &sg);
+    ck_assert(sp == 0.0f && sg == 0.0f);
+}
+END_TEST
+
 START_TEST(normal_layout)
 {
     /* out[r][j][e] is element f % 4 of the block at counter
@@ -2365,6 +2425,7 @@ static Suite *core_suite(void)
     TCase *tc = tcase_create("philox");
     tcase_add_test(tc, philox_known_answers);
     tcase_add_test(tc, philox_maps);
+    tcase_add_test(tc, branch_free_math);
     tcase_add_test(tc, normal_layout);
     tcase_add_test(tc, normal_moments);
     tcase_add_test(tc, uniform_moments);
