@@ -14,8 +14,8 @@ The `lgd mixture` experiment's LGD-MC n = 100 run (prior 0.5 N(-1, 0.2^2) +
   py numpy       the package with the loss written in numpy (float32), called by the
                  library once per chunk of draws (default chunk_size: 16 draws);
   py numpy c100  the same with chunk_size 100 (one call per step);
-  py numpy exact the numpy loss of bindings/python/examples/mixture.py, which follows
-                 the C kernel's float32 arithmetic (float64 exp), for the record.
+  py numpy exact the numpy loss of bindings/python/examples/mixture.py, which repeats
+                 the C kernel's float32 arithmetic bit for bit, for the record.
 
 The variants are interleaved, repetition by repetition, so that a change of the machine's
 load hits them alike; each row reports the median, min and max wall-clock seconds per run

@@ -13,9 +13,10 @@ protocol (runs of --paper-samples samples: the consecutive blocks of each run).
 
 The numbers equal those of `lgd mixture` with the same options (its tables' digits; the
 s/run column and the speed line are this program's own timings). The loss is numpy code
-that follows the C built-in's float32 arithmetic (src/losses/loss_kernels_cpu.c): see
-logistic_loss() for the one operation that can round differently. --builtin-loss uses the
-library's logistic loss instead, which gives the C tool's samples bit for bit.
+that repeats the C built-in's float32 arithmetic (src/losses/loss_kernels_cpu.c and the
+polynomial softplus and sigmoid of src/core/hd_math.h; see softplus_sigmoid()), so its
+values and gradients, and the samples, are the built-in's bit for bit. --builtin-loss
+uses the library's logistic loss itself.
 
     LGD_BUILD_DIR=build python3 bindings/python/examples/mixture.py --samples 2000 --seeds 2
 """
@@ -39,31 +40,88 @@ EXACT_IS_DRAWS = 100
 
 
 # ---- the loss, in numpy ----
+#
+# liblgd's logistic loss computes softplus and sigmoid with the branch-free polynomials of
+# src/core/hd_math.h (lgd_exp_neg, lgd_log_pos, lgd_softplus_sigmoid), not with libm.
+# These are ports of them to numpy: the same float32 operations in the same order (each
+# numpy ufunc rounds once, as C's float arithmetic without contraction), the same
+# constants (each decimal rounds to the same float32 through float64 as C's `f` literal),
+# bit casts as views on uint32, and C's truncating integer division, so the loss is the
+# built-in's to the bit (bindings/python/tests/test_loss.py checks it).
+
+F32, U32 = np.float32, np.uint32
+
+
+def _exp_neg(a: np.ndarray) -> np.ndarray:
+    """exp(-a) for float32 a in [0, 104], as lgd_exp_neg: -a = n ln2 + r (Cody-Waite),
+    exp(r) by its Taylor polynomial of degree 7, 2^n from exponent bits in two factors."""
+    x = -a
+    t = x * F32(1.44269504088896341)
+    n = (t + F32(12582912.0)) - F32(12582912.0)  # round to nearest (|t| < 2^22)
+    r = (x - n * F32(0.693359375)) + n * F32(2.12194440e-4)
+    p = F32(1.0) + r * (F32(1.0) + r * (F32(0.5) + r * (F32(1.66666672e-1) + r * (
+        F32(4.16666679e-2) + r * (F32(8.33333377e-3) + r * (F32(1.38888892e-3) +
+                                                            r * F32(1.98412701e-4)))))))
+    ni = n.astype(np.int32)
+    n1 = (ni / 2).astype(np.int32)  # truncated toward zero, as C's int division
+    n2 = ni - n1
+    f1 = ((n1 + 127).astype(U32) << U32(23)).view(F32)
+    f2 = ((n2 + 127).astype(U32) << U32(23)).view(F32)
+    return p * f1 * f2
+
+
+def _log_pos(x: np.ndarray) -> np.ndarray:
+    """log(x) for finite normal float32 x > 0, as lgd_log_pos: x = 2^e m with m in
+    [sqrt(1/2), sqrt(2)), log m = 2 atanh((m - 1) / (m + 1)) by its odd series to s^9,
+    plus e ln 2 in two parts."""
+    b = x.view(U32)
+    mant = b & U32(0x007FFFFF)
+    big = (mant >= U32(0x003504F3)).astype(U32)  # m >= sqrt(2): use m / 2, e + 1
+    e = (b >> U32(23)).astype(np.int32) - 127 + big.astype(np.int32)
+    m = ((mant | U32(0x3F800000)) - (big << U32(23))).view(F32)
+    s = (m - F32(1.0)) / (m + F32(1.0))
+    s2 = s * s
+    p = s2 * (F32(0.333333333) + s2 * (F32(0.2) + s2 * (F32(0.142857143) +
+                                                        s2 * F32(0.111111111))))
+    ef = e.astype(F32)
+    return ef * F32(0.693145752) + (F32(2.0) * s + (F32(2.0) * s * p +
+                                                    ef * F32(1.42860677e-6)))
+
+
+def softplus_sigmoid(t: np.ndarray) -> tuple:
+    """(softplus(t), sigmoid(t)) of float32 t, as lgd_softplus_sigmoid: e = exp(-|t|) (|t|
+    clamped at 104), softplus = max(t, 0) + log1p(e) with log1p from log(1 + e) and the
+    rounding of 1 + e corrected, sigmoid = 1 / (1 + e) or e / (1 + e) by t's sign, the
+    selections on bits. A NaN t gives a NaN softplus."""
+    tb = np.ascontiguousarray(t, F32).view(U32)
+    ab = tb & U32(0x7FFFFFFF)
+    nan = (ab > U32(0x7F800000)).astype(U32) * U32(0xFFFFFFFF)
+    e = _exp_neg(np.minimum(ab, U32(0x42D00000)).view(F32))  # |t| <= 104.0
+    w = F32(1.0) + e
+    log1p_e = _log_pos(w) + (e - (w - F32(1.0))) / w
+    neg = (tb >> U32(31)) * U32(0xFFFFFFFF)  # all ones where the sign bit is set
+    pos = (tb & ~neg).view(F32)  # max(t, 0)
+    softplus = ((pos + log1p_e).view(U32) | nan).view(F32)
+    v = F32(1.0) / w
+    ev = e * v
+    sigmoid = ((v.view(U32) & ~neg) | (ev.view(U32) & neg)).view(F32)
+    return softplus, sigmoid
+
 
 def logistic_loss(a: float, b: float) -> Callable[..., None]:
     """l(x) = softplus(-(a x + b)) and its gradient for x [batch][n][1], computed as the
-    library's CPU kernel does: z = b + a x in double, t = -(float)z, then in float32
-    loss = t > 0 ? t + log1p(exp(-t)) : log1p(exp(t)) = max(t, 0) + log1p(e) and
-    grad = -sigmoid(-z) a with sigmoid(t) = t >= 0 ? 1 / (1 + e) : e / (1 + e), where
-    e = exp(-|t|) in both.
-
-    float32 log1p is glibc's log1pf in numpy too (the same bits). exp is the one
-    difference: the C kernel calls glibc's expf, numpy's float32 exp is its own SIMD code
-    (it differs from expf in about 40 % of arguments here), so e is computed as the
-    float64 exp rounded to float32: the correctly rounded value, which glibc's expf
-    (error bound 0.502 ulp) misses in a few arguments per 10^4, by one ulp."""
+    library's CPU kernel does for dim 1 (logistic_rows, src/losses/loss_kernels_cpu.c):
+    z = b + a x in double, t = -(float)z, then (sp, sg) = softplus_sigmoid(t) in float32,
+    loss = sp, grad = -sg a. The values and gradients are the built-in's bit for bit."""
     a64, b64 = float(a), float(b)
-    fa = np.float32(a)
-    one = np.float32(1.0)
+    fa = F32(a)
 
     def loss(x: np.ndarray, value: np.ndarray, grad: Optional[np.ndarray]) -> None:
         z = b64 + a64 * x[..., 0].astype(np.float64)
-        t = (-z).astype(np.float32)
-        e = np.exp(-np.abs(t).astype(np.float64)).astype(np.float32)
-        np.add(np.maximum(t, np.float32(0)), np.log1p(e), out=value)
+        sp, sg = softplus_sigmoid((-z).astype(F32))
+        value[...] = sp
         if grad is not None:  # None when the library needs values only (exact-IS)
-            s = np.where(t >= 0, one / (one + e), e / (one + e))
-            np.multiply(-s, fa, out=grad[..., 0])
+            np.multiply(-sg, fa, out=grad[..., 0])
 
     return loss
 

@@ -161,23 +161,38 @@ def test_keyboard_interrupt_inside_a_callback(ctx, sigint_default):
 
 def test_keyboard_interrupt_during_a_long_c_step(ctx, sigint_default):
     """No Python code runs during the step: the signal reaches the library through the
-    wake-up fd and lgd_context_cancel(), which stops between chunks of draws."""
+    wake-up fd and lgd_context_cancel(), which stops between chunks of draws.
+
+    The built-in logistic loss runs in the fused CPU loop, which looks at cancellation
+    every 64 chunks of draws (chunk_size x 64 = 1024 draws here). The run is one step of
+    12 such spans, so an AbortedError can only come from inside that step (not from a check
+    between steps), and its batch is scaled until one run takes >= 0.5 s (at most 2^16
+    rows), so that the SIGINT at 0.05 s lands early in it on any machine."""
     if not lgd._lib.has("lgd_context_cancel"):
         pytest.skip("liblgd < 0.4 has no lgd_context_cancel")
-    s = lgd.Sampler(lgd.Guidance.mc(prior(ctx), lgd.Loss.logistic(ctx, [-50.0], 0.0), 400),
-                    "ddim", steps=3)
-    t0 = time.monotonic()
-    s.run(batch=4000)
-    one_run = time.monotonic() - t0
+    chunk, spans, max_batch = 16, 12, 1 << 16
+    s = lgd.Sampler(lgd.Guidance.mc(prior(ctx), lgd.Loss.logistic(ctx, [-50.0], 0.0),
+                                    chunk * 64 * spans, chunk_size=chunk), "ddim", steps=1)
+    batch = 256
+    while True:
+        t0 = time.monotonic()
+        s.run(batch=batch)
+        one_run = time.monotonic() - t0
+        if one_run >= 0.5 or batch == max_batch:
+            break
+        # at least double, at most x8 per measurement, aiming at 0.6 s
+        batch = min(max_batch, batch * min(8, max(2, int(0.6 / max(one_run, 1e-3)) + 1)))
+    if one_run < 0.2:
+        pytest.skip(f"one run of {batch} rows takes {one_run:.3f} s: too fast to interrupt")
     timer = threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT))
     t0 = time.monotonic()
     timer.start()
     with pytest.raises(KeyboardInterrupt) as info:
-        s.run(batch=4000)
+        s.run(batch=batch)
     elapsed = time.monotonic() - t0
     timer.join()
     assert isinstance(info.value.__cause__, lgd.AbortedError)
-    assert elapsed < 0.05 + 0.5 * one_run, (elapsed, one_run)
+    assert elapsed < 0.05 + 0.5 * one_run, (elapsed, one_run, batch)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert np.isfinite(s.run(batch=10)).all()
 

@@ -1,6 +1,10 @@
 """Losses: every built-in against its formula (float64 numpy), losses written in Python."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,6 +72,36 @@ def test_logistic(ctx):
     lv, gv = lgd.Loss.logistic(ctx, a, b).eval(X)
     close(lv, np.logaddexp(0, -z))
     close(gv, -(1 / (1 + np.exp(z)))[:, None] * a)
+
+
+def test_logistic_bitwise_in_numpy(ctx, monkeypatch):
+    """examples/mixture.py's numpy loss repeats the built-in's float32 arithmetic (the
+    polynomial softplus and sigmoid of src/core/hd_math.h): the same bits over both tails,
+    the clamp at |t| = 104 and +-0, and the same samples in guided sampling."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "mixture.py"
+    spec = importlib.util.spec_from_file_location("lgd_mixture_example", path)
+    mix = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mix)  # its dataclasses look it up there
+    spec.loader.exec_module(mix)
+    x = np.concatenate([np.linspace(-130.0, 130.0, 20001),
+                        [0.0, -0.0, 1e-30, -1e-30, 103.99, 104.0, 104.01, -104.0, 1e30,
+                         -1e30]]).astype(np.float32)
+    for a, b in ((-1.0, 0.0), (-50.0, 0.0), (3.7, -0.4)):
+        a, b = float(np.float32(a)), float(np.float32(b))
+        want_v, want_g = lgd.Loss.logistic(ctx, [a], b).eval(x[:, None])
+        value = np.empty((x.size, 1), np.float32)
+        grad = np.empty((x.size, 1, 1), np.float32)
+        mix.logistic_loss(a, b)(x[:, None, None], value, grad)
+        np.testing.assert_array_equal(value[:, 0].view(np.uint32), want_v.view(np.uint32))
+        np.testing.assert_array_equal(grad[:, 0].view(np.uint32), want_g.view(np.uint32))
+    prior = lgd.Model.gmm(ctx, [0.5, 0.5], [[-1.0], [1.0]], [0.04, 0.04])
+    builtin = lgd.Loss.logistic(ctx, [-50.0], 0.0)
+    numpy_loss = lgd.Loss.from_callable(ctx, 1, mix.logistic_loss(-50.0, 0.0), inplace=True)
+    for make in (lambda l: lgd.Guidance.mc(prior, l, 10), lambda l: lgd.Guidance.dps(prior, l),
+                 lambda l: lgd.Guidance.exact(prior, l, n_samples=20)):
+        runs = [lgd.Sampler(make(l), "ddim", steps=10).run(batch=300, seed=3)
+                for l in (builtin, numpy_loss)]
+        np.testing.assert_array_equal(runs[1].view(np.uint32), runs[0].view(np.uint32))
 
 
 def test_sum(ctx):

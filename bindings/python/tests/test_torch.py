@@ -34,8 +34,11 @@ def numpy_net(w):
     return forward, vjp
 
 
-def test_module_matches_the_same_network_in_numpy(ctx):
-    net = EpsNet(4)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_module_matches_the_same_network_in_numpy(ctx, dtype):
+    """A float32 module, and a float64 one (the adapter hands it float64 inputs: its
+    parameters' dtype)."""
+    net = EpsNet(4).to(dtype)
     w = net.w.detach().double().numpy()
     adapter = dict(prediction="eps", time_input="sigma")
     m = lt.from_module(ctx, net, dim=4, **adapter)
@@ -78,8 +81,11 @@ def test_conditional_module_and_denoiser(ctx):
     cond = np.array([[2.0], [0.5]], np.float32)
     x = np.ones((2, 2), np.float32)
     out = m.denoise(x, 1.0, cond)
+    # the module's input x_in = x / sqrt(sigma^2 + 1) in the module's dtype (float32): under
+    # numpy 2's promotion (NEP 50) float32 / np.float64 is float64, so cast it back
+    x_in = (x / np.sqrt(2.0)).astype(np.float32)
     with torch.no_grad():
-        ref = net(torch.tensor(x / np.sqrt(2.0)), torch.ones(2), torch.tensor(cond)).numpy()
+        ref = net(torch.from_numpy(x_in), torch.ones(2), torch.from_numpy(cond)).numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
     class Shrink(torch.nn.Module):

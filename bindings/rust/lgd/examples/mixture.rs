@@ -129,35 +129,81 @@ fn parse_args() -> Result<Config, String> {
 
 // ---- the loss, in Rust ----
 
-/// softplus(t) = log(1 + exp(t)) without overflow, as liblgd's lgd_softplus computes it
-/// (src/core/hd_math.h: libm's expf and log1pf, which f32::exp and f32::ln_1p call).
-fn softplus(t: f32) -> f32 {
-    if t > 0.0 {
-        t + (-t).exp().ln_1p()
-    } else {
-        t.exp().ln_1p()
-    }
+// liblgd's built-in logistic loss computes softplus and sigmoid with the branch-free
+// polynomials of src/core/hd_math.h (lgd_exp_neg, lgd_log_pos, lgd_softplus_sigmoid),
+// not with libm. The three functions below are line-by-line ports: the same f32
+// operations in the same order (Rust never contracts a * b + c into an FMA; liblgd is
+// ISO C11, which does not either), the same constants, bit casts with to_bits /
+// from_bits, i32 division truncating as C's, so the loss is the built-in's to the bit.
+
+/// exp(-a) for a in [0, 104], as lgd_exp_neg: -a = n ln2 + r (Cody-Waite), exp(r) by
+/// its Taylor polynomial of degree 7, times 2^n built from exponent bits in two factors.
+fn exp_neg(a: f32) -> f32 {
+    let x = -a;
+    let t = x * 1.442_695_040_888_963_41_f32;
+    let n = (t + 12_582_912.0) - 12_582_912.0; // round to nearest (|t| < 2^22)
+    let r = (x - n * 0.693_359_375) + n * 2.121_944_40e-4;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.666_666_72e-1
+                    + r * (4.166_666_79e-2
+                        + r * (8.333_333_77e-3 + r * (1.388_888_92e-3 + r * 1.984_127_01e-4))))));
+    let ni = n as i32;
+    let n1 = ni / 2; // truncates toward zero, as C
+    let n2 = ni - n1;
+    let f1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let f2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    p * f1 * f2
 }
 
-/// sigmoid(t) without overflow, as lgd_sigmoid.
-fn sigmoid(t: f32) -> f32 {
-    if t >= 0.0 {
-        1.0 / (1.0 + (-t).exp())
-    } else {
-        t.exp() / (1.0 + t.exp())
-    }
+/// log(x) for finite normal x > 0, as lgd_log_pos: x = 2^e m with m in [sqrt(1/2),
+/// sqrt(2)), log m = 2 atanh((m - 1) / (m + 1)) by its odd series, plus e ln 2 in two parts.
+fn log_pos(x: f32) -> f32 {
+    let b = x.to_bits();
+    let mant = b & 0x007f_ffff;
+    let big = (mant >= 0x0035_04f3) as u32; // m >= sqrt(2): use m / 2, e + 1
+    let e = (b >> 23) as i32 - 127 + big as i32;
+    let m = f32::from_bits((mant | 0x3f80_0000) - (big << 23));
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let p = s2 * (0.333_333_333 + s2 * (0.2 + s2 * (0.142_857_143 + s2 * 0.111_111_111)));
+    let ef = e as f32;
+    ef * 0.693_145_752 + (2.0 * s + (2.0 * s * p + ef * 1.428_606_77e-6))
+}
+
+/// (softplus(t), sigmoid(t)) = (log(1 + e^t), 1 / (1 + e^-t)) without overflow or
+/// cancellation, as lgd_softplus_sigmoid: e = exp(-|t|) (|t| clamped at 104), softplus =
+/// max(t, 0) + log1p(e) with log1p from log_pos(1 + e) and the rounding of 1 + e
+/// corrected, sigmoid = 1 / (1 + e) or e / (1 + e) by t's sign, selected on bits.
+fn softplus_sigmoid(t: f32) -> (f32, f32) {
+    let tb = t.to_bits();
+    let ab = tb & 0x7fff_ffff;
+    let nan = 0u32.wrapping_sub((ab > 0x7f80_0000) as u32);
+    let cb = if ab > 0x42d0_0000 { 0x42d0_0000 } else { ab }; // 104.0
+    let e = exp_neg(f32::from_bits(cb));
+    let w = 1.0 + e;
+    let log1p_e = log_pos(w) + (e - (w - 1.0)) / w;
+    let neg = 0u32.wrapping_sub(tb >> 31); // all ones when the sign bit is set
+    let pos = f32::from_bits(tb & !neg); // max(t, 0)
+    let softplus = f32::from_bits((pos + log1p_e).to_bits() | nan);
+    let v = 1.0 / w;
+    let ev = e * v;
+    let sigmoid = f32::from_bits((v.to_bits() & !neg) | (ev.to_bits() & neg));
+    (softplus, sigmoid)
 }
 
 /// l(x) = -log sigmoid(a x + b) = softplus(-(a x + b)), d l / dx = -sigmoid(-(a x + b)) a,
-/// with a x + b accumulated in double as liblgd's CPU kernel does
-/// (src/losses/loss_kernels_cpu.c), so that the values are the built-in's to the bit.
+/// with a x + b in double as liblgd's CPU kernel does for dim 1 (logistic_rows in
+/// src/losses/loss_kernels_cpu.c), so that the values are the built-in's to the bit.
 fn logistic_loss(a: f32, b: f32) -> impl FnMut(&[f32], &mut [f32], Option<&mut [f32]>) -> CallbackResult {
     move |x, loss, mut grad| {
         for (i, l) in loss.iter_mut().enumerate() {
             let z = b as f64 + a as f64 * x[i] as f64;
-            *l = softplus(-(z as f32));
+            let (sp, sg) = softplus_sigmoid(-(z as f32));
+            *l = sp;
             if let Some(g) = grad.as_deref_mut() {
-                g[i] = -sigmoid(-(z as f32)) * a;
+                g[i] = -sg * a;
             }
         }
         Ok(())

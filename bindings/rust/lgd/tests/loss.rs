@@ -122,7 +122,45 @@ fn closure_logistic_is_bitwise_the_builtin() {
     let b3 = Loss::logistic(&ctx, &a3, 0.25).unwrap();
     let r3 = Loss::from_fn(&ctx, 3, logistic_fn(a3, 0.25)).unwrap();
     let x3: Vec<f32> = (0..300).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
-    assert_eq!(common::bits(&r3.eval_slice(&x3).unwrap().1), common::bits(&b3.eval_slice(&x3).unwrap().1));
+    let (rv3, rg3) = r3.eval_slice(&x3).unwrap();
+    let (bv3, bg3) = b3.eval_slice(&x3).unwrap();
+    assert_eq!(common::bits(&rv3), common::bits(&bv3));
+    assert_eq!(common::bits(&rg3), common::bits(&bg3));
+    // dim 11: a full block of eight partial sums and a remainder of three
+    let a11: Vec<f32> = (0..11).map(|j| (j as f32 * 0.71 + 0.3).cos() * 1.7).collect();
+    let b11 = Loss::logistic(&ctx, &a11, -0.375).unwrap();
+    let r11 = Loss::from_fn(&ctx, 11, logistic_fn(a11, -0.375)).unwrap();
+    let x11: Vec<f32> = (0..11 * 200).map(|i| (i as f32 * 0.113).sin() * 4.0).collect();
+    let (rv11, rg11) = r11.eval_slice(&x11).unwrap();
+    let (bv11, bg11) = b11.eval_slice(&x11).unwrap();
+    assert_eq!(common::bits(&rv11), common::bits(&bv11));
+    assert_eq!(common::bits(&rg11), common::bits(&bg11));
+    // rows where the order of the double additions shows (1 + 2^60 = 2^60 in double):
+    // the kernel's eight partial sums (element j to sum j % 8) added in its fixed tree
+    // give a . x = 1 and 0, one running sum over j would give 0 and 1
+    let p = 2f32.powi(60);
+    let ones = vec![1.0f32; 11];
+    let xo = [
+        [1.0, 0.0, p, -p, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, -p, 0.0, 0.0, 0.0, 0.0, 0.0, p, 0.0, 1.0],
+    ]
+    .concat();
+    let bo = Loss::logistic(&ctx, &ones, 0.0).unwrap();
+    let ro = Loss::from_fn(&ctx, 11, logistic_fn(ones, 0.0)).unwrap();
+    let (bvo, bgo) = bo.eval_slice(&xo).unwrap();
+    assert_eq!(bvo, vec![softplus(-1.0), softplus(0.0)]);
+    let (rvo, rgo) = ro.eval_slice(&xo).unwrap();
+    assert_eq!(common::bits(&rvo), common::bits(&bvo));
+    assert_eq!(common::bits(&rgo), common::bits(&bgo));
+    // t = x (a = -1, b = 0) over both tails: underflow of exp(-|t|), the clamp at 104, +-0
+    let mut xt: Vec<f32> = (0..2001).map(|i| -120.0 + i as f32 * 0.12).collect();
+    xt.extend([0.0, -0.0, 1e-30, -1e-30, 103.99, 104.0, 104.01, -104.0, 1e30, -1e30]);
+    let bt = Loss::logistic(&ctx, &[-1.0], 0.0).unwrap();
+    let rt = Loss::from_fn(&ctx, 1, logistic_fn(vec![-1.0], 0.0)).unwrap();
+    let (rvt, rgt) = rt.eval_slice(&xt).unwrap();
+    let (bvt, bgt) = bt.eval_slice(&xt).unwrap();
+    assert_eq!(common::bits(&rvt), common::bits(&bvt));
+    assert_eq!(common::bits(&rgt), common::bits(&bgt));
     assert_eq!(softplus(0.0), std::f32::consts::LN_2);
     assert_eq!(sigmoid(0.0), 0.5);
 }
