@@ -31,7 +31,7 @@ void lgd_sample_usage(FILE *f)
 {
     fprintf(f,
             "usage: lgd sample --model MODEL [--loss LOSS [--loss-weight W] ...]\n"
-            "                  --guidance none|dps|mc:N|exact:N --out FILE.npy [options]\n"
+            "                  --guidance none|dps|mc:N|exact:N|mc-gradient-free:N --out FILE.npy [options]\n"
             "\n"
             "Guided sampling of a model with a loss (loss-guided diffusion): writes the samples\n"
             "as float32 .npy [rows][sample shape]. See docs/sample.md.\n"
@@ -59,9 +59,10 @@ void lgd_sample_usage(FILE *f)
             "  axis of --samples rows.\n"
             "\n"
             "guidance:\n"
-            "  --guidance G       none, dps, mc:N (LGD-MC, N draws) or exact:N (importance\n"
-            "                     sampling from the exact posterior: Gaussian mixtures);\n"
-            "                     mc and exact alone take N = 10\n"
+            "  --guidance G       none, dps, mc:N (LGD-MC, N draws), exact:N (importance\n"
+            "                     sampling from the exact posterior: Gaussian mixtures) or\n"
+            "                     mc-gradient-free:N (LGD-MC from loss values only);\n"
+            "                     mc, exact and mc-gradient-free alone take N = 10\n"
             "  --rule R           score (default), x0 or normalized\n"
             "  --scale W          the step rule's scale (default 1)\n"
             "  --sigma-data S     LGD-MC radius r = sigma S / sqrt(sigma^2 + S^2) (default 1)\n"
@@ -222,7 +223,8 @@ static void print_setup(const sample_config *cfg, const sample_par *par, const s
     if (cfg->guidance != LGD_GUIDANCE_NONE) {
         printf("loss   %s\n", s->loss.what);
         printf("guidance %s", guidance[cfg->guidance]);
-        if (cfg->guidance == LGD_GUIDANCE_MC || cfg->guidance == LGD_GUIDANCE_EXACT)
+        if (cfg->guidance == LGD_GUIDANCE_MC || cfg->guidance == LGD_GUIDANCE_EXACT ||
+        cfg->guidance == LGD_GUIDANCE_MC_GRADIENT_FREE)
             printf(" (%d draws)", (int)cfg->draws);
         printf(", scale %g\n", (double)cfg->scale);
     } else {

@@ -86,12 +86,13 @@ static int take_losses(int argc, char **argv, sample_config *cfg, char **rest, i
     return 0;
 }
 
-/* --guidance none | dps | mc[:N] | exact[:N] (N draws, default 10). */
+/* --guidance none | dps | mc[:N] | exact[:N] | mc-gradient-free[:N] (N draws, default 10). */
 static int parse_guidance(const char *v, sample_config *cfg)
 {
     static const struct { const char *name; lgd_guidance_kind kind; int draws; } kinds[] = {
         { "none", LGD_GUIDANCE_NONE, 0 }, { "dps", LGD_GUIDANCE_DPS, 0 },
         { "mc", LGD_GUIDANCE_MC, 1 }, { "exact", LGD_GUIDANCE_EXACT, 1 },
+        { "mc-gradient-free", LGD_GUIDANCE_MC_GRADIENT_FREE, 1 },
     };
     const char *colon = strchr(v, ':');
     size_t n = colon ? (size_t)(colon - v) : strlen(v);

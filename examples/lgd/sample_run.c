@@ -206,7 +206,8 @@ static int objects_make(const sample_config *cfg, lgd_context *ctx, const sample
 {
     lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
     go.kind = cfg->guidance;
-    if (cfg->guidance == LGD_GUIDANCE_MC || cfg->guidance == LGD_GUIDANCE_EXACT)
+    if (cfg->guidance == LGD_GUIDANCE_MC || cfg->guidance == LGD_GUIDANCE_EXACT ||
+        cfg->guidance == LGD_GUIDANCE_MC_GRADIENT_FREE)
         go.n_samples = cfg->draws;
     go.step_rule = cfg->rule;
     go.scale = cfg->scale;

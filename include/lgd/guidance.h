@@ -13,6 +13,14 @@
  *    r(sigma) = sigma * s_d / sqrt(sigma^2 + s_d^2) with s_d = sigma_data (default
  *    1: the paper's sigma / sqrt(1 + sigma^2)), or the caller's own function.
  *    DPS is MC with n = 1 and r = 0.
+ *  - LGD_GUIDANCE_MC_GRADIENT_FREE: LGD-MC for losses without a gradient (a
+ *    simulator, a hard 0/1 indicator, a plugin with values only): the same draws and
+ *    weights as LGD_GUIDANCE_MC, and by the score-function identity
+ *    grad_xhat log E[exp(-l(xhat + r eps))] = E_w[eps] / r,
+ *        g = J^T sum_i w_i eps_i / r.
+ *    The loss is evaluated without its gradient (grad = NULL). Same limit as
+ *    LGD_GUIDANCE_MC as n grows (Gaussian integration by parts), with more variance:
+ *    it needs more draws, and r > 0. (Since 0.5.0.)
  *  - LGD_GUIDANCE_EXACT: for models with exact posterior sampling (Gaussian
  *    mixtures): self-normalised importance sampling with proposals from p(x0 | x)
  *    and weights exp(-l): g = (E[x0 | x, y] - xhat) / sigma^2. Consistent as n grows;
@@ -41,7 +49,8 @@ typedef enum lgd_guidance_kind {
     LGD_GUIDANCE_NONE = 0,
     LGD_GUIDANCE_DPS = 1,
     LGD_GUIDANCE_MC = 2,
-    LGD_GUIDANCE_EXACT = 3
+    LGD_GUIDANCE_EXACT = 3,
+    LGD_GUIDANCE_MC_GRADIENT_FREE = 4 /**< since 0.5.0 */
 } lgd_guidance_kind;
 
 /** How lambda(sigma) is computed (see the top of this file). (Since 0.1.0.) */
@@ -68,11 +77,13 @@ typedef float (*lgd_radius_fn)(void *user, float sigma);
 typedef struct lgd_guidance_options {
     uint32_t struct_size;       /**< sizeof(lgd_guidance_options) */
     lgd_guidance_kind kind;     /**< default LGD_GUIDANCE_MC */
-    int32_t n_samples;          /**< MC / exact draws 1 <= n <= LGD_GUIDANCE_MAX_SAMPLES,
+    int32_t n_samples;          /**< MC / gradient-free / exact draws
+                                     1 <= n <= LGD_GUIDANCE_MAX_SAMPLES,
                                      default 10 (DPS ignores it) */
     int32_t chunk_size;         /**< draws per chunk >= 0, 0 (default) = min(n, 16) */
     float sigma_data;           /**< r(sigma) parameter s_d, finite and > 0, default 1 */
-    lgd_radius_fn radius;       /**< overrides sigma_data when not NULL (LGD-MC only) */
+    lgd_radius_fn radius;       /**< overrides sigma_data when not NULL (LGD-MC and
+                                     gradient-free only) */
     void *radius_user;          /**< passed to radius; owned by the caller */
     lgd_step_rule step_rule;    /**< default LGD_STEP_SCORE */
     float scale;                /**< the step rule's w, finite, default 1 */

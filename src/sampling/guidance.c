@@ -102,7 +102,7 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
     if (model->ctx != ctx || (loss && loss->ctx != ctx))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: the model and the loss must belong to this context", fn);
-    if ((unsigned)o.kind > LGD_GUIDANCE_EXACT)
+    if ((unsigned)o.kind > LGD_GUIDANCE_MC_GRADIENT_FREE)
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT, "%s: unknown guidance kind %d", fn,
                          (int)o.kind);
     if (o.kind != LGD_GUIDANCE_NONE && !loss)
@@ -111,7 +111,8 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
     if (loss && loss->dim != model->dim)
         return lgd_error(ctx, LGD_ERR_SHAPE_MISMATCH, "%s: loss dim %lld != model dim %lld", fn,
                          (long long)loss->dim, (long long)model->dim);
-    if ((o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT) &&
+    if ((o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT ||
+         o.kind == LGD_GUIDANCE_MC_GRADIENT_FREE) &&
         (o.n_samples < 1 || o.n_samples > LGD_GUIDANCE_MAX_SAMPLES || o.chunk_size < 0))
         return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                          "%s: n_samples = %d must be in [1, %d] and chunk_size = %d >= 0", fn,
@@ -301,7 +302,8 @@ static lgd_status check_flags(lgd_guidance *g)
 
 /* The Monte Carlo loop: folds n draws, chunk by chunk, into the online
  * log-sum-exp state (sampling/mc_kernels.h). LGD-MC/DPS draw x_i = xhat + r eps_i and fold the loss
- * gradients; EXACT draws from the model's posterior and folds the draws. */
+ * gradients; the gradient-free kind draws the same and folds xhat - x_i = -r eps_i;
+ * EXACT draws from the model's posterior and folds the draws. */
 static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size_t batch,
                               int32_t step, uint64_t first_row, float r)
 {
@@ -310,12 +312,13 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
     size_t D = (size_t)g->model->dim;
     size_t n = (size_t)g->opt.n_samples;
     int exact = g->opt.kind == LGD_GUIDANCE_EXACT;
+    int values_only = g->opt.kind == LGD_GUIDANCE_MC_GRADIENT_FREE;
     lgd_mc_state state = { g->st_max.data, g->st_sum.data, g->st_sum2.data, g->st_wloss.data,
                            g->st_lsum.data, g->st_vec.data };
     g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
     const lgd_loss_block *blk = &g->loss->block;
-    if (!exact && g->fused && g->mc->fused && blk->eval &&
+    if (!exact && !values_only && g->fused && g->mc->fused && blk->eval &&
         (blk->target_rows <= 1 || blk->target_rows == batch)) {
         /* the fused loop (mc_kernels.h): the same bits as the loop below; cancellation is
          * looked at every `span` draws */
@@ -350,10 +353,13 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
         }
         /* values flagged here, gradients once through their weighted sum below */
         st = g->loss->vt->eval(g->loss, g->draws.data, batch, m, done, n, g->losses.data,
-                               exact ? NULL : g->grad.data);
+                               exact || values_only ? NULL : g->grad.data);
         if (st)
             return st;
         ops->finite_flag(ctx->be, g->losses.data, batch * m, g->flags.data + FLAG_LOSS);
+        if (values_only) /* grad <- xhat - x_i = -r eps_i, exact for the rounded draw */
+            ops->broadcast_axpy(ctx->be, batch * m, m, D, g->xhat.data, -1.0f, g->draws.data,
+                                g->grad.data);
         g->mc->accumulate(ctx->be, batch, m, D, g->losses.data,
                            exact ? g->draws.data : g->grad.data, &state);
     }
@@ -381,15 +387,22 @@ static lgd_status estimate(lgd_guidance *g, const float *x, float sigma, size_t 
         return check_flags(g);
     }
     float r = 0.0f;
-    if (g->opt.kind == LGD_GUIDANCE_MC) {
+    int values_only = g->opt.kind == LGD_GUIDANCE_MC_GRADIENT_FREE;
+    if (g->opt.kind == LGD_GUIDANCE_MC || values_only) {
         r = lgd_guidance_radius(g, sigma);
         if (!isfinite(r) || r < 0.0f)
             return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
                              "the radius schedule returned r = %g; it must be finite and >= 0",
                              (double)r);
+        if (values_only && !(r > 0.0f && 1.0f / (r * r) < INFINITY))
+            return lgd_error(ctx, LGD_ERR_INVALID_ARGUMENT,
+                             "LGD_GUIDANCE_MC_GRADIENT_FREE needs a radius r > 0 (with 1 / r^2 "
+                             "finite); the radius is %g at sigma %g", (double)r, (double)sigma);
     }
     if ((st = monte_carlo(g, x, sigma, batch, step, first_row, r)))
         return st;
+    if (values_only) /* v = E_w[xhat - x_i] / r^2 = -E_w[eps_i] / r: g = -J^T v below */
+        ops->axpby(ctx->be, batch * D, 1.0f / (r * r), g->v.data, 0.0f, g->v.data);
     if (g->opt.kind == LGD_GUIDANCE_EXACT) {
         /* g = (E[x0 | x, y] - xhat) / sigma^2 */
         float inv = 1.0f / (sigma * sigma);

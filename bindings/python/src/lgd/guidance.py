@@ -23,6 +23,7 @@ class GuidanceKind(enum.IntEnum):
     DPS = 1
     MC = 2
     EXACT = 3
+    MC_GRADIENT_FREE = 4  # liblgd >= 0.5: LGD-MC from loss values only
 
 
 class StepRule(enum.IntEnum):
@@ -82,8 +83,9 @@ class ReportRequest:
 class Guidance(_core.Handle):
     """A guidance estimator for `model` and `loss` (both of one context, same dim).
 
-    Parameters (lgd_guidance_options): kind ``"none"``, ``"dps"``, ``"mc"`` (default) or
-    ``"exact"``; n_samples (MC / exact draws, default 10); chunk_size (draws per loss
+    Parameters (lgd_guidance_options): kind ``"none"``, ``"dps"``, ``"mc"`` (default),
+    ``"exact"`` or ``"mc_gradient_free"`` (liblgd >= 0.5); n_samples (MC / exact draws,
+    default 10); chunk_size (draws per loss
     call, 0 = min(n, 16)); sigma_data (r(sigma) = sigma s_d / sqrt(sigma^2 + s_d^2)) or
     radius, a Python function r(sigma) (LGD-MC); step_rule ``"score"`` (default),
     ``"x0"`` or ``"normalized"`` with scale; the window [sigma_min_active,
@@ -172,6 +174,13 @@ class Guidance(_core.Handle):
         """Self-normalised importance sampling from the exact posterior (models with
         exact posterior sampling, e.g. Gaussian mixtures)."""
         return cls(model, loss, "exact", n_samples=n_samples, **kw)
+
+    @classmethod
+    def mc_gradient_free(cls, model: Model, loss: Loss, n_samples: int = 100,
+                         **kw: Any) -> "Guidance":
+        """LGD-MC from loss values only: g = J^T sum_i w_i eps_i / r (the loss is called
+        without a gradient; liblgd >= 0.5.0)."""
+        return cls(model, loss, "mc_gradient_free", n_samples=n_samples, **kw)
 
     # --- use ---
 

@@ -271,6 +271,7 @@ enums! {
         LGD_GUIDANCE_DPS = 1,
         LGD_GUIDANCE_MC = 2,
         LGD_GUIDANCE_EXACT = 3,
+        LGD_GUIDANCE_MC_GRADIENT_FREE = 4,
     }
     /// How the step weight lambda(sigma) is computed.
     enum lgd_step_rule {

@@ -23,6 +23,8 @@ pub enum GuidanceKind {
     Mc,
     /// Self-normalised importance sampling from the exact posterior (Gaussian mixtures).
     Exact,
+    /// LGD-MC from loss values only (the score-function identity; liblgd >= 0.5).
+    McGradientFree,
 }
 
 impl GuidanceKind {
@@ -32,6 +34,7 @@ impl GuidanceKind {
             GuidanceKind::Dps => sys::LGD_GUIDANCE_DPS,
             GuidanceKind::Mc => sys::LGD_GUIDANCE_MC,
             GuidanceKind::Exact => sys::LGD_GUIDANCE_EXACT,
+            GuidanceKind::McGradientFree => sys::LGD_GUIDANCE_MC_GRADIENT_FREE,
         }
     }
     fn from_raw(k: sys::lgd_guidance_kind) -> Self {
@@ -39,6 +42,7 @@ impl GuidanceKind {
             sys::LGD_GUIDANCE_NONE => GuidanceKind::None,
             sys::LGD_GUIDANCE_DPS => GuidanceKind::Dps,
             sys::LGD_GUIDANCE_EXACT => GuidanceKind::Exact,
+            sys::LGD_GUIDANCE_MC_GRADIENT_FREE => GuidanceKind::McGradientFree,
             _ => GuidanceKind::Mc,
         }
     }
