@@ -29,4 +29,5 @@ static void cuda_loss_trajectory(lgd_backend *be, size_t rows, size_t cols, cons
 
 extern "C" const lgd_trajectory_kernels lgd_cuda_trajectory_kernels = {
     .loss = cuda_loss_trajectory,
+    .loss_rows = NULL, /* the CPU's fused Monte Carlo loop only */
 };

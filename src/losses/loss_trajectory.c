@@ -47,6 +47,17 @@ static lgd_status trajectory_eval(lgd_loss *l, const float *x, size_t batch, siz
     return LGD_OK;
 }
 
+/* The block evaluator (loss_internal.h): sample `sample`'s m draws are rows
+ * sample * m .. of a call with per_target = m, as trajectory_eval computes them. */
+static void trajectory_block(const lgd_loss *l, size_t sample, size_t m, const float *x,
+                             float *loss, float *grad)
+{
+    const trajectory_loss *t = l->impl;
+    lgd_traj_params p = t->p;
+    p.per_target = m;
+    t->kern->loss_rows(sample * m, m, (size_t)l->dim, x, &p, loss, grad);
+}
+
 static void trajectory_destroy(lgd_loss *l)
 {
     trajectory_loss *t = l->impl;
@@ -134,6 +145,11 @@ static lgd_status finish(lgd_context *ctx, const lgd_loss_vtable *vt, int64_t di
     if (st) {
         lgd_loss tmp = { .ctx = ctx, .impl = t };
         trajectory_destroy(&tmp);
+        return st;
+    }
+    if (t->kern->loss_rows) {
+        (*out)->block.eval = trajectory_block;
+        (*out)->block.target_rows = t->p.target_rows;
     }
     return st;
 }

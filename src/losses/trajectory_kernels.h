@@ -20,6 +20,11 @@ typedef struct lgd_trajectory_kernels {
      * memory; grad may be NULL */
     void (*loss)(lgd_backend *be, size_t rows, size_t cols, const float *x,
                  const lgd_traj_params *p, float *loss, float *grad);
+    /* Optional (the CPU's table; NULL on devices): rows first_row .. first_row + rows - 1
+     * of the same computation, on the calling thread (the fused Monte Carlo loop's block
+     * evaluator, losses/loss_internal.h); x, loss and grad start at row first_row. */
+    void (*loss_rows)(size_t first_row, size_t rows, size_t cols, const float *x,
+                      const lgd_traj_params *p, float *loss, float *grad);
 } lgd_trajectory_kernels;
 
 extern const lgd_trajectory_kernels lgd_trajectory_kernels_cpu;
