@@ -32,7 +32,7 @@ from .sampler import Sampler, SamplerKind, Step, TextProgress
 from .schedule import Schedule
 from .tensor import Tensor
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 #: The loaded library's version (major, minor, patch) and its path.
 library_version = _lib.VERSION
@@ -40,7 +40,7 @@ library_path = _lib.LIBRARY_PATH
 
 
 def version_string() -> str:
-    """The loaded library's version string, e.g. "0.4.0"."""
+    """The loaded library's version string, e.g. "0.5.0"."""
     return _lib.lgd_version_string().decode()
 
 

@@ -1,4 +1,4 @@
-//! Raw declarations of liblgd's public C API (`include/lgd/*.h`, version 0.4.0).
+//! Raw declarations of liblgd's public C API (`include/lgd/*.h`, version 0.5.0).
 //!
 //! Everything here mirrors the headers one to one: the opaque handles, the enums (as
 //! `i32` type aliases with one constant per value, as `<lgd/common.h>` allows: "every enum
