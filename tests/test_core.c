@@ -1242,7 +1242,7 @@ START_TEST(backend_thread_invariance)
 {
     tu_rng r = { 113 };
     cpu_be c1 = cpu_open(1), c3 = cpu_open(3);
-    const size_t rows = 512, cols = 96, n = rows * cols;
+    const size_t rows = 2048, cols = 96, n = rows * cols; /* > LGD_CPU_PAR_MIN_WORK */
     float *x = randn(&r, n, 2.0f), *y = randn(&r, n, 1.0f), *tg = randn(&r, 3 * cols, 1.0f);
     float *o1 = fvec(n), *o3 = fvec(n), *g1 = fvec(n), *g3 = fvec(n);
     float lam[96];

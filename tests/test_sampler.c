@@ -957,10 +957,10 @@ END_TEST
 
 START_TEST(sampler_thread_count)
 {
-    /* large enough (8192 x 6 > 32768 elements) for the backend to go parallel; in
+    /* large enough (22528 x 6 > 131072 elements, LGD_CPU_PAR_MIN_WORK) for the backend to go parallel; in
      * quick mode (valgrind) below that threshold: libgomp's pool threads, alive at
      * exit, show up as "possibly lost" thread stacks */
-    const int64_t n = quick() ? 1024 : 8192;
+    const int64_t n = quick() ? 1024 : 22528;
     for (int which = 0; which < 2; which++)
         for (int ki = 0; ki < N_KINDS; ki++) {
             const kind_case *k = &KINDS[ki];

@@ -13,8 +13,11 @@
 
 #include "backend/cpu/cpu_backend.h" /* struct lgd_backend: threads */
 
-/* Parallelise only loops with enough work to pay for waking the threads. */
-#define LGD_CPU_PAR_MIN_WORK 32768
+/* Parallelise only loops with enough work to pay for waking the threads: about 100 us
+ * of work. (It was 32768 until 0.5.0; a region of a few microseconds costs more than its
+ * work once libgomp's woken thread spins after it on a machine shared with other busy
+ * processes: 35 % of the 2-thread mixture run's CPU time, measured.) */
+#define LGD_CPU_PAR_MIN_WORK 131072
 
 #define LGD_CPU_PRAGMA(x) _Pragma(#x)
 #ifdef _OPENMP
