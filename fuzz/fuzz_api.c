@@ -1156,7 +1156,9 @@ static void op_guidance(api *a)
         CHECK_OUT_FROM(m, st, g, "lgd_guidance_mc");
     } else {
         lgd_guidance_options o = LGD_GUIDANCE_OPTIONS_INIT;
-        o.kind = (c & 3) == 0 && (c & 4) ? (lgd_guidance_kind)5 : (lgd_guidance_kind)(c & 3);
+        /* 0..3, the gradient-free kind 4 (0.5.0) and the invalid 5 */
+        o.kind = (c & 3) == 0 && (c & 4) ? (lgd_guidance_kind)((c & 8) ? 5 : 4)
+                                          : (lgd_guidance_kind)(c & 3);
         o.n_samples = count32(a, MAX_DRAWS);
         if (o.n_samples > MAX_DRAWS && o.n_samples <= LGD_GUIDANCE_MAX_SAMPLES)
             return;
@@ -1190,9 +1192,10 @@ static void op_guidance(api *a)
         st = CALL(a, 1, lgd_guidance_create(a->ctx, m, l, buf, &g));
         free(buf);
         CHECK_OUT_FROM(m, st, g, "lgd_guidance_create");
-        int bad_n = (o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT) &&
+        int bad_n = (o.kind == LGD_GUIDANCE_MC || o.kind == LGD_GUIDANCE_EXACT ||
+                     o.kind == LGD_GUIDANCE_MC_GRADIENT_FREE) &&
                     (o.n_samples < 1 || o.n_samples > LGD_GUIDANCE_MAX_SAMPLES || o.chunk_size < 0);
-        if (bad || o.kind > 3 || o.step_rule > 2 || !m || bad_n)
+        if (bad || o.kind > 4 || o.step_rule > 2 || !m || bad_n)
             FZ_CHECK(st != LGD_OK, "bad guidance options: %s",
                      lgd_status_string(st));
     }

@@ -2257,7 +2257,7 @@ START_TEST(bad_create_arguments)
     o.scale = NAN;
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_create(ctx, m, loss, &o, &gd));
     /* unknown kind / step rule */
-    o = guid_options((lgd_guidance_kind)4, 10, 0, 0);
+    o = guid_options((lgd_guidance_kind)5, 10, 0, 0);
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_create(ctx, m, loss, &o, &gd));
     o = guid_options((lgd_guidance_kind)-1, 10, 0, 0);
     TU_FAILS(ctx, LGD_ERR_INVALID_ARGUMENT, lgd_guidance_create(ctx, m, loss, &o, &gd));

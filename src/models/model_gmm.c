@@ -8,11 +8,16 @@
  *                                    -0.5 sum_j log(lam_kj + s2) - D/2 log(2 pi)
  *   r_k = softmax_k(log w_k + log N_k)                 (responsibilities)
  *   m_k = mu_k + U_k (lam/(lam+s2) * z_k)              (component posterior mean)
- *   D(x) = sum_k r_k m_k
- *   J^T v = sum_k U_k [ r_k lam/(lam+s2) * (U_k^T v)
- *                       + s2 r_k (e_k - sum_j r_j e_j) * z_k/(lam+s2) ]
- *           with e_k = (z_k/(lam+s2)) . (U_k^T v)
- *   (from m_k = x + s2 g_k, g_k = -(Sigma_k + s2)^-1 (x - mu_k), dr_k/dx = r_k (g_k - sum r_j g_j)).
+ *   D(x) = sum_k r_k m_k = mbar
+ *   J = dD/dx = Cov[x0 | x] / s2 (symmetric), so that
+ *   J^T v = sum_k r_k U_k (lam/(lam+s2) * (U_k^T v))            (within components)
+ *         + 1/s2 sum_k r_k (m_k - mbar) ((m_k - mbar) . v)       (between components)
+ *   (from m_k = x + s2 g_k, g_k = -(Sigma_k + s2)^-1 (x - mu_k), dr_k/dx = r_k (g_k - gbar):
+ *   sum_k (m_k . v) dr_k/dx = sum_k r_k ((m_k - mbar) . v) (g_k - gbar), and
+ *   g_k - gbar = (m_k - mbar) / s2). The between term is formed from deviation
+ *   vectors, never from differences of dot products: m_k - mbar at large sigma, where
+ *   the m_k sit near the means mu_k while x is far, and equivalently
+ *   s2 (g_k - gbar) at small sigma, where every m_k is close to x (see vjp_form()).
  *   p(x0 | x) = sum_k r_k N(m_k, U_k diag(lam s2/(lam+s2)) U_k^T).
  * Diagonal and isotropic covariances skip the rotations (U_k = I).
  * All math runs through the backend table and the mixture's own kernel table
@@ -39,15 +44,17 @@ typedef struct gmm {
     lgd_buffer lam;     /* [K][D] eigenvalues / variances */
     double *lam_host;   /* [K][D] */
     double *logw;       /* [K] normalised log weights */
+    double mean_sq;     /* sum_k w_k |mu_k|^2 (vjp_form()) */
     float *const_host;  /* [K] per-call log-normaliser constants */
     /* scratch, grown with the batch */
     size_t batch_cap;
     lgd_buffer z;       /* [K][B][D]: U_k^T (x - mu_k) */
-    lgd_buffer vu;      /* [K][B][D]: U_k^T v */
+    lgd_buffer dev;     /* [K][B][D], full covariances, VJP users only: the m_k, or
+                           U_k z_k/(lam+s2) = -g_k (gmm_vjp) */
     lgd_buffer resp;    /* [B][K] responsibilities (log-probs before softmax) */
     lgd_buffer coef;    /* [B][K] */
     lgd_buffer t1, t2;  /* [B][D] */
-    lgd_buffer mean;    /* [B][D]: D(x) when only the projections are wanted */
+    lgd_buffer mean;    /* [B][D]: D(x), or sum_k r_k (-g_k) (gmm_vjp) */
     lgd_buffer draws_a, draws_b, draws_c; /* posterior sampling: [B][n][D] each */
     lgd_buffer unif;    /* [B][n] */
     int32_t *idx;       /* [B][n] component indices (backend memory) */
@@ -56,6 +63,8 @@ typedef struct gmm {
     const float *cache_x;
     float cache_sigma;
     size_t cache_batch;
+    int cache_vjp;      /* mean holds D(x) (and dev the m_k, full covariances) for it */
+    int vjp_seen;       /* a VJP has reserved its scratch: the denoiser keeps what it needs */
 } gmm;
 
 static const double LOG_2PI = 1.8378770664093453;
@@ -132,14 +141,14 @@ static void back_project(lgd_context *ctx, gmm *g, size_t k, size_t rows, const 
         ctx->ops->axpby(ctx->be, rows * g->D, 1.0f, t, beta, out);
 }
 
-/* t2 = m_k = mu_k + U_k (shrink * z_k), the component's posterior mean (uses t1) */
-static void component_mean(lgd_context *ctx, gmm *g, size_t k, size_t batch, float s2)
+/* dst = m_k = mu_k + U_k (shrink * z_k), the component's posterior mean (uses t1) */
+static void component_mean(lgd_context *ctx, gmm *g, size_t k, size_t batch, float s2, float *dst)
 {
     const lgd_backend_ops *ops = ctx->ops;
     g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, z_k(g, k, batch),
                      g->t1.data);
-    back_project(ctx, g, k, batch, g->t1.data, 0.0f, g->t2.data);
-    ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, g->t2.data, g->t2.data);
+    back_project(ctx, g, k, batch, g->t1.data, 0.0f, dst);
+    ops->broadcast_axpy(ctx->be, batch, batch, g->D, mu_k(g, k), 1.0f, dst, dst);
 }
 
 static lgd_status gmm_denoise(lgd_model *m, const float *x, float sigma, const float *cond,
@@ -159,24 +168,84 @@ static lgd_status gmm_denoise(lgd_model *m, const float *x, float sigma, const f
                          (double)sigma);
     project_and_logp(ctx, g, x, s2, batch);
     ops->softmax_rows(ctx->be, batch, g->K, g->resp.data);
-    ops->fill(ctx->be, out, batch * g->D, 0.0f);
+    /* once a VJP has been asked for, D(x) is kept in mean for the VJP that follows, and
+     * with full covariances every m_k (a GEMM each) in dev, when dev holds this batch
+     * (K B D <= the checked K * batch_cap * D) */
+    size_t BD = batch * g->D;
+    int keep = g->rotated && g->dev.data && g->dev.count >= g->K * BD;
+    ops->fill(ctx->be, out, BD, 0.0f);
     for (size_t k = 0; k < g->K; k++) {
         /* out += r_k m_k */
-        component_mean(ctx, g, k, batch, s2);
-        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t2.data, 1.0f, out);
+        float *mk = keep ? g->dev.data + k * BD : g->t2.data;
+        component_mean(ctx, g, k, batch, s2, mk);
+        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, mk, 1.0f, out);
     }
+    if (g->vjp_seen && out != g->mean.data)
+        ops->copy(ctx->be, g->mean.data, out, BD * sizeof(float));
     g->cache_x = x;
     g->cache_sigma = sigma;
     g->cache_batch = batch;
+    g->cache_vjp = g->vjp_seen && (keep || !g->rotated);
     return LGD_OK;
 }
 
+/* Makes z, resp, D(x) (in mean) and with full covariances the m_k (in dev) those of
+ * (x, sigma, batch); the VJP's scratch must be reserved and vjp_seen set. */
 static lgd_status ensure_cache(lgd_model *m, gmm *g, const float *x, float sigma, size_t batch)
 {
-    if (g->cache_x == x && g->cache_sigma == sigma && g->cache_batch == batch)
+    if (g->cache_x == x && g->cache_sigma == sigma && g->cache_batch == batch && g->cache_vjp)
         return LGD_OK;
-    lgd_status st = reserve_batch(m, g, batch);
-    return st ? st : gmm_denoise(m, x, sigma, NULL, batch, g->mean.data);
+    return gmm_denoise(m, x, sigma, NULL, batch, g->mean.data);
+}
+
+/*
+ * Which deviation vectors the VJP's between-components term is formed from: 1 for
+ * m_k - mbar (scale 1/s2), 0 for s2 (g_k - gbar) (the same vectors, scale s2 on
+ * -g_k = U_k z_k/(lam+s2)). Each is exact up to the rounding of the vectors it
+ * subtracts, i.e. of float m_k or of float m_k - x = s2 g_k, and one of the two is
+ * always at least |x|/2 in size: at large sigma the m_k are near the means and m_k - x
+ * is about mu_k - x; at small sigma every m_k is near x (shrink -> 1) and s2 g_k is
+ * small. The form is picked on the host from the expected squares of the two under
+ * p_sigma (a point x of component k: E|m_k|^2 = |mu_k|^2 + sum_j lam^2/(lam+s2),
+ * E|s2 g_k|^2 = sum_j s2^2/(lam+s2)), weighted by w_k, so that it needs no data and
+ * does not depend on the batch or the thread count.
+ */
+static int vjp_form(const gmm *g, double s2)
+{
+    double em = g->mean_sq, eg = 0.0;
+    for (size_t k = 0; k < g->K; k++) {
+        double w = exp(g->logw[k]), am = 0.0, ag = 0.0;
+        for (size_t j = 0; j < g->D; j++) {
+            double lam = g->lam_host[k * g->D + j], v = lam + s2;
+            if (v > 0.0) { /* 0 only for a zero variance at s2 = 0, refused before */
+                am += lam * lam / v;
+                ag += s2 * s2 / v;
+            }
+        }
+        em += w * am;
+        eg += w * ag;
+    }
+    return em <= eg;
+}
+
+/* dst = dev_k - mean, the deviation of component k in the VJP's form (uses t1): the
+ * vectors kept in dev (full covariances), else formed again from z_k, which is cheaper
+ * than keeping them when no rotation is needed. */
+static void deviation(lgd_context *ctx, gmm *g, size_t k, size_t batch, float s2, int from_means,
+                      float *dst)
+{
+    size_t BD = batch * g->D;
+    if (g->rotated) {
+        ctx->ops->broadcast_axpy(ctx->be, batch, 1, g->D, g->dev.data + k * BD, -1.0f,
+                                 g->mean.data, dst);
+        return;
+    }
+    if (from_means)
+        component_mean(ctx, g, k, batch, s2, dst);
+    else
+        g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+                             z_k(g, k, batch), dst);
+    ctx->ops->axpby(ctx->be, BD, -1.0f, g->mean.data, 1.0f, dst);
 }
 
 static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float *cond,
@@ -187,39 +256,60 @@ static lgd_status gmm_vjp(lgd_model *m, const float *x, float sigma, const float
     lgd_context *ctx = m->ctx;
     const lgd_backend_ops *ops = ctx->ops;
     float s2 = sigma * sigma;
-    lgd_status st = ensure_cache(m, g, x, sigma, batch);
-    if (!st) /* only VJP users (guided sampling) pay for this buffer */
-        st = lgd_buffer_reserve(ctx, &g->vu, g->K * batch * g->D, /* <= KBD, checked */
+    size_t BD = batch * g->D;
+    lgd_status st = reserve_batch(m, g, batch);
+    if (!st && g->rotated) /* only VJP users (guided sampling) pay for this buffer */
+        st = lgd_buffer_reserve(ctx, &g->dev, g->K * BD, /* <= KBD, checked */
                                 "gaussian mixture scratch");
     if (st)
         return st;
-    size_t BD = batch * g->D;
-    /* pass 1: vu_k = U_k^T v and e_k = (z_k / (lam + s2)) . vu_k into coef[:, k] */
-    for (size_t k = 0; k < g->K; k++) {
-        float *vu = g->vu.data + k * BD;
-        if (g->rotated)
-            ops->gemm(ctx->be, 0, 0, batch, g->D, g->D, 1.0f, v, g->D, U_k(g, k), g->D, 0.0f,
-                      vu, g->D);
-        else
-            ops->copy(ctx->be, vu, v, BD * sizeof(float));
-        g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
-                         z_k(g, k, batch), g->t1.data);
-        ops->row_dot(ctx->be, batch, g->D, g->t1.data, vu, g->coef.data + k, g->K);
+    g->vjp_seen = 1;
+    if ((st = ensure_cache(m, g, x, sigma, batch)))
+        return st;
+    int from_means = vjp_form(g, (double)s2);
+    float scale;
+    if (from_means) {
+        /* dev_k = m_k (full covariances) and mean = D(x) = mbar, from the denoiser */
+        scale = (float)(1.0 / (double)s2);
+    } else {
+        /* y_k = U_k (z_k / (lam + s2)) = -g_k (into dev_k with full covariances) and
+         * mean = sum_k r_k y_k */
+        scale = s2;
+        for (size_t k = 0; k < g->K; k++) {
+            float *yk = g->rotated ? g->dev.data + k * BD : g->t1.data;
+            g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
+                                 z_k(g, k, batch), g->rotated ? g->t1.data : yk);
+            if (g->rotated)
+                back_project(ctx, g, k, batch, g->t1.data, 0.0f, yk);
+            ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, yk,
+                            k == 0 ? 0.0f : 1.0f, g->mean.data);
+        }
+        g->cache_vjp = 0; /* dev and mean no longer hold the m_k and D(x) */
     }
-    /* coef[:, k] = s2 r_k (e_k - sum_j r_j e_j), in place is safe row by row */
-    ops->softmax_rows_backward(ctx->be, batch, g->K, g->resp.data, g->coef.data, s2, g->coef.data);
-    /* pass 2: out = sum_k U_k [ r_k shrink(vu_k) + coef_k prec(z_k) ] */
+    /* coef[:, k] = (y_k - ybar) . v, then scale r_k (coef_k - sum_j r_j coef_j): the
+     * centring removes only rounding, as sum_k r_k (y_k - ybar) = 0 */
     for (size_t k = 0; k < g->K; k++) {
-        float *vu = g->vu.data + k * BD;
-        g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, vu,
-                         g->t1.data);
-        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t1.data, 0.0f,
-                        g->t1.data);
-        g->kern->diag_filter(ctx->be, LGD_FILTER_PRECISION, batch, g->D, lam_k(g, k), s2,
-                         z_k(g, k, batch), g->t2.data);
-        ops->axpby_rows(ctx->be, batch, g->D, g->coef.data + k, g->K, g->t2.data, 1.0f,
-                        g->t1.data);
-        back_project(ctx, g, k, batch, g->t1.data, k == 0 ? 0.0f : 1.0f, out);
+        deviation(ctx, g, k, batch, s2, from_means, g->t2.data);
+        ops->row_dot(ctx->be, batch, g->D, g->t2.data, v, g->coef.data + k, g->K);
+    }
+    ops->softmax_rows_backward(ctx->be, batch, g->K, g->resp.data, g->coef.data, scale,
+                               g->coef.data);
+    /* out = sum_k [ U_k (r_k shrink(U_k^T v)) + coef_k (y_k - ybar) ] */
+    for (size_t k = 0; k < g->K; k++) {
+        if (g->rotated) {
+            ops->gemm(ctx->be, 0, 0, batch, g->D, g->D, 1.0f, v, g->D, U_k(g, k), g->D, 0.0f,
+                      g->t1.data, g->D);
+            g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2,
+                                 g->t1.data, g->t2.data);
+        } else {
+            g->kern->diag_filter(ctx->be, LGD_FILTER_SHRINK, batch, g->D, lam_k(g, k), s2, v,
+                                 g->t2.data);
+        }
+        ops->axpby_rows(ctx->be, batch, g->D, g->resp.data + k, g->K, g->t2.data, 0.0f,
+                        g->t2.data);
+        back_project(ctx, g, k, batch, g->t2.data, k == 0 ? 0.0f : 1.0f, out);
+        deviation(ctx, g, k, batch, s2, from_means, g->t2.data);
+        ops->axpby_rows(ctx->be, batch, g->D, g->coef.data + k, g->K, g->t2.data, 1.0f, out);
     }
     return LGD_OK;
 }
@@ -287,7 +377,7 @@ static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma
     float *eps = g->draws_a.data, *scaled = g->draws_b.data, *cand = g->draws_c.data;
     ops->normal(ctx->be, &normal, batch, draws, g->D, eps); /* the same eps serve every k */
     for (size_t k = 0; k < g->K; k++) {
-        component_mean(ctx, g, k, batch, s2);
+        component_mean(ctx, g, k, batch, s2, g->t2.data);
         /* cand = m_k + U_k (post_std * eps) */
         g->kern->diag_filter(ctx->be, LGD_FILTER_POST_STD, rows, g->D, lam_k(g, k), s2, eps,
                          scaled);
@@ -305,7 +395,7 @@ static void gmm_destroy(lgd_model *m)
     if (!g)
         return;
     lgd_context *ctx = m->ctx;
-    lgd_buffer *bufs[] = { &g->mu, &g->U, &g->lam, &g->z, &g->vu, &g->resp, &g->coef,
+    lgd_buffer *bufs[] = { &g->mu, &g->U, &g->lam, &g->z, &g->dev, &g->resp, &g->coef,
                            &g->t1, &g->t2, &g->mean, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         lgd_buffer_release(ctx, bufs[i]);
@@ -461,8 +551,13 @@ lgd_status lgd_model_create_gmm(lgd_context *ctx, int64_t dim, int64_t component
     if (!g->lam_host || !g->logw || !g->const_host || !lam_f)
         st = lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (!st) {
-        for (size_t k = 0; k < K; k++)
+        for (size_t k = 0; k < K; k++) {
             g->logw[k] = log((double)weights[k] / wsum);
+            double sq = 0.0;
+            for (size_t j = 0; j < D; j++)
+                sq += (double)means[k * D + j] * (double)means[k * D + j];
+            g->mean_sq += (double)weights[k] / wsum * sq;
+        }
         st = load_covariances(ctx, g, covariances, layout);
     }
     if (!st) {
