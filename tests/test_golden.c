@@ -5,8 +5,8 @@
  * that reach every other kernel family (full covariances and the logistic loss, the
  * trajectory prior with both trajectory losses, a sum of losses, the MLP, ADM U-Net and
  * temporal U-Net networks from tests/fixtures/nn), each reduced to a 64-bit FNV-1a hash
- * of the final samples' bytes and compared with the value recorded before the
- * architecture change of issue 10. A refactoring that changes any rounding anywhere in
+ * of the final samples' bytes and compared with the recorded value (see GOLDEN below for
+ * when and why it was last re-recorded). A refactoring that changes any rounding anywhere in
  * the sampling path fails here.
  *
  * The hashes are those of the reference machine (x86-64, the CPU backend with the BLAS
@@ -36,7 +36,11 @@ typedef struct golden {
     uint64_t hash;
 } golden;
 
-/* Recorded on 2026-12-03 from f8d267b (before issue 10), x86-64, OpenBLAS (OpenMP). */
+/* Recorded on 2026-12-03 from f8d267b (before issue 10), x86-64, OpenBLAS (OpenMP);
+ * re-recorded on 2026-12-03 for 0.5.0 (78b074a), after two intended changes of rounding:
+ * the CPU's branch-free Box-Muller and logistic loss and fixed-order Monte Carlo sums
+ * (issue 16: every entry) and the mixture VJP without cancellation (the guided mixture
+ * entries). */
 static const golden GOLDEN[] = {
 #include "golden_hashes.inc"
     { NULL, 0 }
