@@ -25,7 +25,7 @@ static const char *const expected_fixtures[] = {
     "linear", "conv1d", "conv2d", "conv2d_stride2", "group_norm", "layer_norm", "silu",
     "gelu", "attention", "attention_1d", "resblock", "resblock_scale_shift", "upsample",
     "downsample", "downsample_avgpool", "concat", "time_embedding", "mlp", "mlp_cond",
-    "mlp_f16", "mlp_bf16", "unet", "unet_cond_ss", "temporal_unet",
+    "mlp_f16", "mlp_bf16", "unet", "unet_cond_ss", "temporal_unet", "unet_head_channels",
 };
 #define N_FIXTURES (sizeof expected_fixtures / sizeof expected_fixtures[0])
 

@@ -161,7 +161,8 @@ def qkv_attention_legacy(qkv, n_heads):
 
 
 class AttentionBlock(nn.Module):
-    """guided-diffusion AttentionBlock with legacy head order."""
+    """guided-diffusion AttentionBlock with legacy head order; num_groups=0:
+    no GroupNorm (and no `norm` parameters), qkv of x itself."""
 
     def __init__(self, channels, num_heads=1, num_groups=32):
         super().__init__()
@@ -170,7 +171,8 @@ class AttentionBlock(nn.Module):
                              % (channels, num_heads))
         self.channels = channels
         self.num_heads = num_heads
-        self.norm = nn.GroupNorm(num_groups, channels, eps=GN_EPS)
+        self.norm = (nn.GroupNorm(num_groups, channels, eps=GN_EPS) if num_groups
+                     else nn.Identity())
         self.qkv = nn.Conv1d(channels, channels * 3, 1)
         self.proj_out = nn.Conv1d(channels, channels, 1)
 
@@ -317,13 +319,19 @@ class LgdUNet(_LgdNet):
     dims=1: x row = [T][C] time-major (T = horizon); transposed to [C][T].
     cond (num_classes > 0): float [B][num_classes] (one-hot);
     emb += cond @ label_emb.weight.
+    num_head_channels > 0 (lgd.num_head_channels, liblgd >= 0.5.0): every
+    attention block has C / num_head_channels heads (num_heads unused);
+    middle_attention_groups (lgd.middle_attention_groups, liblgd >= 0.5.0):
+    the GroupNorm groups of the middle attention, 0 = no GroupNorm there
+    (default num_groups).
     """
 
     def __init__(self, in_channels, out_channels, model_channels, channel_mult,
                  num_res_blocks, attention_levels=(), num_heads=1,
                  num_groups=32, num_classes=0, conv_resample=1,
                  use_scale_shift_norm=0, kernel_size=3, time_embed_dim=None,
-                 dims=2, image_size=None, horizon=None, act="silu"):
+                 dims=2, image_size=None, horizon=None, act="silu",
+                 num_head_channels=0, middle_attention_groups=None):
         super().__init__()
         self.dims = int(dims)
         if self.dims not in (1, 2):
@@ -336,6 +344,11 @@ class LgdUNet(_LgdNet):
         self.attention_levels = sorted(int(v) for v in attention_levels)
         self.num_heads = int(num_heads)
         self.num_groups = int(num_groups)
+        self.num_head_channels = int(num_head_channels or 0)
+        self.middle_attention_groups = (self.num_groups if middle_attention_groups is None
+                                        else int(middle_attention_groups))
+        if self.num_head_channels < 0 or self.middle_attention_groups < 0:
+            raise ValueError("num_head_channels and middle_attention_groups must be >= 0")
         self.num_classes = int(num_classes or 0)
         self.conv_resample = int(bool(conv_resample))
         self.use_scale_shift_norm = int(bool(use_scale_shift_norm))
@@ -377,8 +390,15 @@ class LgdUNet(_LgdNet):
             return ResBlock(cin, E, cout, dims=self.dims, num_groups=G,
                             kernel_size=k, use_scale_shift_norm=ss, act=act)
 
-        def attn(c):
-            return AttentionBlock(c, num_heads=self.num_heads, num_groups=G)
+        def attn(c, groups=G):
+            if self.num_head_channels:
+                if c % self.num_head_channels:
+                    raise ValueError("%d channels do not split into heads of %d channels"
+                                     % (c, self.num_head_channels))
+                heads = c // self.num_head_channels
+            else:
+                heads = self.num_heads
+            return AttentionBlock(c, num_heads=heads, num_groups=groups)
 
         self.time_embed = nn.Sequential(nn.Linear(C0, E), make_act(act),
                                         nn.Linear(E, E))
@@ -401,8 +421,8 @@ class LgdUNet(_LgdNet):
                 self.input_blocks.append(TimestepEmbedSequential(
                     Downsample(ch, self.conv_resample, dims=self.dims)))
                 chans.append(ch)
-        self.middle_block = TimestepEmbedSequential(resblock(ch, ch), attn(ch),
-                                                    resblock(ch, ch))
+        self.middle_block = TimestepEmbedSequential(
+            resblock(ch, ch), attn(ch, self.middle_attention_groups), resblock(ch, ch))
         self.output_blocks = nn.ModuleList([])
         for level, mult in list(enumerate(self.channel_mult))[::-1]:
             for i in range(self.num_res_blocks + 1):
@@ -428,7 +448,6 @@ class LgdUNet(_LgdNet):
             "lgd.channel_mult": _slist(self.channel_mult),
             "lgd.num_res_blocks": str(self.num_res_blocks),
             "lgd.attention_levels": _slist(self.attention_levels),
-            "lgd.num_heads": str(self.num_heads),
             "lgd.num_groups": str(self.num_groups),
             "lgd.num_classes": str(self.num_classes),
             "lgd.conv_resample": str(self.conv_resample),
@@ -437,6 +456,14 @@ class LgdUNet(_LgdNet):
             "lgd.time_embed_dim": str(self.time_embed_dim),
             "lgd.act": self.act_name,
         }
+        # lgd.num_head_channels and lgd.middle_attention_groups only where needed
+        # (liblgd < 0.5.0 does not read them)
+        if self.num_head_channels:
+            m["lgd.num_head_channels"] = str(self.num_head_channels)
+        else:
+            m["lgd.num_heads"] = str(self.num_heads)
+        if self.middle_attention_groups != self.num_groups:
+            m["lgd.middle_attention_groups"] = str(self.middle_attention_groups)
         if self.dims == 2:
             m["lgd.image_size"] = str(self.image_size)
         else:
@@ -796,6 +823,8 @@ def build_from_metadata(meta):
                       cond_dim=int(get("lgd.cond_dim", "0")), act=act,
                       out_dim=int(get("lgd.out_dim", get("lgd.dim"))))
     if arch in ("unet", "temporal_unet"):
+        if "lgd.num_head_channels" in meta and "lgd.num_heads" in meta:
+            raise ValueError("give lgd.num_heads or lgd.num_head_channels, not both")
         common = dict(
             in_channels=int(get("lgd.in_channels")),
             out_channels=int(get("lgd.out_channels")),
@@ -811,7 +840,10 @@ def build_from_metadata(meta):
             kernel_size=int(get("lgd.kernel_size", "3")),
             time_embed_dim=int(meta["lgd.time_embed_dim"])
             if "lgd.time_embed_dim" in meta else None,
-            act=act)
+            act=act,
+            num_head_channels=int(get("lgd.num_head_channels", "0")),
+            middle_attention_groups=int(meta["lgd.middle_attention_groups"])
+            if "lgd.middle_attention_groups" in meta else None)
         if arch == "unet":
             return LgdUNet(dims=2, image_size=int(get("lgd.image_size")), **common)
         return LgdUNet(dims=1, horizon=int(get("lgd.horizon")), **common)

@@ -107,6 +107,15 @@ FIXTURES = [
                     channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
                     num_heads=2, num_groups=4, kernel_size=5, conv_resample=1),
      {}, {}),
+    ("unet_head_channels", "unet in/out 1, 8x8, C0 4, mult 1,2, R 1, attention levels 0,1 "
+     "with lgd.num_head_channels 2 (2 heads at 4 channels, 4 at 8), the middle attention "
+     "without GroupNorm (lgd.middle_attention_groups 0: diffusers' scale-shift middle "
+     "block), use_scale_shift_norm 1, 2 groups, time_embed_dim 8 (liblgd >= 0.5.0)",
+     lambda: _unet(in_channels=1, out_channels=1, image_size=8, model_channels=4,
+                   channel_mult=(1, 2), num_res_blocks=1, attention_levels=(0, 1),
+                   num_head_channels=2, middle_attention_groups=0, num_groups=2,
+                   use_scale_shift_norm=1, time_embed_dim=8, conv_resample=1),
+     {}, {}),
 ]
 
 

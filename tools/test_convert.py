@@ -396,10 +396,20 @@ class TestModules(unittest.TestCase):
         self.assertEqual(cfg64["channel_mult"], [1, 1, 1, 1])
         self.assertEqual(cfg64["attention_levels"], [1, 2, 3])
         self.assertEqual(cfg64["num_heads"], 1)
+        self.assertEqual(cfg64["num_head_channels"], 0)
         self.assertEqual(cfg64["num_classes"], 1000)
-        with self.assertRaises(ValueError):
+        # per-level head counts (128, 192, 256 channels): lgd.num_head_channels
+        cfg_nhc = C.lgd_config_from_guided_diffusion(
+            image_size=64, num_channels=64, num_res_blocks=3, num_head_channels=64,
+            attention_resolutions="32,16,8")
+        self.assertEqual(cfg_nhc["num_head_channels"], 64)
+        cfg_nhc.pop("dims")
+        meta = M.LgdUNet(dims=2, **cfg_nhc).lgd_metadata()
+        self.assertEqual(meta["lgd.num_head_channels"], "64")
+        self.assertNotIn("lgd.num_heads", meta)
+        with self.assertRaises(ValueError):  # 48 does not divide 64
             C.lgd_config_from_guided_diffusion(image_size=64, num_channels=64, num_res_blocks=3,
-                                               num_head_channels=64, attention_resolutions="32,16,8")
+                                               num_head_channels=48, attention_resolutions="32,16,8")
         with self.assertRaises(ValueError):
             C.lgd_config_from_guided_diffusion(image_size=64, num_channels=64, num_res_blocks=3,
                                                resblock_updown=True)

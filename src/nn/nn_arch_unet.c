@@ -6,9 +6,57 @@
  */
 #include <stdio.h>
 
+#include "core/checked.h"
 #include "nn/nn_builder.h"
 
 #define MAX_LEVELS 8
+
+/* An AttentionBlock of the U-Net: with head_ch > 0 (lgd.num_head_channels) it has
+ * C / head_ch heads, else u->heads; groups > 0 is its GroupNorm's group count, 0 means no
+ * GroupNorm at all (qkv of x itself: diffusers' scale-shift middle attention). */
+static int attention(nn_builder *b, const nn_unet_cfg *u, int x, const char *prefix,
+                     int32_t head_ch, int32_t groups)
+{
+    nn_unet_cfg a = *u;
+    const nn_value *vx = nnb_val(b, x);
+    int32_t C = vx->c;
+    if (b->st)
+        return -1;
+    if (head_ch > 0) {
+        if (C % head_ch)
+            return nnb_fail(b, LGD_ERR_FORMAT, "%s: %d channels do not split into heads of "
+                            "lgd.num_head_channels = %d", prefix, (int)C, (int)head_ch);
+        a.heads = C / head_ch;
+    }
+    if (groups > 0) {
+        a.groups = groups;
+        return nnb_attention(b, &a, x, prefix);
+    }
+    /* nnb_attention without its GroupNorm */
+    if (C % a.heads)
+        return nnb_fail(b, LGD_ERR_FORMAT, "%s: %d channels do not split into %d heads", prefix,
+                        (int)C, (int)a.heads);
+    char name[192];
+    int32_t hh = vx->h, ww = vx->w;
+    nnb_join(name, sizeof name, prefix, "qkv");
+    int qkv = nnb_conv(b, x, 3 * C, 1, 1, 0, name, 1, 1);
+    if (b->st)
+        return -1;
+    const nn_value *vq = nnb_val(b, qkv);
+    int att = nnb_value(b, C, hh, ww, vq->shared, vq->needs_grad);
+    nn_op *o = nnb_op(b, NN_ATTENTION, qkv, -1, att);
+    if (!o)
+        return -1;
+    size_t S = (size_t)hh * (size_t)ww, scratch;
+    if (lgd_mul3_size((size_t)a.heads, S, S, &scratch) || scratch > ((size_t)1 << 40))
+        return nnb_fail(b, LGD_ERR_FORMAT, "%s: attention over %zu positions with %d heads is "
+                        "too large", prefix, S, (int)a.heads);
+    o->heads = a.heads;
+    o->scratch = scratch;
+    nnb_join(name, sizeof name, prefix, "proj_out");
+    int p = nnb_conv(b, att, C, 1, 1, 0, name, 1, 1);
+    return nnb_add(b, x, p);
+}
 
 static int build_unet(nn_builder *b, int temporal, int64_t *dim)
 {
@@ -19,6 +67,9 @@ static int build_unet(nn_builder *b, int temporal, int64_t *dim)
     int32_t R = nnb_meta_int(b, "lgd.num_res_blocks", 0, 0, 1, 64);
     u.heads = nnb_meta_int(b, "lgd.num_heads", 1, 1, 1, 1024);
     u.groups = nnb_meta_int(b, "lgd.num_groups", 1, 32, 1, 1 << 16);
+    /* since 0.5.0 (diffusers' per-level heads, its norm-free middle attention) */
+    int32_t head_ch = nnb_meta_int(b, "lgd.num_head_channels", 1, 0, 0, 1 << 16);
+    int32_t mid_groups = nnb_meta_int(b, "lgd.middle_attention_groups", 1, u.groups, 0, 1 << 16);
     int32_t classes = nnb_meta_int(b, "lgd.num_classes", 1, 0, 0, 1 << 20);
     u.conv_resample = nnb_meta_int(b, "lgd.conv_resample", 1, 1, 0, 1);
     u.scale_shift = nnb_meta_int(b, "lgd.use_scale_shift_norm", 1, 0, 0, 1);
@@ -33,6 +84,8 @@ static int build_unet(nn_builder *b, int temporal, int64_t *dim)
         return -1;
     if (levels == 0)
         return nnb_fail(b, LGD_ERR_FORMAT, "lgd.channel_mult is empty");
+    if (head_ch > 0 && nnb_meta(b, "lgd.num_heads"))
+        return nnb_fail(b, LGD_ERR_FORMAT, "give lgd.num_heads or lgd.num_head_channels, not both");
     if (u.kernel % 2 == 0)
         return nnb_fail(b, LGD_ERR_FORMAT, "lgd.kernel_size = %d must be odd", (int)u.kernel);
     if (side % (1 << (levels - 1)))
@@ -79,7 +132,7 @@ static int build_unet(nn_builder *b, int temporal, int64_t *dim)
             h = nnb_resblock(b, &u, h, emb_act, mult[level] * C0, q);
             if (has_att[level]) {
                 nnb_join(q, sizeof q, p, "1");
-                h = nnb_attention(b, &u, h, q);
+                h = attention(b, &u, h, q, head_ch, u.groups);
             }
             hs[n_hs++] = h;
         }
@@ -91,7 +144,7 @@ static int build_unet(nn_builder *b, int temporal, int64_t *dim)
         }
     }
     h = nnb_resblock(b, &u, h, emb_act, nnb_val(b, h)->c, "middle_block.0");
-    h = nnb_attention(b, &u, h, "middle_block.1");
+    h = attention(b, &u, h, "middle_block.1", head_ch, mid_groups);
     h = nnb_resblock(b, &u, h, emb_act, nnb_val(b, h)->c, "middle_block.2");
     block = 0;
     for (int level = levels - 1; level >= 0 && !b->st; level--) {
@@ -103,7 +156,7 @@ static int build_unet(nn_builder *b, int temporal, int64_t *dim)
             int sub = 1;
             if (has_att[level]) {
                 nnb_join(q, sizeof q, p, "%d", sub++);
-                h = nnb_attention(b, &u, h, q);
+                h = attention(b, &u, h, q, head_ch, u.groups);
             }
             if (level > 0 && r == R) {
                 nnb_join(q, sizeof q, p, "%d", sub++);
