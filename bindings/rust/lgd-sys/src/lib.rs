@@ -338,7 +338,7 @@ macros! {
     /// Major version of the headers these declarations follow (`<lgd/version.h>`).
     LGD_VERSION_MAJOR: u32 = 0;
     /// Minor version of the headers.
-    LGD_VERSION_MINOR: u32 = 4;
+    LGD_VERSION_MINOR: u32 = 5;
     /// Patch version of the headers.
     LGD_VERSION_PATCH: u32 = 0;
     /// major * 10000 + minor * 100 + patch; compare with lgd_version() at run time.
