@@ -13,7 +13,7 @@
 #   python    ctypes loads liblgd into an uninstrumented python3 (ASan must be first);
 #   rust      cargo's test binaries are not instrumented (same reason);
 #   mpi       Open MPI's own start-up leaks and reads uninitialised memory;
-#   converter needs PyTorch (skipped anyway without it);
+#   converter and converter_diffusers need PyTorch (skipped anyway without it);
 #   abi       abidiff compares debug info, which the instrumentation does not change.
 # ASAN_OPTIONS: leaks are errors (detect_leaks=1); allocator_may_return_null=1 because
 # test_core asks for a 2^52-byte tensor on purpose and expects LGD_ERR_OUT_OF_MEMORY
@@ -79,7 +79,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export OMP_WAIT_POLICY=passive
 tests=$("$MESON" test -C "$build" --list 2>/dev/null | sed -n 's/^lgd:\([^ ]*\) \/ \(.*\)$/\1 \2/p' |
         awk '{ split($1, s, "+"); u = 0; for (i in s) if (s[i] == "unit") u = 1; if (u) print $2 }' |
-        grep -vxE 'tsan|python|rust|mpi|converter|abi' | sort -u)
+        grep -vxE 'tsan|python|rust|mpi|converter|converter_diffusers|abi' | sort -u)
 # shellcheck disable=SC2086 # one word per test name
 "$MESON" test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier 4 $tests
 rc=$?
