@@ -210,7 +210,7 @@ static int cpu_all_finite(lgd_backend *be, const float *x, size_t n)
 {
     int ok = 1;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(be->threads) if (n >= LGD_CPU_PAR_MIN_WORK) reduction(&& : ok)
+#pragma omp parallel for num_threads(be->threads) if (n >= LGD_CPU_PAR_MIN_WORK && !lgd_cpu_contended(be)) reduction(&& : ok)
 #else
     (void)be;
 #endif
@@ -392,7 +392,8 @@ int lgd_cpu_backend_open(int threads, lgd_backend **out_be, const lgd_backend_op
     be->threads = 1;
     (void)threads;
 #endif
-    lgd_cpu_dnnl_init(be); /* be->onednn, from LGD_CPU_ONEDNN */
+    lgd_cpu_contention_init(be); /* from LGD_CPU_ADAPTIVE */
+    lgd_cpu_dnnl_init(be);       /* be->onednn, from LGD_CPU_ONEDNN */
     snprintf(be->name, sizeof be->name, "cpu (openblas%s, %d threads)",
              be->onednn ? " + onednn" : "", be->threads);
     *out_be = be;

@@ -9,6 +9,7 @@
 #define LGD_CPU_BACKEND_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "backend/backend.h"
@@ -24,8 +25,20 @@ struct dnnl_stream;
  * the scratch buffer and the oneDNN state need no lock. */
 struct lgd_cpu_pool;
 
+/* The contention guard's state (cpu_contention.h): the last measurement of the
+ * driving thread's run-queue wait and the decision it gave. Atomics: any thread may
+ * ask, and a stale answer only costs time. */
+typedef struct lgd_cpu_contention {
+    int enabled;
+    _Atomic int contended;
+    _Atomic long long checked_ns; /* CLOCK_MONOTONIC of the last measurement; 0: none */
+    _Atomic long long wait_ns;    /* the measured thread's run-queue wait then */
+    _Atomic long long tid;        /* the measured thread */
+} lgd_cpu_contention;
+
 struct lgd_backend {
     int threads;
+    lgd_cpu_contention contention;
     /* the backend's own parking workers (cpu_pool.h), started by the first loop that
      * uses them (lgd_cpu_pool_get); NULL with one thread or when none could start */
     struct lgd_cpu_pool *pool;

@@ -3,15 +3,18 @@
  *
  * LGD_CPU_FOR(work) before a `for` runs it on the backend's threads (be->threads, a
  * `lgd_backend *be` in scope) when `work` (about the number of values touched) pays
- * for waking them, with a static schedule: each output element is computed by one
- * thread in a fixed order, so results do not depend on the thread count.
+ * for waking them and while the machine is not contended (cpu_contention.h: the
+ * driving thread waits for a CPU; the loop then runs on it alone), with a static
+ * schedule: each output element is computed by one thread in a fixed order, so
+ * results do not depend on the thread count.
  * LGD_CPU_FOR_IF(threads, cond) gives the team size and the condition explicitly.
  * Used by the CPU backend and by the CPU kernel tables of the modules.
  */
 #ifndef LGD_CPU_PARALLEL_H
 #define LGD_CPU_PARALLEL_H
 
-#include "backend/cpu/cpu_backend.h" /* struct lgd_backend: threads */
+#include "backend/cpu/cpu_backend.h"    /* struct lgd_backend: threads */
+#include "backend/cpu/cpu_contention.h" /* lgd_cpu_contended */
 
 /* Parallelise only loops with enough work to pay for waking the threads: about 100 us
  * of work. (It was 32768 until 0.5.0; a region of a few microseconds costs more than its
@@ -23,7 +26,8 @@
 #ifdef _OPENMP
 #define LGD_CPU_FOR(work)                                                                \
     LGD_CPU_PRAGMA(omp parallel for num_threads(be->threads)                             \
-                   if ((work) >= LGD_CPU_PAR_MIN_WORK) schedule(static))
+                   if ((work) >= LGD_CPU_PAR_MIN_WORK && !lgd_cpu_contended(be))         \
+                   schedule(static))
 #define LGD_CPU_FOR_IF(nt, cond)                                                         \
     LGD_CPU_PRAGMA(omp parallel for num_threads(nt) if (cond) schedule(static))
 #else
