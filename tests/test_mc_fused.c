@@ -3,7 +3,8 @@
  * loop (sampling/mc_kernels_cpu.c: draws, loss, gradient and online log-sum-exp in one
  * pass per row) gives the same bits as the unfused one (normal_around, the loss's eval,
  * accumulate) for every built-in loss it serves, draw counts that are and are not
- * multiples of the chunk, DPS, 1 and 2 threads; a non-finite loss and cancellation are
+ * multiples of the chunk, DPS, the gradient-free kind (values only, folding xhat - x_i),
+ * 1 and 2 threads; a non-finite loss and cancellation are
  * reported the same way; a loss without a block evaluator (callbacks) is unchanged.
  */
 #include <math.h>
@@ -133,6 +134,10 @@ static void sweep(lgd_context *ctx, lgd_model *m, lgd_loss *l, int64_t batch, co
                          (int)draw_counts[i], (int)chunks[c], (double)sigma);
                 compare(ctx, m, l, LGD_GUIDANCE_MC, draw_counts[i], chunks[c], x, batch, sigma,
                         label);
+                snprintf(label, sizeof label, "%s gradient-free n %d chunk %d sigma %g", name,
+                         (int)draw_counts[i], (int)chunks[c], (double)sigma);
+                compare(ctx, m, l, LGD_GUIDANCE_MC_GRADIENT_FREE, draw_counts[i], chunks[c], x,
+                        batch, sigma, label);
             }
     }
     free(x);

@@ -318,7 +318,7 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
     g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
     const lgd_loss_block *blk = &g->loss->block;
-    if (!exact && !values_only && g->fused && g->mc->fused && blk->eval &&
+    if (!exact && g->fused && g->mc->fused && blk->eval &&
         (blk->target_rows <= 1 || blk->target_rows == batch)) {
         /* the fused loop (mc_kernels.h): the same bits as the loop below; cancellation is
          * looked at every `span` draws */
@@ -330,7 +330,8 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
             lgd_rng_stream rng = { g->opt.seed, LGD_RNG_MC_DRAW, (uint32_t)step, first_row,
                                    (uint32_t)done };
             if (g->mc->fused(ctx->be, g->loss, &rng, batch, end, g->chunk, D, g->xhat.data, r,
-                             g->draws.data, g->grad.data, g->losses.data, &state))
+                             values_only, g->draws.data, g->grad.data, g->losses.data,
+                             &state))
                 ops->fill(ctx->be, g->flags.data + FLAG_LOSS, 1, 1.0f);
         }
         g->mc->finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);

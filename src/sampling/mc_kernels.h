@@ -42,10 +42,12 @@ typedef struct lgd_mc_kernels {
      * state by accumulate's arithmetic: the same bits as the unfused loop, with every
      * intermediate in the row's slice (cache-resident) and one parallel loop (rows
      * scheduled dynamically: a thread slowed by another process costs its share, not
-     * the whole). Returns nonzero when some loss value is not finite. */
+     * the whole). With values_only (the gradient-free kind) the loss is evaluated
+     * without its gradient and the folded vector is xhat[r] - draws[r] (broadcast_axpy's
+     * arithmetic). Returns nonzero when some loss value is not finite. */
     int (*fused)(lgd_backend *be, const struct lgd_loss *loss, const lgd_rng_stream *rng, size_t rows,
                  size_t end, size_t chunk, size_t cols, const float *xhat, float radius,
-                 float *draws, float *grad, float *losses, lgd_mc_state *st);
+                 int values_only, float *draws, float *grad, float *losses, lgd_mc_state *st);
 } lgd_mc_kernels;
 
 extern const lgd_mc_kernels lgd_mc_kernels_cpu;

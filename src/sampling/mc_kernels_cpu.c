@@ -185,6 +185,7 @@ typedef struct fused_args {
     size_t end, chunk, cols;
     const float *xhat;
     float radius;
+    int values_only;
     float *draws, *grad, *losses;
     lgd_mc_state *st;
 } fused_args;
@@ -224,7 +225,11 @@ LGD_CPU_CLONES static int fused_rows(const fused_args *a, size_t r0, size_t r1)
                 for (size_t j = 0; j < sm; j++)
                     memcpy(x + j * cols, mean, cols * sizeof *x);
             }
-            a->loss->block.eval(a->loss, r, sm, x, l, g);
+            a->loss->block.eval(a->loss, r, sm, x, l, a->values_only ? NULL : g);
+            if (a->values_only) /* the gradient-free fold: xhat - x_i = -r eps_i */
+                for (size_t j = 0; j < sm; j++)
+                    for (size_t e = 0; e < cols; e++)
+                        g[j * cols + e] = mean[e] + -1.0f * x[j * cols + e];
             uint32_t nonfinite = 0;
             for (size_t j = 0; j < sm; j++) /* exponent all ones: Inf or NaN */
                 nonfinite |= (uint32_t)((lgd_f32_bits(l[j]) & 0x7f800000u) == 0x7f800000u);
@@ -254,10 +259,11 @@ static void fused_unit(void *vp, size_t u)
 
 static int cpu_mc_fused(lgd_backend *be, const struct lgd_loss *loss, const lgd_rng_stream *rng,
                         size_t rows, size_t end, size_t chunk, size_t cols, const float *xhat,
-                        float radius, float *draws, float *grad, float *losses,
-                        lgd_mc_state *st)
+                        float radius, int values_only, float *draws, float *grad,
+                        float *losses, lgd_mc_state *st)
 {
-    fused_args a = { loss, rng, end, chunk, cols, xhat, radius, draws, grad, losses, st };
+    fused_args a = { loss,   rng,        end,   chunk, cols, xhat, radius,
+                     values_only, draws, grad, losses, st };
     size_t draws_per_row = end > rng->first_draw ? end - rng->first_draw : 0;
     size_t per = rows_per_unit(rows, draws_per_row * cols), units = (rows + per - 1) / per;
     fused_run fr = { &a, rows, per, 0 };
