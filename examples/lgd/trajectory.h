@@ -8,9 +8,11 @@
  *   trajectory_problem.c   the fixed data, the prior and the tasks' losses
  *   trajectory_sampling.c  sampling one batch of one task and its outcomes
  *   trajectory_metrics.c   metrics, 1. tuning on the grid of scales, 2. evaluation
- *   trajectory_tables.c    the tables on stdout, beside the paper's
- *   trajectory_csv.c       grid.csv, results.csv, trajectories.csv
- *   trajectory_figures.c   fig_path.svg, fig_obstacle.svg
+ *   trajectory_tables.c    the tables on stdout, beside the paper's; --compare's table
+ *   trajectory_csv.c       grid.csv, results.csv, trajectories.csv, compare.csv
+ *   trajectory_figures.c   fig_path.svg, fig_obstacle.svg, fig_hard.svg
+ *   trajectory_noise.c     --gradient-free: the estimators' noise against their limit
+ *   trajectory_hard.c      the hard (0/1) obstacle loss (trajectory_hard.h)
  */
 #ifndef LGD_TOOL_TRAJECTORY_H
 #define LGD_TOOL_TRAJECTORY_H
@@ -20,6 +22,7 @@
 #include <lgd/lgd.h>
 
 #include "tool.h"
+#include "trajectory_hard.h"
 
 #define CMD "trajectory"
 /* Reports a failed library call; evaluates to non-zero on error. */
@@ -42,8 +45,12 @@
 /* Rows of different tasks are independent: task k starts at first_row = k * TASK_ROWS. */
 #define TASK_ROWS 1000000ULL
 
-typedef enum family { FAM_PATH = 0, FAM_OBSTACLE = 1, NFAM = 2 } family;
+/* Task families: path following, obstacle avoidance with the smooth collision term
+ * (Eq. 20), and with the hard 0/1 indicator (--gradient-free; trajectory_hard.h). */
+typedef enum family { FAM_PATH = 0, FAM_OBSTACLE = 1, FAM_HARD = 2, NFAM = 3 } family;
 extern const char *const family_key[NFAM];
+/* The hard family's W: loss = goal term + W * 1[some frame inside an obstacle]. */
+#define HARD_WEIGHT 100.0
 
 typedef struct task_def {
     const char *key;
@@ -57,17 +64,22 @@ typedef struct task_def {
     double obs_along[MAX_OBS], obs_across[MAX_OBS], obs_r[MAX_OBS];
 } task_def;
 
-#define NTASKS 5
+/* path_20, path_110, path_235, obstacle_A, obstacle_B, and (--gradient-free) the same
+ * layouts with the hard loss, obstacle_A_hard and obstacle_B_hard */
+#define NTASKS 7
 extern const task_def task_defs[NTASKS];
 
-#define NMETHODS 4
+/* Baseline, DPS, LGD-MC n = 10 and 100 and (with --gradient-free) gradient-free LGD-MC
+ * n = 100 and n = 1000 */
+#define NMETHODS 6
 typedef struct method_def {
     const char *key;
     const char *name;
     const char *color;
     lgd_guidance_kind kind;
     int32_t n;
-    double cost; /* relative cost of one step (progress units) */
+    double cost;   /* relative cost of one step (progress units) */
+    int extra;     /* 1: run only with --gradient-free */
 } method_def;
 extern const method_def method_defs[NMETHODS];
 
@@ -75,6 +87,13 @@ extern const method_def method_defs[NMETHODS];
 
 /* --select: the choices' order */
 enum { SELECT_PLAUSIBLE = 0, SELECT_OBJECTIVE = 1 };
+/* --prior: the choices' order */
+enum { PRIOR_EXACT = 0, PRIOR_LEARNED = 1 };
+extern const char *const prior_names[];
+/* The learned prior's file when --model is not given: $LGD_MODEL_DIR/NAME if set, else
+ * models/NAME under the current directory, else under the source tree the tool was built
+ * from (as lgd superres and classcond find models/). */
+#define DEFAULT_MODEL_NAME "trajectory_denoiser.safetensors"
 
 typedef struct traj_config {
     int32_t seeds;      /* evaluation samples per task, headline (the paper's 10 seeds) */
@@ -87,12 +106,24 @@ typedef struct traj_config {
     int rule_choice;    /* --rule, an index into the rule names */
     lgd_step_rule rule; /* ... and what it means */
     const char *rule_name;
+    float sigma_min;    /* --sigma-min: guidance off below this noise level (0: never) */
     int select_choice;    /* --select */
     int select_plausible; /* --select plausible (or objective, the default) */
+    int prior;          /* --prior: PRIOR_EXACT or PRIOR_LEARNED */
+    const char *model;  /* --model: the learned prior's network file, or NULL */
+    char model_path[4096]; /* the file used: --model, or the default (traj_model_path) */
+    int compare;        /* --compare: the exact, then the learned prior, side by side */
+    int gradient_free;  /* --gradient-free: the extra methods and the hard family */
+    int32_t noise_draws; /* --noise-draws: the noise table's reference draws (0: none) */
     int32_t threads;
     const char *out;
     int quiet;
 } traj_config;
+
+/* Whether method mi, task k, family fam take part in the run cfg describes. */
+int traj_method_on(const traj_config *cfg, int mi);
+int traj_task_on(const traj_config *cfg, int k);
+int traj_family_on(const traj_config *cfg, int fam);
 
 /* ---- the problem: prior, tasks and losses (trajectory_problem.c) ---- */
 
@@ -102,15 +133,20 @@ typedef struct task {
     double target[2];       /* the goal (obstacle tasks) or the path's end y_T */
     float obs[MAX_OBS * 3]; /* obstacle tasks: centre x, centre y, radius */
     int nobs;
-    lgd_loss *loss;
+    traj_hard_params hard; /* obstacle tasks: the hard loss's constants (collisions) */
+    lgd_loss *loss;        /* NULL for a task that does not take part */
 } task;
 
 typedef struct traj_problem {
     lgd_context *ctx;
-    lgd_model *prior;
+    lgd_model *exact;   /* the library's exact prior: the NLL metric, and the exact prior */
+    lgd_model *prior;   /* the prior sampled from: exact, or the learned network's model */
+    lgd_network *net;   /* the learned prior's network (NULL for the exact prior) */
     task tasks[NTASKS];
 } traj_problem;
 
+/* The learned prior's file (see DEFAULT_MODEL_NAME) into buf; 1 when it does not fit. */
+int traj_model_path(const traj_config *cfg, char *buf, size_t size);
 int traj_problem_create(traj_problem *pb, const traj_config *cfg);
 void traj_problem_destroy(traj_problem *pb);
 /* Adds the frame f's velocity v[2 f + axis] (scaled) to *acc: the position p_f. */
@@ -200,6 +236,15 @@ void traj_print_table2(const traj_config *cfg, const evaluation *ev, int p);
 void traj_print_table3(const traj_config *cfg, const evaluation *ev, int p);
 /* The obstacle-avoidance ratios against the paper's, and the times. */
 void traj_print_reading(const traj_config *cfg, const evaluation *ev, const grid *gr);
+
+/* --compare: per family and method, the exact prior's results (index 0) beside the
+ * learned prior's (index 1), on stdout and into cfg->out/compare.csv. */
+void traj_print_comparison(const traj_config *cfg, const evaluation *const ev[2]);
+int traj_write_compare_csv(const traj_config *cfg, const evaluation *const ev[2]);
+
+/* --gradient-free: the noise of each estimator of g against its n -> infinity limit on
+ * the obstacle losses, printed and written to cfg->out/noise.csv. */
+int traj_estimator_noise(const traj_config *cfg, traj_problem *pb, progress *pr);
 
 int traj_write_grid_csv(const traj_config *cfg, const grid *gr);
 int traj_write_results_csv(const traj_config *cfg, const evaluation *ev);

@@ -1,7 +1,8 @@
 /*
  * trajectory_csv.c - lgd trajectory's CSV files: grid.csv (tuning: every method, scale
- * and task), results.csv (evaluation at the selected scales, per protocol) and
- * trajectories.csv (the positions of every finite evaluation sample).
+ * and task), results.csv (evaluation at the selected scales, per protocol),
+ * trajectories.csv (the positions of every finite evaluation sample) and, with
+ * --compare, compare.csv (both priors' family results).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,9 +31,13 @@ int traj_write_grid_csv(const traj_config *cfg, const grid *gr)
         return 1;
     FILE *f = out.f;
     for (int mi = 0; mi < NMETHODS; mi++) {
+        if (!traj_method_on(cfg, mi))
+            continue;
         const method_def *m = &method_defs[mi];
         for (int si = 0; si < traj_nscales_of(cfg, m); si++) {
             for (int k = 0; k < NTASKS; k++) {
+                if (!traj_task_on(cfg, k))
+                    continue;
                 int fam = task_defs[k].fam;
                 fprintf(f, "%s,%s,%s,%.9g,%d,", m->key, family_key[fam], task_defs[k].key,
                         traj_scale_of(cfg, m, si), gr->best[mi][fam] == si);
@@ -40,6 +45,8 @@ int traj_write_grid_csv(const traj_config *cfg, const grid *gr)
                 fputc('\n', f);
             }
             for (int fam = 0; fam < NFAM; fam++) {
+                if (!traj_family_on(cfg, fam))
+                    continue;
                 fprintf(f, "%s,%s,all,%.9g,%d,", m->key, family_key[fam],
                         traj_scale_of(cfg, m, si), gr->best[mi][fam] == si);
                 write_metrics(f, &gr->fam[mi][si][fam]);
@@ -62,8 +69,12 @@ int traj_write_results_csv(const traj_config *cfg, const evaluation *ev)
             break;
         const char *proto = p == 0 ? "paper" : "large";
         for (int mi = 0; mi < NMETHODS; mi++) {
+            if (!traj_method_on(cfg, mi))
+                continue;
             const method_def *m = &method_defs[mi];
             for (int k = 0; k < NTASKS; k++) {
+                if (!traj_task_on(cfg, k))
+                    continue;
                 int fam = task_defs[k].fam;
                 fprintf(f, "%s,%s,%s,%s,%.9g,", proto, m->key, family_key[fam],
                         task_defs[k].key, ev->scale[mi][fam]);
@@ -71,6 +82,8 @@ int traj_write_results_csv(const traj_config *cfg, const evaluation *ev)
                 fputc('\n', f);
             }
             for (int fam = 0; fam < NFAM; fam++) {
+                if (!traj_family_on(cfg, fam))
+                    continue;
                 fprintf(f, "%s,%s,%s,all,%.9g,", proto, m->key, family_key[fam],
                         ev->scale[mi][fam]);
                 write_metrics(f, &ev->fam_m[p][mi][fam]);
@@ -99,10 +112,41 @@ int traj_write_trajectories_csv(const traj_config *cfg, const evaluation *ev)
         return 1;
     for (int mi = 0; mi < NMETHODS; mi++)
         for (int k = 0; k < NTASKS; k++) {
+            if (!traj_method_on(cfg, mi) || !traj_task_on(cfg, k))
+                continue;
             const batch *b = &ev->b[mi][k];
             for (int64_t r = 0; r < b->rows; r++)
                 if (!b->o[r].failed)
                     write_positions(out.f, mi, k, r, b->x + r * DIM);
         }
+    return tool_file_close(&out);
+}
+
+int traj_write_compare_csv(const traj_config *cfg, const evaluation *const ev[2])
+{
+    tool_file out;
+    if (tool_file_open(&out, CMD, cfg->out, "compare.csv",
+                       "protocol,family,method,prior,scale," METRIC_HEADER))
+        return 1;
+    FILE *f = out.f;
+    for (int p = 0; p < 2; p++) {
+        if (p == 1 && cfg->large == 0)
+            break;
+        for (int fam = 0; fam < NFAM; fam++) {
+            if (!traj_family_on(cfg, fam))
+                continue;
+            for (int mi = 0; mi < NMETHODS; mi++) {
+                if (!traj_method_on(cfg, mi))
+                    continue;
+                for (int i = 0; i < 2; i++) {
+                    fprintf(f, "%s,%s,%s,%s,%.9g,", p == 0 ? "paper" : "large",
+                            family_key[fam], method_defs[mi].key, prior_names[i],
+                            ev[i]->scale[mi][fam]);
+                    write_metrics(f, &ev[i]->fam_m[p][mi][fam]);
+                    fputc('\n', f);
+                }
+            }
+        }
+    }
     return tool_file_close(&out);
 }

@@ -1,7 +1,8 @@
 /*
  * trajectory_figures.c - lgd trajectory's figures (the paper's Fig. 2 and 10): the
  * paper-protocol samples of every method, fig_path.svg (the three target paths in one
- * panel per method) and fig_obstacle.svg (one panel per method and layout).
+ * panel per method), fig_obstacle.svg (one panel per method and layout) and, with
+ * --gradient-free, fig_hard.svg (the same for the hard-indicator loss).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -73,15 +74,15 @@ static void method_label(char *buf, size_t size, const char *prefix, const evalu
         snprintf(buf, size, "%s%s%s, scale %g", prefix, sep, m->name, ev->scale[mi][fam]);
 }
 
-/* Panel mi of fig_path.svg: method mi's samples of the three directions and the target
+/* Panel col of fig_path.svg: method mi's samples of the three directions and the target
  * paths. */
 static int path_panel(svg_figure *fp, const traj_config *cfg, const evaluation *ev,
-                      const traj_problem *pb, int mi)
+                      const traj_problem *pb, int mi, int col)
 {
     const method_def *m = &method_defs[mi];
     char lab[64], note[96];
     method_label(lab, sizeof lab, NULL, ev, mi, FAM_PATH);
-    if (panel_frame(fp, mi, lab) || svg_panel_legend(fp, mi, SVG_BOTTOM_RIGHT))
+    if (panel_frame(fp, col, lab) || svg_panel_legend(fp, col, SVG_BOTTOM_RIGHT))
         return 1;
     int first = 1;
     for (int k = 0; k < NTASKS; k++) {
@@ -91,7 +92,7 @@ static int path_panel(svg_figure *fp, const traj_config *cfg, const evaluation *
         for (int64_t r = 0; r < cfg->seeds; r++) {
             if (b->o[r].failed)
                 continue;
-            if (add_path(fp, mi, b->x + r * DIM, m->color, 1.1, first ? "samples" : NULL))
+            if (add_path(fp, col, b->x + r * DIM, m->color, 1.1, first ? "samples" : NULL))
                 return 1;
             first = 0;
         }
@@ -106,14 +107,14 @@ static int path_panel(svg_figure *fp, const traj_config *cfg, const evaluation *
             xs[f + 1] = pb->tasks[k].path[2 * f];
             ys[f + 1] = pb->tasks[k].path[2 * f + 1];
         }
-        if (svg_panel_line(fp, mi, xs, ys, FRAMES + 1, "#000000", 2.0, SVG_DASHED,
+        if (svg_panel_line(fp, col, xs, ys, FRAMES + 1, "#000000", 2.0, SVG_DASHED,
                            first ? "target paths" : NULL))
             return 1;
         first = 0;
     }
     snprintf(note, sizeof note, "Objective %.3g (mean of %d)",
              ev->fam_m[0][mi][FAM_PATH].obj_mean, (int)ev->fam_m[0][mi][FAM_PATH].n);
-    return svg_panel_note(fp, mi, note);
+    return svg_panel_note(fp, col, note);
 }
 
 /* The notes of an obstacle panel: Objective, collisions, final distance, implausible and
@@ -150,8 +151,8 @@ static int obstacle_panel(svg_figure *fo, int p, const traj_config *cfg, const e
     const method_def *m = &method_defs[mi];
     const task *t = &pb->tasks[k];
     const batch *b = &ev->b[mi][k];
-    char lab[64];
-    method_label(lab, sizeof lab, t->def->label, ev, mi, FAM_OBSTACLE);
+    char lab[80];
+    method_label(lab, sizeof lab, t->def->label, ev, mi, t->def->fam);
     if (panel_frame(fo, p, lab) || svg_panel_legend(fo, p, SVG_BOTTOM_RIGHT))
         return 1;
     double sx[2] = { 0.0, t->target[0] }, sy[2] = { 0.0, t->target[1] };
@@ -174,20 +175,25 @@ static int obstacle_panel(svg_figure *fo, int p, const traj_config *cfg, const e
     return obstacle_notes(fo, p, &ev->task_m[0][mi][k]);
 }
 
-/* Method mi's panels of both figures: one in fig_path.svg, one per layout (row) in
- * fig_obstacle.svg. */
-static int method_panels(svg_figure *fp, svg_figure *fo, const traj_config *cfg,
-                         const evaluation *ev, const traj_problem *pb, int mi)
+/* Method mi's panels (column col) of the figures: one in fig_path.svg, one per layout
+ * (row) in fig_obstacle.svg and, when fh is not NULL, in fig_hard.svg. */
+static int method_panels(svg_figure *fp, svg_figure *fo, svg_figure *fh, int ncols,
+                         const traj_config *cfg, const evaluation *ev, const traj_problem *pb,
+                         int mi, int col)
 {
-    if (path_panel(fp, cfg, ev, pb, mi))
+    if (path_panel(fp, cfg, ev, pb, mi, col))
         return 1;
-    int row = 0;
+    int row_o = 0, row_h = 0;
     for (int k = 0; k < NTASKS; k++) {
-        if (task_defs[k].fam != FAM_OBSTACLE)
-            continue;
-        if (obstacle_panel(fo, row * NMETHODS + mi, cfg, ev, pb, mi, k))
-            return 1;
-        row++;
+        if (task_defs[k].fam == FAM_OBSTACLE) {
+            if (obstacle_panel(fo, row_o * ncols + col, cfg, ev, pb, mi, k))
+                return 1;
+            row_o++;
+        } else if (task_defs[k].fam == FAM_HARD && fh) {
+            if (obstacle_panel(fh, row_h * ncols + col, cfg, ev, pb, mi, k))
+                return 1;
+            row_h++;
+        }
     }
     return 0;
 }
@@ -196,29 +202,47 @@ int traj_write_figures(const traj_config *cfg, const evaluation *ev, const traj_
 {
     int rc = 1;
     int64_t shown = cfg->seeds; /* the paper-protocol samples */
-    char title[160];
+    int ncols = 0;
+    for (int mi = 0; mi < NMETHODS; mi++)
+        ncols += traj_method_on(cfg, mi);
+    /* the titles name the prior, except in the default run (whose figures stay as they
+     * were) */
+    const char *prior = cfg->prior == PRIOR_LEARNED ? ", learned prior"
+                        : cfg->compare || cfg->gradient_free ? ", exact prior" : "";
+    char title[224];
     snprintf(title, sizeof title,
-             "Path following (Table 2): %d samples per direction; dashed: the target paths",
-             (int)shown);
-    svg_figure *fp = svg_figure_create(1, NMETHODS, PANEL_W, PANEL_H, title);
+             "Path following (Table 2%s): %d samples per direction; dashed: the target paths",
+             prior, (int)shown);
+    svg_figure *fp = svg_figure_create(1, ncols, PANEL_W, PANEL_H, title);
     snprintf(title, sizeof title,
-             "Obstacle avoidance (Table 3): %d samples per layout; circles: obstacles (r = 1), "
-             "x: goal; long straight segments: jumps (implausible)",
-             (int)shown);
-    svg_figure *fo = svg_figure_create(2, NMETHODS, PANEL_W, PANEL_H, title);
-    if (!fp || !fo) {
+             "Obstacle avoidance (Table 3%s): %d samples per layout; circles: obstacles "
+             "(r = 1), x: goal; long straight segments: jumps (implausible)",
+             prior, (int)shown);
+    svg_figure *fo = svg_figure_create(2, ncols, PANEL_W, PANEL_H, title);
+    svg_figure *fh = NULL;
+    if (cfg->gradient_free) {
+        snprintf(title, sizeof title,
+                 "Obstacle avoidance with the hard 0/1 collision indicator (%s): %d samples "
+                 "per layout; circles: obstacles (r = 1), x: goal",
+                 prior + 2, (int)shown); /* gradient_free: prior is ", ... prior" */
+        fh = svg_figure_create(2, ncols, PANEL_W, PANEL_H, title);
+    }
+    if (!fp || !fo || (cfg->gradient_free && !fh)) {
         tool_out_of_memory(CMD);
         goto done;
     }
-    for (int mi = 0; mi < NMETHODS; mi++)
-        if (method_panels(fp, fo, cfg, ev, pb, mi))
+    for (int mi = 0, col = 0; mi < NMETHODS; mi++)
+        if (traj_method_on(cfg, mi) &&
+            method_panels(fp, fo, fh, ncols, cfg, ev, pb, mi, col++))
             goto done;
     if (tool_write_svg(CMD, cfg->out, fp, "fig_path.svg") ||
-        tool_write_svg(CMD, cfg->out, fo, "fig_obstacle.svg"))
+        tool_write_svg(CMD, cfg->out, fo, "fig_obstacle.svg") ||
+        (fh && tool_write_svg(CMD, cfg->out, fh, "fig_hard.svg")))
         goto done;
     rc = 0;
 done:
     svg_figure_destroy(fp);
     svg_figure_destroy(fo);
+    svg_figure_destroy(fh);
     return rc;
 }

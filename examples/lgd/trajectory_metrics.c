@@ -108,17 +108,22 @@ double traj_scale_of(const traj_config *cfg, const method_def *m, int si)
     return m->kind == LGD_GUIDANCE_NONE ? 0.0 : cfg->scales[si];
 }
 
-/* Metrics of task k's first `rows` outcomes, and of every family's tasks together. */
-static int task_and_family_metrics(const batch *bs, int64_t rows, metrics *task_m,
-                                   metrics *fam_m)
+/* Metrics of task k's first `rows` outcomes, and of every family's tasks together (the
+ * tasks and families that take part). */
+static int task_and_family_metrics(const traj_config *cfg, const batch *bs, int64_t rows,
+                                   metrics *task_m, metrics *fam_m)
 {
     for (int k = 0; k < NTASKS; k++) {
+        if (!traj_task_on(cfg, k))
+            continue;
         const outcome *os = bs[k].o;
         if (compute_metrics(&os, &rows, 1, &task_m[k]))
             return 1;
         task_m[k].seconds = bs[k].seconds;
     }
     for (int fam = 0; fam < NFAM; fam++) {
+        if (!traj_family_on(cfg, fam))
+            continue;
         const outcome *os[NTASKS];
         int64_t cnt[NTASKS];
         int nb = 0;
@@ -158,6 +163,8 @@ static void select_scales(const traj_config *cfg, grid *gr, int mi)
 {
     const int ns = traj_nscales_of(cfg, &method_defs[mi]);
     for (int fam = 0; fam < NFAM; fam++) {
+        if (!traj_family_on(cfg, fam))
+            continue;
         int best = -1;
         for (int si = 0; si < ns; si++) {
             const metrics *mt = &gr->fam[mi][si][fam];
@@ -187,13 +194,15 @@ static int tune_scale(const traj_config *cfg, traj_problem *pb, grid *gr, int mi
     memset(bs, 0, sizeof bs);
     int bad = 0;
     for (int k = 0; k < NTASKS && !bad; k++) {
+        if (!traj_task_on(cfg, k))
+            continue;
         bad = traj_run_batch(cfg, pb, m, traj_scale_of(cfg, m, si), &pb->tasks[k], cfg->tune,
                              seed, (uint64_t)k * TASK_ROWS, pr, &bs[k]);
         if (!bad)
             gr->seconds[mi] += bs[k].seconds;
     }
     if (!bad)
-        bad = task_and_family_metrics(bs, cfg->tune, gr->m[mi][si], gr->fam[mi][si]);
+        bad = task_and_family_metrics(cfg, bs, cfg->tune, gr->m[mi][si], gr->fam[mi][si]);
     for (int k = 0; k < NTASKS; k++)
         traj_batch_free(&bs[k]);
     return bad;
@@ -202,6 +211,8 @@ static int tune_scale(const traj_config *cfg, traj_problem *pb, grid *gr, int mi
 int traj_run_tuning(const traj_config *cfg, traj_problem *pb, grid *gr, progress *pr)
 {
     for (int mi = 0; mi < NMETHODS; mi++) {
+        if (!traj_method_on(cfg, mi))
+            continue;
         for (int si = 0; si < traj_nscales_of(cfg, &method_defs[mi]); si++)
             if (tune_scale(cfg, pb, gr, mi, si, pr))
                 return 1;
@@ -215,10 +226,14 @@ static int evaluation_runs(const traj_config *cfg, traj_problem *pb, const grid 
                            evaluation *ev, progress *pr)
 {
     for (int mi = 0; mi < NMETHODS; mi++) {
+        if (!traj_method_on(cfg, mi))
+            continue;
         const method_def *m = &method_defs[mi];
         for (int fam = 0; fam < NFAM; fam++)
             ev->scale[mi][fam] = traj_scale_of(cfg, m, gr->best[mi][fam]);
         for (int k = 0; k < NTASKS; k++) {
+            if (!traj_task_on(cfg, k))
+                continue;
             if (traj_run_batch(cfg, pb, m, ev->scale[mi][task_defs[k].fam], &pb->tasks[k],
                                ev->rows, cfg->seed, (uint64_t)k * TASK_ROWS, pr,
                                &ev->b[mi][k]))
@@ -240,7 +255,9 @@ int traj_run_evaluation(const traj_config *cfg, traj_problem *pb, const grid *gr
             break;
         int64_t rows = p == 0 ? cfg->seeds : cfg->large;
         for (int mi = 0; mi < NMETHODS; mi++)
-            if (task_and_family_metrics(ev->b[mi], rows, ev->task_m[p][mi], ev->fam_m[p][mi]))
+            if (traj_method_on(cfg, mi) &&
+                task_and_family_metrics(cfg, ev->b[mi], rows, ev->task_m[p][mi],
+                                        ev->fam_m[p][mi]))
                 return 1;
     }
     return 0;

@@ -19,24 +19,25 @@ void traj_batch_free(batch *b)
     b->o = NULL;
 }
 
-/* The outcome of sample v that its positions give: top speed, plausibility, collision,
- * final distance. */
+/* The outcome of sample v that its positions give: top speed, plausibility, collision
+ * (some frame inside an obstacle, positions as the library's losses compute them: the
+ * hard loss's indicator), final distance. */
 static void path_outcome(const task *t, const float *v, outcome *o)
 {
     double ax = 0.0, ay = 0.0;
     o->max_speed = 0.0;
     for (int f = 0; f < FRAMES; f++) {
-        double px = traj_path_pos(v, f, 0, &ax), py = traj_path_pos(v, f, 1, &ay);
+        traj_path_pos(v, f, 0, &ax);
+        traj_path_pos(v, f, 1, &ay);
         o->max_speed = fmax(o->max_speed, hypot(v[2 * f], v[2 * f + 1]));
-        for (int k = 0; k < t->nobs; k++)
-            if (hypot(px - t->obs[3 * k], py - t->obs[3 * k + 1]) < t->obs[3 * k + 2])
-                o->collided = 1;
     }
+    o->collided = t->nobs > 0 && traj_hard_collides(&t->hard, v);
     o->implausible = !(o->max_speed <= SPEED_LIMIT);
     o->final_dist = hypot(ax - t->target[0], ay - t->target[1]);
 }
 
-/* The objective (the library's loss / frames) and the NLL under the prior of sample v,
+/* The objective (the task's loss / frames) and the NLL under the exact prior of sample v
+ * (also for the learned prior: the distribution its network was trained on),
  * through the one-row tensors x1, l1 and d1: row by row, since a huge sample may overflow
  * them in float (then +infinity). */
 static int library_outcome(traj_problem *pb, const task *t, const float *v, lgd_tensor *x1,
@@ -55,7 +56,7 @@ static int library_outcome(traj_problem *pb, const task *t, const float *v, lgd_
         return 1;
     o->objective = (double)lv / FRAMES;
     lgd_context_clear_error(ctx);
-    st = lgd_model_log_density(pb->prior, x1, 0.0f, d1);
+    st = lgd_model_log_density(pb->exact, x1, 0.0f, d1);
     if (st == LGD_ERR_NON_FINITE)
         dv = -INFINITY;
     else if (CK(ctx, st) || CK(ctx, lgd_tensor_download(d1, &dv, 1)))
@@ -105,10 +106,11 @@ static int create_sampler(const traj_config *cfg, traj_problem *pb, const method
     lgd_sampler *s = NULL;
     lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
     go.kind = m->kind;
-    if (m->kind == LGD_GUIDANCE_MC)
+    if (m->kind == LGD_GUIDANCE_MC || m->kind == LGD_GUIDANCE_MC_GRADIENT_FREE)
         go.n_samples = m->n;
     go.sigma_data = 1.0f; /* r(sigma) = sigma / sqrt(1 + sigma^2), the paper's App. B.3 */
     go.step_rule = cfg->rule;
+    go.sigma_min_active = cfg->sigma_min; /* --sigma-min: the guidance window */
     go.scale = (float)scale;
     go.seed = seed;
     int bad = CK(ctx, lgd_guidance_create(ctx, pb->prior,
