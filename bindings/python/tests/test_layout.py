@@ -24,6 +24,8 @@ STRUCTS = {
     "lgd_trajectory_layout": L.TrajectoryLayout,
     "lgd_obstacle_options": L.ObstacleOptions,
     "lgd_trajectory_prior_options": L.TrajectoryPriorOptions,
+    "lgd_operator_options": L.OperatorOptions,
+    "lgd_network_loss_options": L.NetworkLossOptions,
 }
 
 

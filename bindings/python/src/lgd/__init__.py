@@ -25,9 +25,10 @@ from .errors import (AbortedError, BackendUnavailableError, CallbackError, Error
                      InternalError, InvalidArgumentError, LgdIOError, NonFiniteError,
                      OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from .guidance import Guidance, GuidanceKind, Report, StepRule
-from .loss import Loss, TrajectoryLayout
+from .loss import Loss, NetworkLossInput, NetworkLossKind, TrajectoryLayout
 from .model import Covariance, Model
 from .network import Adapter, Network, Prediction, TimeInput
+from .operator import Operator, OperatorKind
 from .sampler import Sampler, SamplerKind, Step, TextProgress
 from .schedule import Schedule
 from .tensor import Tensor
@@ -53,7 +54,8 @@ __all__ = [
     "AbortedError", "Adapter", "Backend", "BackendUnavailableError", "CallbackError",
     "Context", "Covariance", "Error", "FormatError", "Guidance", "GuidanceKind",
     "InternalError", "InvalidArgumentError", "LgdIOError", "LogLevel", "Loss", "Model",
-    "Network", "NonFiniteError", "OutOfMemoryError", "Prediction", "Report", "Sampler",
+    "Network", "NetworkLossInput", "NetworkLossKind", "NonFiniteError", "Operator",
+    "OperatorKind", "OutOfMemoryError", "Prediction", "Report", "Sampler",
     "SamplerKind", "Schedule", "ShapeMismatchError", "StateError", "Step", "StepRule", "Tensor",
     "TextProgress", "TimeInput", "TrajectoryLayout", "UnsupportedError", "library_path",
     "library_version", "schedule", "status_string", "version_string",

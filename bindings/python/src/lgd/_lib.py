@@ -134,6 +134,21 @@ class TrajectoryPriorOptions(Structure):
                 ("gp_std", c_float), ("gp_length", c_float), ("jitter", c_float)]
 
 
+class OperatorOptions(Structure):
+    """lgd_operator_options (lgd/operator.h, 0.5.0)."""
+    _fields_ = [("struct_size", c_uint32), ("kind", c_int32), ("channels", c_int64),
+                ("height", c_int64), ("width", c_int64), ("factor", c_int32),
+                ("blur_sigma", c_float), ("blur_radius", c_int32),
+                ("mask", POINTER(c_float))]
+
+
+class NetworkLossOptions(Structure):
+    """lgd_network_loss_options (lgd/network_loss.h, 0.5.0)."""
+    _fields_ = [("struct_size", c_uint32), ("kind", c_int32), ("scale", c_float),
+                ("input", c_int32), ("t", c_float), ("sigma", c_float),
+                ("adapter", POINTER(AdapterOptions)), ("max_rows", c_int64)]
+
+
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_int32, c_float, POINTER(GuidanceReport))
 
 _P = c_void_p            # an opaque handle
@@ -283,14 +298,15 @@ _FUNCTIONS = {
                                           (0, 1)),
     "lgd_model_create_trajectory_prior": (_S, [_P, POINTER(TrajectoryPriorOptions), _PP],
                                           (0, 1)),
-    # operator.h (0.5.0; the options struct passed as a pointer, not wrapped yet)
-    "lgd_operator_options_init": (_S, [c_void_p, c_uint32], (0, 5)),
-    "lgd_operator_dims": (_S, [_P, c_void_p, _I64P, _I64P], (0, 5)),
-    "lgd_operator_apply": (_S, [_P, c_void_p, c_int32, _P, _P], (0, 5)),
-    "lgd_loss_create_operator": (_S, [_P, c_void_p, c_void_p, c_int64, c_float, _PP], (0, 5)),
-    # network_loss.h (0.5.0; the options struct passed as a pointer, not wrapped yet)
-    "lgd_network_loss_options_init": (_S, [c_void_p, c_uint32], (0, 5)),
-    "lgd_loss_create_network": (_S, [_P, _P, c_void_p, _PP], (0, 5)),
+    # operator.h (0.5.0)
+    "lgd_operator_options_init": (_S, [POINTER(OperatorOptions), c_uint32], (0, 5)),
+    "lgd_operator_dims": (_S, [_P, POINTER(OperatorOptions), _I64P, _I64P], (0, 5)),
+    "lgd_operator_apply": (_S, [_P, POINTER(OperatorOptions), c_int32, _P, _P], (0, 5)),
+    "lgd_loss_create_operator": (_S, [_P, POINTER(OperatorOptions), c_void_p, c_int64, c_float,
+                                      _PP], (0, 5)),
+    # network_loss.h (0.5.0)
+    "lgd_network_loss_options_init": (_S, [POINTER(NetworkLossOptions), c_uint32], (0, 5)),
+    "lgd_loss_create_network": (_S, [_P, _P, POINTER(NetworkLossOptions), _PP], (0, 5)),
     "lgd_loss_network_set_labels": (_S, [_P, c_void_p, c_int64], (0, 5)),
     "lgd_loss_network_set_targets": (_S, [_P, c_void_p, c_int64, c_int64], (0, 5)),
     "lgd_loss_network_eval_sigma": (_S, [_P, _P, c_float, _P, _P], (0, 5)),

@@ -1,22 +1,41 @@
 """Loss: a differentiable l(x0) that guidance steers samples to minimise.
 
-Built-in losses: squared error, linear inverse problem, logistic, weighted sums, and the
-paper's trajectory losses (path following, obstacle avoidance); and losses written in
-Python (:meth:`Loss.from_callable`).
+Built-in losses: squared error, linear inverse problem, logistic, weighted sums, the
+paper's trajectory losses (path following, obstacle avoidance), the inverse problems of a
+matrix-free image operator (:meth:`Loss.operator`, liblgd >= 0.5) and a loaded network
+as a loss (:meth:`Loss.network`: a classifier's cross-entropy, a scalar energy, a squared
+error of the network's output; liblgd >= 0.5); and losses written in Python
+(:meth:`Loss.from_callable`).
 """
 from __future__ import annotations
 
-from ctypes import byref, c_void_p, sizeof
+import enum
 import os
+from ctypes import byref, c_void_p, pointer, sizeof
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from . import _lib as L
 from ._callables import LossEntry
-from .context import Context
+from .context import Context, _enum
+from .network import Adapter, Network
+from .operator import Operator
+
+
+class NetworkLossKind(enum.IntEnum):
+    """How a network loss reduces the network's output row f (lgd_network_loss_kind)."""
+    CROSS_ENTROPY = 0   #: -log softmax(f)[y] with y the row's label; out_dim >= 2
+    SCALAR = 1          #: f_0; out_dim 1
+    SQUARED_ERROR = 2   #: |f - y|^2 / 2 with y the row's target (0 until one is set)
+
+
+class NetworkLossInput(enum.IntEnum):
+    """What a network loss's network receives (lgd_network_input)."""
+    CLEAN = 0   #: x_in = x, t = the options' t
+    NOISY = 1   #: x_in = c_in(sigma) x, t = t(sigma) by the adapter
 
 
 @dataclass
@@ -181,6 +200,79 @@ class Loss(_core.Handle):
                                                   byref(out))
         return cls._made(ctx, st, out)
 
+    @classmethod
+    def operator(cls, ctx: Context, op: Operator, y: Any, s2: float) -> "Loss":
+        """The inverse-problem loss l(x) = |y - H x|^2 / (2 s2) with H the matrix-free
+        operator `op` (lgd_loss_create_operator, liblgd >= 0.5); gradient
+        H^T (H x - y) / s2. The loss's dim is channels * height * width.
+
+        y: the measurement, one row of m values (:meth:`Operator.dims`), as [m] or as an
+        image [C][H'][W'] (shared by every sample), or one row per sample, [batch][m] or
+        [batch][C][H'][W'] (row b for sample b; another batch at evaluation raises
+        :class:`lgd.ShapeMismatchError`). s2 is the noise *variance* s^2 (> 0), not s
+        (compare :meth:`linear`'s noise_sigma). The paper's super-resolution loss
+        (App. B.2) is s = 0.25 with the guidance scaled by s2 (step rule "score" with
+        scale s2)."""
+        _, m = op.dims(ctx)
+        yy = _core.as_f32(y, "y")
+        if yy.size == m:
+            rows = 1
+        elif yy.ndim >= 2 and int(np.prod(yy.shape[1:])) == m:
+            rows = yy.shape[0]
+        else:
+            raise ValueError(f"y: expected one or more rows of m = {m} values ([m], "
+                             f"[batch][m] or images), got shape {yy.shape}")
+        o, keep = op.to_c()
+        out = c_void_p()
+        st = L.lgd_loss_create_operator(ctx.ptr, byref(o), yy.ctypes.data, rows, float(s2),
+                                        byref(out))
+        del keep
+        return cls._made(ctx, st, out)
+
+    @classmethod
+    def network(cls, network: Network,
+                kind: Union[str, int, NetworkLossKind] = NetworkLossKind.CROSS_ENTROPY, *,
+                scale: float = 1.0, input: Union[str, int, NetworkLossInput] = "clean",
+                t: float = 0.0, sigma: float = 0.002, adapter: Optional[Adapter] = None,
+                max_rows: int = 256, labels: Any = None, targets: Any = None) -> "Loss":
+        """A loaded network as a loss, l(x) = scale * R(f(x_in, t))
+        (lgd_loss_create_network, liblgd >= 0.5; see lgd/network_loss.h).
+
+        kind: ``"cross_entropy"`` (default; R = -log softmax(f)[y], a classifier's
+        -log p(y | x), with the labels of :meth:`set_labels`), ``"scalar"`` (R = f_0, a
+        network with out_dim 1) or ``"squared_error"`` (R = |f - y|^2 / 2 with the targets
+        of :meth:`set_targets`, zero until set). input: ``"clean"`` (x_in = x, time input
+        t) or ``"noisy"`` (x_in = c_in(sigma) x, t = t(sigma) by `adapter`, None for the
+        file's: a noise-aware classifier; sigma is `sigma` for :meth:`eval` and guidance,
+        or the argument of :meth:`eval_sigma` and of :meth:`lgd.Model.classifier_guided`).
+        max_rows: rows per network call (bounds the activation memory). labels, targets:
+        set at once (as :meth:`set_labels`, :meth:`set_targets`). The loss keeps a
+        reference to the network; dim is the network's."""
+        o = L.NetworkLossOptions()
+        _core.check_plain(L.lgd_network_loss_options_init(byref(o), sizeof(o)),
+                          "lgd_network_loss_options_init")
+        o.kind = _enum(NetworkLossKind, kind, "kind")
+        o.scale = float(scale)
+        o.input = _enum(NetworkLossInput, input, "input")
+        o.t = float(t)
+        o.sigma = float(sigma)
+        o.max_rows = int(max_rows)
+        keep = None
+        if adapter is not None:
+            a, arr = adapter.to_c()
+            keep = (a, arr)
+            o.adapter = pointer(a)
+        out = c_void_p()
+        st = L.lgd_loss_create_network(network._ctxp, network.ptr, byref(o), byref(out))
+        del keep
+        _core.finish(network._state, st, network._ctxp)
+        loss = cls(_core.handle_value(out), network._state, network._ctxp)
+        if labels is not None:
+            loss.set_labels(labels)
+        if targets is not None:
+            loss.set_targets(targets)
+        return loss
+
     # --- losses written in Python ---
 
     @classmethod
@@ -242,6 +334,61 @@ class Loss(_core.Handle):
                 assert tg is not None
                 return ct.array(tl), ct.array(tg)
             return ct.array(tl)
+
+    def eval_sigma(self, x: Any, sigma: float,
+                   grad: bool = True) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """A noisy-input network loss at noise level sigma instead of its own
+        (lgd_loss_network_eval_sigma, liblgd >= 0.5): l(x; sigma), and with grad (default)
+        (loss, grad), shaped as :meth:`eval`'s. For classifier guidance by hand:
+        grad log p(y | x_sigma) = -grad for a cross-entropy of scale 1. Raises
+        :class:`lgd.UnsupportedError` for another loss or a clean-input one."""
+        with _core.CallTensors(self._ctxp, self._state.host) as ct:
+            tx = ct.input(x, "x", (2, 3))
+            nd = int(L.lgd_tensor_ndim(tx))
+            xshape = tuple(int(L.lgd_tensor_dim(tx, i)) for i in range(nd))
+            tl = ct.output(xshape[:-1])
+            tg = ct.output(xshape) if grad else None
+            self._call(L.lgd_loss_network_eval_sigma, self.ptr, tx, float(sigma), tl, tg)
+            ct.fetch()
+            if grad:
+                assert tg is not None
+                return ct.array(tl), ct.array(tg)
+            return ct.array(tl)
+
+    def set_labels(self, labels: Any) -> None:
+        """The labels of a cross-entropy network loss (lgd_loss_network_set_labels): one
+        int (every sample), or [rows] ints in [0, out_dim) with rows 1 or the batch of
+        each later evaluation (label b for sample b and all its draws). Replaces the
+        labels set before (on failure they stay). Raises :class:`lgd.UnsupportedError`
+        for another loss, :class:`lgd.InvalidArgumentError` naming a label out of
+        range."""
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"labels: expected integers, got dtype {arr.dtype}")
+        if arr.ndim > 1:
+            raise ValueError(f"labels: expected an int or a 1-D array, got shape {arr.shape}")
+        lab = np.ascontiguousarray(arr.reshape(-1), dtype=np.int32)
+        if lab.size == 0:
+            raise ValueError("labels: empty")
+        if not np.array_equal(lab, arr.reshape(-1)):
+            raise ValueError("labels: a value does not fit in int32")
+        self._finish(L.lgd_loss_network_set_labels(self.ptr, lab.ctypes.data, lab.size))
+
+    def set_targets(self, targets: Any) -> None:
+        """The targets of a squared-error network loss (lgd_loss_network_set_targets):
+        [out_dim] (every sample) or [rows][out_dim] (rows 1 or the batch of each later
+        evaluation); None goes back to the zero target (R = |f|^2 / 2). Replaces the
+        targets set before (on failure they stay). Raises
+        :class:`lgd.ShapeMismatchError` when the last dimension is not the network's
+        out_dim, :class:`lgd.UnsupportedError` for another loss."""
+        if targets is None:
+            self._finish(L.lgd_loss_network_set_targets(self.ptr, None, 0, 0))
+            return
+        y = _core.as_f32(targets, "targets", (1, 2))
+        if y.size == 0:
+            raise ValueError(f"targets: empty array (shape {y.shape})")
+        rows, cols = (1, y.shape[0]) if y.ndim == 1 else y.shape
+        self._finish(L.lgd_loss_network_set_targets(self.ptr, y.ctypes.data, rows, cols))
 
     def __call__(self, x: Any) -> np.ndarray:
         """The loss values of x (no gradient)."""

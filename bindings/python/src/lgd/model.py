@@ -5,7 +5,7 @@ Kinds: an exact Gaussian mixture (:meth:`Model.gmm`), the paper's trajectory pri
 :meth:`Model.from_network`), and models written in Python: a denoiser
 (:meth:`Model.from_callables`) or a raw network with an adapter
 (:meth:`Model.from_network_callables`; :mod:`lgd.torch` builds one from a PyTorch
-module).
+module); and classifier guidance over any of them (:meth:`Model.classifier_guided`).
 """
 from __future__ import annotations
 
@@ -199,6 +199,25 @@ class Model(_core.Handle):
         if st:
             _core.unregister(key)
         return cls._made(ctx, st, out, keep)
+
+    @classmethod
+    def classifier_guided(cls, model: "Model", loss: Any, scale: float = 1.0) -> "Model":
+        """Classifier guidance (CG, Dhariwal & Nichol 2021) as a denoiser
+        (lgd_model_create_classifier_guided, liblgd >= 0.5):
+        D_cg(x, sigma) = D(x, sigma) - scale * sigma^2 * grad_x l(x; sigma).
+
+        `loss` is an :class:`lgd.Loss` of the model's dim, typically
+        ``Loss.network(classifier, "cross_entropy", input="noisy")`` with its labels
+        (l = -log p(y | x_sigma), evaluated at each call's sigma; any other loss is
+        evaluated at x as it is). scale is CG's weight w (1: the Bayes-consistent
+        posterior score). Sample it with guidance ``"none"``: the model has no VJP, so
+        DPS and LGD-MC on it raise :class:`lgd.UnsupportedError`. The new model keeps
+        references to both and has the model's cond_dim."""
+        out = c_void_p()
+        st = L.lgd_model_create_classifier_guided(model._ctxp, model.ptr, loss.ptr,
+                                                  float(scale), byref(out))
+        _core.finish(model._state, st, model._ctxp)
+        return cls(_core.handle_value(out), model._state, model._ctxp)
 
     # --- getters ---
 

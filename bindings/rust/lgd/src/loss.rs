@@ -8,6 +8,8 @@ use lgd_sys as sys;
 use crate::callback::{drop_box, refuse_aliasing, run_closure, CallbackResult};
 use crate::context::Context;
 use crate::error::{invalid, Result, Status};
+use crate::network::{AdapterOptions, Network};
+use crate::operator::Operator;
 use crate::tensor::{opt_raw_mut, Tensor};
 use crate::trajectory::{ObstacleOptions, TrajectoryLayout};
 use crate::util::{cstring, len_i64, overlap, path_cstring, positive, rows_of, slice, slice_mut};
@@ -24,6 +26,82 @@ pub struct LossInput<'a> {
     pub dim: usize,
     pub first_draw: usize,
     pub total_draws: usize,
+}
+
+/// How a network loss reduces the network's output row f (`lgd_network_loss_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkLossKind {
+    /// -log softmax(f)[y] with y the row's label ([`Loss::set_labels`]): a classifier's
+    /// -log p(y | x); out_dim >= 2.
+    CrossEntropy,
+    /// f_0 of a network with out_dim 1 (a learned energy).
+    Scalar,
+    /// |f - y|^2 / 2 with y the row's target ([`Loss::set_targets`]; zero until set).
+    SquaredError,
+}
+
+/// What a network loss's network receives (`lgd_network_input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkLossInput {
+    /// x_in = x, with the time input [`NetworkLossOptions::t`].
+    Clean,
+    /// x_in = c_in(sigma) x and t = t(sigma) by the adapter, as a denoiser network
+    /// receives them (a noise-aware classifier).
+    Noisy,
+}
+
+/// Options of [`Loss::network`] (`lgd_network_loss_options`); `Default` is the
+/// library's (a cross-entropy of the clean input at t = 0, scale 1, sigma 0.002,
+/// max_rows 256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkLossOptions {
+    pub kind: NetworkLossKind,
+    /// Multiplies the loss and its gradient (finite).
+    pub scale: f32,
+    pub input: NetworkLossInput,
+    /// Clean input: the network's time input.
+    pub t: f32,
+    /// Noisy input: the noise level of [`Loss::eval`] and guidance (> 0);
+    /// [`Loss::eval_sigma`] and [`crate::Model::classifier_guided`] give their own.
+    pub sigma: f32,
+    /// Noisy input: the adapter mapping sigma to c_in and t (`None`: the file's).
+    pub adapter: Option<AdapterOptions>,
+    /// Rows per network call (>= 1): bounds the activation memory.
+    pub max_rows: i64,
+}
+
+impl Default for NetworkLossOptions {
+    fn default() -> Self {
+        let mut o: sys::lgd_network_loss_options = unsafe { std::mem::zeroed() };
+        let st = unsafe {
+            sys::lgd_network_loss_options_init(&mut o, sys::struct_size_of::<sys::lgd_network_loss_options>())
+        };
+        assert_eq!(st, sys::LGD_OK);
+        NetworkLossOptions {
+            kind: match o.kind {
+                sys::LGD_NETWORK_LOSS_SCALAR => NetworkLossKind::Scalar,
+                sys::LGD_NETWORK_LOSS_SQUARED_ERROR => NetworkLossKind::SquaredError,
+                _ => NetworkLossKind::CrossEntropy,
+            },
+            scale: o.scale,
+            input: if o.input == sys::LGD_NETWORK_INPUT_NOISY {
+                NetworkLossInput::Noisy
+            } else {
+                NetworkLossInput::Clean
+            },
+            t: o.t,
+            sigma: o.sigma,
+            adapter: None,
+            max_rows: o.max_rows,
+        }
+    }
+}
+
+impl NetworkLossOptions {
+    /// The default options with this kind.
+    pub fn new(kind: NetworkLossKind) -> Self {
+        NetworkLossOptions { kind, ..NetworkLossOptions::default() }
+    }
 }
 
 type PlainFn = dyn FnMut(&[f32], &mut [f32], Option<&mut [f32]>) -> CallbackResult;
@@ -282,6 +360,123 @@ impl Loss {
             sys::lgd_loss_load_plugin(ctx.as_raw(), p.as_ptr(), n.as_ptr(), dim, c.as_ptr(), &mut raw)
         })?;
         Ok(Loss::adopt(ctx, raw))
+    }
+
+    /// The inverse-problem loss l(x) = |y - H x|^2 / (2 s2) with H the matrix-free
+    /// operator `op` (`lgd_loss_create_operator()`, liblgd >= 0.5); gradient
+    /// H^T (H x - y) / s2; dim = channels * height * width. `y` holds one measurement of
+    /// m values ([`Operator::dims`]; shared) or one per sample of the batch it will be
+    /// evaluated on. `s2` is the noise variance s^2 (> 0), not s.
+    pub fn operator(ctx: &Context, op: &Operator, y: &[f32], s2: f32) -> Result<Loss> {
+        const W: &str = "Loss::operator";
+        let (_, m) = op.dims(ctx)?;
+        let rows = rows_of(W, "y", y.len(), m as usize, "rows of the operator's m")?;
+        let o = op.to_raw(W)?;
+        let mut raw = ptr::null_mut();
+        ctx.call(W, || unsafe {
+            sys::lgd_loss_create_operator(ctx.as_raw(), &o, y.as_ptr(), len_i64(rows), s2, &mut raw)
+        })?;
+        Ok(Loss::adopt(ctx, raw))
+    }
+
+    /// A loaded network as a loss, l(x) = scale * R(f(x_in, t))
+    /// (`lgd_loss_create_network()`, liblgd >= 0.5; see `<lgd/network_loss.h>`): a
+    /// classifier's cross-entropy (labels by [`Loss::set_labels`], needed before an
+    /// evaluation), a scalar network, or a squared error of the output (targets by
+    /// [`Loss::set_targets`]). The loss keeps a reference to the network; its dim is the
+    /// network's.
+    pub fn network(network: &Network, options: &NetworkLossOptions) -> Result<Loss> {
+        const W: &str = "Loss::network";
+        let ctx = network.context();
+        let adapter = options.adapter.as_ref().map(|a| a.to_raw());
+        let mut o: sys::lgd_network_loss_options = unsafe { std::mem::zeroed() };
+        ctx.call(W, || unsafe {
+            sys::lgd_network_loss_options_init(&mut o, sys::struct_size_of::<sys::lgd_network_loss_options>())
+        })?;
+        o.kind = match options.kind {
+            NetworkLossKind::CrossEntropy => sys::LGD_NETWORK_LOSS_CROSS_ENTROPY,
+            NetworkLossKind::Scalar => sys::LGD_NETWORK_LOSS_SCALAR,
+            NetworkLossKind::SquaredError => sys::LGD_NETWORK_LOSS_SQUARED_ERROR,
+        };
+        o.scale = options.scale;
+        o.input = match options.input {
+            NetworkLossInput::Clean => sys::LGD_NETWORK_INPUT_CLEAN,
+            NetworkLossInput::Noisy => sys::LGD_NETWORK_INPUT_NOISY,
+        };
+        o.t = options.t;
+        o.sigma = options.sigma;
+        o.adapter = adapter.as_ref().map_or(ptr::null(), |a| a as *const _);
+        o.max_rows = options.max_rows;
+        let mut raw = ptr::null_mut();
+        ctx.call(W, || unsafe {
+            sys::lgd_loss_create_network(ctx.as_raw(), network.as_raw(), &o, &mut raw)
+        })?;
+        Ok(Loss::adopt(ctx, raw))
+    }
+
+    /// The labels of a cross-entropy network loss (`lgd_loss_network_set_labels()`): one
+    /// (every sample) or one per sample of each later evaluation, each in [0, out_dim).
+    /// Replaces the labels set before; on failure they stay. [`Status::Unsupported`] for
+    /// another loss.
+    pub fn set_labels(&self, labels: &[i32]) -> Result<()> {
+        const W: &str = "Loss::set_labels";
+        if labels.is_empty() {
+            return Err(invalid(Status::InvalidArgument, format!("{W}: no labels")));
+        }
+        self.ctx.call(W, || unsafe {
+            sys::lgd_loss_network_set_labels(self.raw.as_ptr(), labels.as_ptr(), len_i64(labels.len()))
+        })
+    }
+
+    /// The targets of a squared-error network loss (`lgd_loss_network_set_targets()`):
+    /// rows of `cols` values (cols the network's out_dim, else [`Status::ShapeMismatch`]),
+    /// one row (every sample) or one per sample of each later evaluation.
+    pub fn set_targets(&self, targets: &[f32], cols: i64) -> Result<()> {
+        const W: &str = "Loss::set_targets";
+        let c = positive(W, "cols", cols)?;
+        let rows = rows_of(W, "targets", targets.len(), c, "rows of cols")?;
+        self.ctx.call(W, || unsafe {
+            sys::lgd_loss_network_set_targets(self.raw.as_ptr(), targets.as_ptr(), len_i64(rows), cols)
+        })
+    }
+
+    /// Back to the zero target of a squared-error network loss (R = |f|^2 / 2).
+    pub fn clear_targets(&self) -> Result<()> {
+        self.ctx.call("Loss::clear_targets", || unsafe {
+            sys::lgd_loss_network_set_targets(self.raw.as_ptr(), ptr::null(), 0, 0)
+        })
+    }
+
+    /// A noisy-input network loss at noise level `sigma` instead of its options' sigma
+    /// (`lgd_loss_network_eval_sigma()`): shapes as [`Loss::eval`]. For classifier
+    /// guidance by hand: grad log p(y | x_sigma) = -grad (a cross-entropy of scale 1).
+    pub fn eval_sigma(
+        &self,
+        x: &Tensor<'_>,
+        sigma: f32,
+        out_loss: &mut Tensor<'_>,
+        out_grad: Option<&mut Tensor<'_>>,
+    ) -> Result<()> {
+        self.ctx.call("Loss::eval_sigma", || unsafe {
+            sys::lgd_loss_network_eval_sigma(
+                self.raw.as_ptr(),
+                x.as_raw(),
+                sigma,
+                out_loss.as_raw(),
+                opt_raw_mut(out_grad),
+            )
+        })
+    }
+
+    /// [`Loss::eval_sigma`] of rows given as a slice: (values, gradients).
+    pub fn eval_sigma_slice(&self, x: &[f32], sigma: f32) -> Result<(Vec<f32>, Vec<f32>)> {
+        let dim = self.dim();
+        let batch = rows_of("Loss::eval_sigma_slice", "x", x.len(), dim as usize, "rows of the loss's dim")?;
+        let xt = Tensor::from_slice(&self.ctx, &[len_i64(batch), dim], x)?;
+        let mut l = Tensor::new(&self.ctx, &[len_i64(batch)])?;
+        let mut g = Tensor::new(&self.ctx, &[len_i64(batch), dim])?;
+        self.eval_sigma(&xt, sigma, &mut l, Some(&mut g))?;
+        Ok((l.to_vec()?, g.to_vec()?))
     }
 
     /// A loss written in Rust: `f(x, loss, grad)` gets x as rows of `dim` floats

@@ -9,6 +9,7 @@ use lgd_sys as sys;
 use crate::callback::{drop_box, refuse_aliasing, run_closure, CallbackResult};
 use crate::context::Context;
 use crate::error::{invalid, Result, Status};
+use crate::loss::Loss;
 use crate::network::{AdapterOptions, Network};
 use crate::tensor::{opt_raw, Tensor};
 use crate::trajectory::TrajectoryPriorOptions;
@@ -378,6 +379,27 @@ impl Model {
                 ctx.as_raw(),
                 network.as_raw(),
                 a.as_ref().map_or(ptr::null(), |o| o as *const _),
+                &mut raw,
+            )
+        })?;
+        Ok(Model::adopt(ctx, raw))
+    }
+
+    /// Classifier guidance (CG) as a denoiser (`lgd_model_create_classifier_guided()`,
+    /// liblgd >= 0.5): D_cg(x, sigma) = D(x, sigma) - scale * sigma^2 * grad_x l(x; sigma),
+    /// with `loss` typically a noisy-input cross-entropy [`Loss::network`] (evaluated at
+    /// each call's sigma; any other loss at x as it is) and `scale` CG's weight w. Use it
+    /// with [`crate::GuidanceKind::None`]: it has no VJP. The model keeps both; the
+    /// dims must agree ([`Status::ShapeMismatch`]).
+    pub fn classifier_guided(model: &Model, loss: &Loss, scale: f32) -> Result<Model> {
+        let ctx = &model.ctx;
+        let mut raw = ptr::null_mut();
+        ctx.call("Model::classifier_guided", || unsafe {
+            sys::lgd_model_create_classifier_guided(
+                ctx.as_raw(),
+                model.raw.as_ptr(),
+                loss.as_raw(),
+                scale,
                 &mut raw,
             )
         })?;
