@@ -28,4 +28,14 @@ void lgd_trajectory_usage(FILE *out);
 int lgd_sample_main(int argc, char **argv);
 void lgd_sample_usage(FILE *out);
 
+/* lgd superres: the paper's image super-resolution, Sec. 6.2, on the shipped digits
+ * models (superres.c). */
+int lgd_superres_main(int argc, char **argv);
+void lgd_superres_usage(FILE *out);
+
+/* lgd classcond: the paper's label-conditional generation, Sec. 6.4, on the shipped
+ * digits models (classcond.c). */
+int lgd_classcond_main(int argc, char **argv);
+void lgd_classcond_usage(FILE *out);
+
 #endif /* LGD_COMMANDS_H */

@@ -5,6 +5,8 @@
  *   lgd mixture [options]    the paper's 1-D Gaussian-mixture experiment
  *   lgd trajectory [options] the paper's controllable trajectory synthesis (Tables 2, 3)
  *   lgd sample [options]     guided sampling of any model with any loss (.npy in and out)
+ *   lgd superres [options]   the paper's super-resolution (Table 1) on the digits models
+ *   lgd classcond [options]  the paper's label-conditional generation (Table 4), digits
  *   lgd help [COMMAND]       usage of the tool or of one subcommand
  *   lgd --version            versions of the tool and of the loaded liblgd
  *
@@ -37,6 +39,13 @@ static const lgd_command commands[] = {
       "guided sampling of any model (network file, mixture, plugin) with any loss; "
       ".npy in and out, --rows splits, MPI",
       lgd_sample_main, lgd_sample_usage },
+    { "superres",
+      "image super-resolution (Sec. 6.2, Table 1) on the shipped 8x8 digits models",
+      lgd_superres_main, lgd_superres_usage },
+    { "classcond",
+      "label-conditional generation from the unconditional digits model with a "
+      "classifier's loss (Sec. 6.4, Table 4)",
+      lgd_classcond_main, lgd_classcond_usage },
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -18,7 +18,8 @@ import sys
 import common as U
 from common import torch, C
 
-MODELS = ("digits_unet", "digits_classifier", "digits_noisy_classifier", "trajectory_denoiser")
+MODELS = ("digits_unet", "digits_classifier", "digits_noisy_classifier", "trajectory_denoiser",
+          "digits_judge")
 
 
 def recompute(name):

@@ -3,6 +3,11 @@
 
     python3 tools/train/train_digits_classifier.py [--epochs 60] [--seed 1]
 
+The judge of `lgd superres` / `lgd classcond` (an independently trained classifier of
+another width, so that the networks that guide are not the ones that score):
+
+    python3 tools/train/train_digits_classifier.py --name digits_judge --seed 11 --hidden 128
+
 An `mlp` (docs/network-format.md) with lgd.out_dim = 10: input the 64 pixels of an
 8x8 digit in [-1, 1], time input fixed at t = 0, output the 10 logits. It is the loss
 of LGD and DPS, l(x0) = -log softmax(f(x0, 0))[y] (<lgd/network_loss.h>,
@@ -46,16 +51,22 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-parity", action="store_true")
+    p.add_argument("--name", default=NAME,
+                   help="models/NAME.safetensors (default %(default)s; digits_judge: the judge)")
+    p.add_argument("--hidden", type=int, default=ARCH["hidden"])
+    p.add_argument("--depth", type=int, default=ARCH["depth"])
     a = p.parse_args()
+    name = a.name
+    arch = dict(ARCH, hidden=a.hidden, depth=a.depth)
 
     gen = U.setup(a.seed, a.threads)
     xtr, ytr = U.load_digits_split("train")
     xtu, ytu = U.load_digits_split("tune")
     xte, yte = U.load_digits_split("test")
-    net = M.LgdMLP(**ARCH)
+    net = M.LgdMLP(**arch)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs)
-    curve = U.Curve(NAME + ".csv", ["epoch", "train_loss", "train_acc", "tune_loss",
+    curve = U.Curve(name + ".csv", ["epoch", "train_loss", "train_acc", "tune_loss",
                                     "tune_acc", "lr", "wall_s"])
     timer = U.Timer()
     best = None
@@ -89,16 +100,18 @@ def main():
     net.eval()
     te_loss, te_acc, te_correct = evaluate(net, xte, yte)
     tu_loss, tu_acc, _ = evaluate(net, xtu, ytu)
-    summary = {"model": NAME, "epoch_kept": best[1], "epochs": a.epochs, "seed": a.seed,
+    summary = {"model": name, "hidden": a.hidden, "depth": a.depth, "epoch_kept": best[1], "epochs": a.epochs, "seed": a.seed,
                "tune_acc": tu_acc, "tune_loss": tu_loss, "test_acc": te_acc,
                "test_loss": te_loss, "test_correct": te_correct, "test_n": int(yte.numel()),
                "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "parameters": sum(q.numel() for q in net.parameters())}
     print(json.dumps(summary))
 
-    path = U.export(net, NAME, prediction="x0", time_input="sigma", extra={
-        "train.script": "tools/train/train_digits_classifier.py --epochs %d --seed %d"
-                        % (a.epochs, a.seed),
+    script = "tools/train/train_digits_classifier.py --epochs %d --seed %d" % (a.epochs, a.seed)
+    if name != NAME or arch != ARCH:
+        script += " --name %s --hidden %d --depth %d" % (name, a.hidden, a.depth)
+    path = U.export(net, name, prediction="x0", time_input="sigma", extra={
+        "train.script": script,
         "train.data": "data/digits train split (tools/train/make_digits_split.py)",
         "train.input": "clean 8x8 digits in [-1, 1], t = 0",
         "train.test_correct": te_correct, "train.test_n": int(yte.numel()),
@@ -111,11 +124,11 @@ def main():
     labels[2:] = (labels[2:] + torch.tensor([3, 7])) % 10
     ref = U.reference_tensors(net, x, 0.0, torch.randn(4, 10, generator=g))
     ref.update(U.classifier_loss_reference(net, x, labels, t=0.0))
-    U.write_reference(NAME, ref)
+    U.write_reference(name, ref)
     print("wrote %s (+ .ref)" % path)
     if not a.no_parity:
-        summary["parity"] = U.parity_check(NAME)
-    with open(U.os.path.join(U.CURVE_DIR, NAME + ".json"), "w") as f:
+        summary["parity"] = U.parity_check(name)
+    with open(U.os.path.join(U.CURVE_DIR, name + ".json"), "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
         f.write("\n")
 
