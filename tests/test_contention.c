@@ -4,6 +4,9 @@
  * CPUs by this test's own spinning threads it reports contention; and sampling with 2
  * threads gives the same bits with and without the guard while those threads spin
  * (the loops it makes serial compute every element on one thread in a fixed order).
+ * And the backend's worker pool (cpu_pool.h) runs every unit exactly once per run,
+ * run after run, also while its workers wake late on an oversubscribed machine (a
+ * worker that wakes after the run is closed must skip it, not run or wait for it).
  * The timing cases are left out with LGD_TEST_QUICK (the valgrind pass runs one thread
  * at a time, so no thread waits on a run queue there).
  */
@@ -18,6 +21,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_contention.h"
+#include "backend/cpu/cpu_pool.h"
 #include "lgd/lgd.h"
 #include "testutil.h"
 
@@ -192,6 +196,60 @@ START_TEST(same_bits_with_and_without_the_guard)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the pool */
+
+#define POOL_UNITS 97
+typedef struct pool_run {
+    atomic_int hits[POOL_UNITS];
+    int round;
+    int *values; /* on the caller's stack frame of the run: must not be touched later */
+} pool_run;
+
+static void pool_unit(void *vp, size_t u)
+{
+    pool_run *r = vp;
+    atomic_fetch_add_explicit(&r->hits[u], 1, memory_order_relaxed);
+    r->values[u] = r->round * 1000 + (int)u;
+}
+
+static void pool_rounds(lgd_cpu_pool *pool, int rounds)
+{
+    for (int k = 0; k < rounds; k++) {
+        int values[POOL_UNITS];
+        pool_run r;
+        for (int u = 0; u < POOL_UNITS; u++)
+            atomic_init(&r.hits[u], 0);
+        r.round = k;
+        r.values = values;
+        size_t units = (size_t)(k % 7 == 0 ? 1 : POOL_UNITS - k % 5);
+        lgd_cpu_pool_run(pool, units, pool_unit, &r);
+        for (size_t u = 0; u < POOL_UNITS; u++) {
+            int want = u < units ? 1 : 0;
+            ck_assert_msg(atomic_load(&r.hits[u]) == want, "round %d unit %zu ran %d times", k,
+                          u, atomic_load(&r.hits[u]));
+            if (want)
+                ck_assert_int_eq(values[u], k * 1000 + (int)u);
+        }
+    }
+}
+
+START_TEST(pool_runs_every_unit_once)
+{
+    ck_assert_ptr_null(lgd_cpu_pool_create(1)); /* one thread: no pool */
+    lgd_cpu_pool_run(NULL, 0, pool_unit, NULL);  /* no units: nothing is called */
+    lgd_cpu_pool *pool = lgd_cpu_pool_create(4);
+    ck_assert_ptr_nonnull(pool);
+    pool_rounds(pool, getenv("LGD_TEST_QUICK") ? 50 : 2000);
+    if (!getenv("LGD_TEST_QUICK")) { /* workers that wake late, runs that end first */
+        spinners s;
+        spinners_start(&s);
+        pool_rounds(pool, 2000);
+        spinners_stop(&s);
+    }
+    lgd_cpu_pool_destroy(pool);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("contention");
@@ -200,6 +258,7 @@ int main(void)
     tcase_add_test(tc, off_by_environment_and_one_thread);
     tcase_add_test(tc, reports_a_busy_machine);
     tcase_add_test(tc, same_bits_with_and_without_the_guard);
+    tcase_add_test(tc, pool_runs_every_unit_once);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

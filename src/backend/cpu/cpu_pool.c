@@ -2,10 +2,13 @@
  * cpu_pool.c - the CPU backend's parking worker threads (cpu_pool.h).
  *
  * A run publishes (fn, arg, units) under the mutex with a new generation number and
- * wakes the workers; everyone takes units from one atomic counter; each worker
- * reports once when the counter is exhausted, and the caller waits for all of them
- * before returning (so fn's arguments may live on the caller's stack). Workers wait
- * on a condition variable between runs: no spinning.
+ * wakes the workers; everyone takes units from one atomic counter. A worker joins the
+ * run (under the mutex) only while it is open; the caller closes it when the counter
+ * is exhausted and waits for the workers that joined, each of which reports once it
+ * finds the counter exhausted (so fn's arguments may live on the caller's stack). A
+ * worker that the scheduler has not run by then (a busy machine) skips that run
+ * instead of delaying the caller. Workers wait on a condition variable between runs:
+ * no spinning.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,7 +28,8 @@ struct lgd_cpu_pool {
     void *arg;
     size_t units;
     atomic_size_t next;
-    int busy; /* workers still in the current run */
+    int open; /* workers may still join the current run */
+    int busy; /* workers that joined the current run and are still in it */
 };
 
 static void take_units(lgd_cpu_pool *p, void (*fn)(void *, size_t), void *arg, size_t units)
@@ -49,6 +53,9 @@ static void *worker_main(void *vp)
         if (p->quit)
             break;
         seen = p->generation;
+        if (!p->open)
+            continue; /* woken too late: the caller has done this run without us */
+        p->busy++;
         void (*fn)(void *, size_t) = p->fn;
         void *arg = p->arg;
         size_t units = p->units;
@@ -139,12 +146,14 @@ void lgd_cpu_pool_run(lgd_cpu_pool *p, size_t units, void (*fn)(void *arg, size_
     p->arg = arg;
     p->units = units;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    p->busy = p->n_workers;
+    p->open = 1;
+    p->busy = 0;
     p->generation++;
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->lock);
     take_units(p, fn, arg, units);
     pthread_mutex_lock(&p->lock);
+    p->open = 0; /* every unit is taken: no worker joins from now on */
     while (p->busy > 0)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
