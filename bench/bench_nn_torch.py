@@ -22,8 +22,9 @@ with t the value of --t passed as is, and the guidance
               takes it from autograd on the draws instead, which is slower);
               g = -(dxhat/dx)^T v by one backward of <xhat, v>.
 
-Each mode is timed (median of --reps steps after --warmup steps) in its own
-child process, so that its memory figures are its own: peak_rss_growth_kib is
+Each mode is timed (median, min and max of --reps steps after --warmup steps, and
+the median process CPU time, every thread) in its own child process, so that its
+memory figures are its own: peak_rss_growth_kib is
 the peak RSS over warm-up and timed steps minus the RSS before the first step
 (model and inputs loaded; it includes first-use costs: library code pages,
 allocator pools, thread pools), and steady_peak_rss_growth_kib the peak RSS
@@ -166,17 +167,22 @@ def time_mode(args, mode):
     hwm_before = _maxrss_kib()
     steady = _reset_peak_rss()
     rss_steady = _status_kib("VmRSS")
-    times = []
+    times, cpus = [], []
     for _ in range(args.reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = step.run(mode)
         times.append((time.perf_counter() - t0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
     hwm_steady = _status_kib("VmHWM") if steady else None
     peak = max(hwm_before, _maxrss_kib())
     return {
         "ms_median": statistics.median(times),
         "ms_min": min(times),
+        "ms_max": max(times),
         "ms_mean": statistics.fmean(times),
+        # process CPU time (every thread), which moves less than the wall time on a
+        # machine shared with other processes
+        "cpu_ms_median": statistics.median(cpus),
         # peak RSS over warm-up + timed steps minus the RSS before the first step
         # (model and inputs loaded): includes first-use costs (library code pages,
         # allocator pools, oneDNN/OpenMP initialisation)

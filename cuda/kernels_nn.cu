@@ -485,4 +485,7 @@ extern "C" const lgd_nn_kernels lgd_cuda_nn_kernels = {
     .avg_pool = cuda_avg_pool,
     .avg_pool_backward = cuda_avg_pool_backward,
     .time_embedding = cuda_time_embedding,
+    /* the fused group norm (version 2) is CPU-only: the graph runs the layers one by one */
+    .group_norm_act = NULL,
+    .group_norm_act_backward = NULL,
 };

@@ -57,6 +57,8 @@ void lgd_network_destroy(lgd_network *net) { network_release(net); }
 
 lgd_context *lgd_network_context(const lgd_network *net) { return net ? net->ctx : NULL; }
 
+struct nn_graph *lgd_network_graph(lgd_network *net) { return net ? &net->g : NULL; }
+
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;

@@ -21,4 +21,9 @@ lgd_status lgd_network_forward_raw(lgd_network *net, const float *x_in, float t,
 lgd_status lgd_network_vjp_raw(lgd_network *net, const float *x_in, float t,
                                const float *cond, size_t batch, const float *v, float *out);
 
+/* The network's layer graph (nn/nn_graph.h): for bench-network's per-layer profile and
+ * the fusion tests (nn_graph_set_profile, nn_graph_set_fusion). */
+struct nn_graph;
+struct nn_graph *lgd_network_graph(lgd_network *net);
+
 #endif

@@ -9,10 +9,27 @@
  *
  * Backward: cotangents are written, not zeroed then accumulated: the first layer to
  * reach a value writes its cotangent with beta = 0, later ones add (beta = 1).
+ *
+ * Fusion: on the first pass (and after nn_graph_set_fusion) the executor makes the list
+ * it runs from the list as built (`built`), when the backend's kernel table has the fused
+ * kernels:
+ *  - group norm + activation (+ the channel add of the time embedding before the norm)
+ *    become one NN_NORM with fused_act (kernel group_norm_act): the normalised values and
+ *    the sum are never written; the forward pass keeps the activation's derivative at
+ *    them (in the saved arena, where the unfused graph kept the normalised values), so
+ *    the backward pass needs neither them nor a second exponential;
+ *  - a residual add whose one operand is a convolution or linear layer used by nothing
+ *    else: that layer writes the sum's value directly and the add accumulates the other
+ *    operand into it in place (and passes the cotangent on to it only): no copy of
+ *    the layer's output forward, none of the cotangent backward.
+ * A value made and used inside a fused operation is `elided`: it has no storage. Every
+ * fused path computes the same expressions in the same order as the layers it replaces,
+ * so results are bit-identical with and without fusion (tests/test_nn_fused.c).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/checked.h"
 #include "nn/nn_graph.h"
@@ -66,6 +83,10 @@ int nn_graph_plan(nn_graph *g)
         size_t n;
         if (lgd_mul3_size((size_t)v->c, (size_t)v->h, (size_t)v->w, &n))
             return -1;
+        if (v->elided) {
+            v->off = v->goff = 0; /* never addressed */
+            continue;
+        }
         if (v->shared) {
             v->off = shared;
             if (lgd_add_size(shared, n, &shared))
@@ -113,6 +134,7 @@ void nn_graph_free(lgd_context *ctx, nn_graph *g)
     lgd_buffer_release(ctx, &g->work);
     free(g->values);
     free(g->ops);
+    free(g->built);
     free(g->written);
     memset(g, 0, sizeof *g);
 }
@@ -176,6 +198,243 @@ static lgd_status reserve(lgd_context *ctx, nn_graph *g, size_t batch)
 static size_t rows_of(const nn_value *v, size_t batch)
 {
     return v->shared ? 1 : batch;
+}
+
+/* ------------------------------------------------------------------ fusion */
+
+void nn_graph_set_fusion(nn_graph *g, unsigned mask)
+{
+    unsigned off = ~mask & NN_FUSE_ALL;
+    if (g->fusion_off == off)
+        return;
+    g->fusion_off = off;
+    g->kern = NULL; /* the next pass makes the list again */
+    g->tape_valid = 0; /* and a VJP runs that forward pass first, not on the old tape */
+}
+
+void nn_graph_set_profile(nn_graph *g, nn_profile *p) { g->profile = p; }
+
+/* Whether an operation strictly between lo and hi reads value v. The fused channel add
+ * moves the VJP's write to its input from lo to hi; another reader in between would
+ * change the order in which that cotangent is summed (and the bits). */
+static int read_between(const nn_op *ops, size_t lo, size_t hi, int v)
+{
+    for (size_t k = lo + 1; k < hi; k++)
+        for (int q = 0; q < NN_MAX_IN; q++)
+            if (ops[k].in[q] == v)
+                return 1;
+    return 0;
+}
+
+/* Makes g->ops, the list that runs, from g->built (see the top of the file), and lays
+ * the arenas out for it. */
+static lgd_status make_ops(lgd_context *ctx, nn_graph *g)
+{
+    if (!g->built) {
+        g->built = g->ops;
+        g->n_built = g->n_ops;
+        g->ops = NULL;
+        g->n_ops = g->cap_ops = 0;
+    }
+    const size_t nb = g->n_built, nv = g->n_values;
+    nn_op *ops = malloc((nb ? nb : 1) * sizeof *ops);
+    int *prod = malloc((nv ? nv : 1) * sizeof *prod);   /* op making value v, or -1 */
+    int *cons = malloc((nv ? nv : 1) * sizeof *cons);   /* its one user (when uses = 1) */
+    int *uses = calloc(nv ? nv : 1, sizeof *uses);      /* operand slots reading v (+1: output) */
+    unsigned char *dead = calloc(nb ? nb : 1, 1);
+    if (!ops || !prod || !cons || !uses || !dead) {
+        free(ops);
+        free(prod);
+        free(cons);
+        free(uses);
+        free(dead);
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "network: out of memory");
+    }
+    if (nb)
+        memcpy(ops, g->built, nb * sizeof *ops);
+    for (size_t v = 0; v < nv; v++) {
+        g->values[v].elided = 0;
+        prod[v] = cons[v] = -1;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        prod[ops[i].out] = (int)i;
+        for (int k = 0; k < NN_MAX_IN; k++)
+            if (ops[i].in[k] >= 0) {
+                uses[ops[i].in[k]]++;
+                cons[ops[i].in[k]] = (int)i;
+            }
+    }
+    uses[g->output]++;
+    const lgd_nn_kernels *kern = g->kern;
+    const unsigned fuse = ~g->fusion_off & NN_FUSE_ALL;
+    /* a value only `user` reads (and not the network's output) */
+    #define ONLY_FOR(v, user) ((v) >= 0 && uses[v] == 1 && cons[v] == (int)(user))
+    if ((fuse & NN_FUSE_NORM_ACT) && kern->group_norm_act && kern->group_norm_act_backward) {
+        for (size_t i = 0; i < nb; i++) {
+            nn_op *nrm = &ops[i];
+            if (nrm->kind != NN_NORM || nrm->in[1] >= 0)
+                continue;
+            const int v = nrm->out;
+            const int j = cons[v];
+            if (j < 0 || !ONLY_FOR(v, j) || ops[j].kind != NN_ACT || ops[j].in[0] != v)
+                continue;
+            /* group norm + activation */
+            nrm->fused_act = 1;
+            nrm->act = ops[j].act;
+            nrm->out = ops[j].out;
+            /* the statistics, then f'(z) for the backward pass */
+            nrm->scratch = (size_t)LGD_NN_NORM_ACT_STATS * (size_t)nrm->groups +
+                           nn_value_numel(&g->values[v]);
+            g->values[v].elided = 1;
+            dead[j] = 1;
+            /* the channel add before it */
+            const int u = nrm->in[0], p = prod[u];
+            if ((fuse & NN_FUSE_CHANNEL_ADD) && p >= 0 && ops[p].kind == NN_ADD_CHANNEL &&
+                ONLY_FOR(u, i) && !read_between(ops, (size_t)p, i, ops[p].in[0]) &&
+                !g->values[ops[p].in[0]].shared && !g->values[ops[p].in[1]].needs_grad) {
+                nrm->in[0] = ops[p].in[0];
+                nrm->in[1] = ops[p].in[1];
+                g->values[u].elided = 1;
+                dead[p] = 1;
+            }
+        }
+    }
+    if (fuse & NN_FUSE_RESIDUAL) {
+        for (size_t i = 0; i < nb; i++) {
+            nn_op *add = &ops[i];
+            if (add->kind != NN_ADD || g->values[add->out].shared)
+                continue;
+            for (int k = 1; k >= 0; k--) {
+                const int b = add->in[k], c = add->in[1 - k], p = b >= 0 ? prod[b] : -1;
+                if (p < 0 || dead[p] || (ops[p].kind != NN_CONV && ops[p].kind != NN_LINEAR) ||
+                    !ONLY_FOR(b, i) || g->values[b].shared ||
+                    nn_value_numel(&g->values[b]) != nn_value_numel(&g->values[add->out]))
+                    continue;
+                /* the layer writes the sum; the add accumulates c into it */
+                ops[p].out = add->out;
+                g->values[b].elided = 1;
+                add->accumulate = 1;
+                add->in[0] = c;
+                add->in[1] = -1;
+                break;
+            }
+        }
+    }
+    #undef ONLY_FOR
+    size_t n = 0;
+    for (size_t i = 0; i < nb; i++)
+        if (!dead[i])
+            ops[n++] = ops[i];
+    free(g->ops);
+    g->ops = ops;
+    g->n_ops = g->cap_ops = n;
+    free(prod);
+    free(cons);
+    free(uses);
+    free(dead);
+    /* the layout for this list: the arenas are made again by reserve() */
+    g->tape_valid = 0;
+    lgd_buffer_release(ctx, &g->arena);
+    lgd_buffer_release(ctx, &g->grads);
+    lgd_buffer_release(ctx, &g->saved);
+    lgd_buffer_release(ctx, &g->work);
+    g->batch_cap = 0;
+    if (nn_graph_plan(g))
+        return lgd_error(ctx, LGD_ERR_INTERNAL, "network: the fused layout overflows");
+    return LGD_OK;
+}
+
+/* ------------------------------------------------------------------ profile */
+
+static const char *const prof_names[NN_PROF_KINDS] = {
+    "convolution kxk", "convolution 1x1", "linear (GEMM)", "attention (GEMMs, softmax)",
+    "group/layer norm", "activation", "adds, channel adds", "concatenation",
+    "upsample, pooling", "embedding, transpose", "executor copies",
+};
+
+const char *nn_prof_kind_name(int kind)
+{
+    return kind >= 0 && kind < NN_PROF_KINDS ? prof_names[kind] : "?";
+}
+
+typedef struct prof_mark {
+    double wall, cpu;
+} prof_mark;
+
+static prof_mark prof_now(lgd_context *ctx)
+{
+    prof_mark m;
+    struct timespec ts;
+    if (ctx->kind != LGD_BACKEND_CPU)
+        ctx->ops->synchronize(ctx->be);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    m.wall = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    m.cpu = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return m;
+}
+
+static void prof_add(nn_graph *g, int bwd, int kind, prof_mark t0, prof_mark t1, double flops,
+                     double bytes)
+{
+    nn_prof_entry *e = &g->profile->e[bwd][kind];
+    e->calls++;
+    e->wall_ms += t1.wall - t0.wall;
+    e->cpu_ms += t1.cpu - t0.cpu;
+    e->flops += flops;
+    e->bytes += bytes;
+}
+
+/* An operation's kind, FLOPs and activation bytes (batch rows). */
+static int op_cost(const nn_graph *g, const nn_op *op, size_t batch, int bwd, double *flops,
+                   double *bytes)
+{
+    const nn_value *vo = &g->values[op->out];
+    const double n = (double)rows_of(vo, batch), out = (double)nn_value_numel(vo);
+    double in = 0.0;
+    for (int k = 0; k < NN_MAX_IN; k++)
+        if (op->in[k] >= 0)
+            in += (double)rows_of(&g->values[op->in[k]], batch) *
+                  (double)nn_value_numel(&g->values[op->in[k]]);
+    *flops = 0.0;
+    *bytes = 4.0 * (in + n * out);
+    switch (op->kind) {
+    case NN_CONV: {
+        const lgd_conv_shape *s = &op->conv;
+        *flops = 2.0 * n * s->c_out * (double)s->h_out * s->w_out * s->c_in * s->kh * s->kw;
+        return (int64_t)s->kh * s->kw == 1 ? NN_PROF_CONV1X1 : NN_PROF_CONV;
+    }
+    case NN_LINEAR: {
+        const double i1 = (double)nn_value_numel(&g->values[op->in[0]]);
+        *flops = 2.0 * n * i1 * out;
+        return NN_PROF_LINEAR;
+    }
+    case NN_ATTENTION: {
+        const double S = (double)vo->h * vo->w, H = (double)op->heads, ch = (double)vo->c / H;
+        const double count = n * H;
+        *flops = (bwd ? 8.0 : 4.0) * count * S * S * ch;
+        *bytes += 4.0 * count * S * S * (bwd ? 4.0 : 2.0);
+        return NN_PROF_ATTENTION;
+    }
+    case NN_NORM:
+        return NN_PROF_NORM;
+    case NN_ACT:
+        return NN_PROF_ACT;
+    case NN_ADD:
+    case NN_ADD_CHANNEL:
+    case NN_SCALE_SHIFT:
+        return NN_PROF_ADD;
+    case NN_CONCAT:
+        return NN_PROF_CONCAT;
+    case NN_UPSAMPLE:
+    case NN_AVG_POOL:
+        return NN_PROF_RESAMPLE;
+    case NN_TIME_EMBED:
+    case NN_COND:
+    case NN_TRANSPOSE:
+        break;
+    }
+    return NN_PROF_OTHER;
 }
 
 /* attention pointers: qkv [B*H][3ch][S], out [B*H][ch][S] */
@@ -270,6 +529,19 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
     case NN_NORM: {
         float *mean = g->saved.data + g->batch_cap * op->soff;
         float *rstd = mean + n * (size_t)op->groups;
+        if (op->fused_act) {
+            const nn_value *ve = op->in[1] >= 0 ? &g->values[op->in[1]] : NULL;
+            float *dact = mean + (size_t)LGD_NN_NORM_ACT_STATS * n * (size_t)op->groups;
+            if (g->kern->group_norm_act(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w,
+                                        (size_t)op->groups, op->eps, a, b,
+                                        ve && !ve->shared ? (size_t)vo->c : 0,
+                                        weight_ptr(g, op->w), weight_ptr(g, op->b), op->act, y,
+                                        mean, vo->needs_grad ? dact : NULL))
+                return lgd_backend_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                                         "network: group norm failed on the %s backend",
+                                         ctx->backend_name);
+            break;
+        }
         g->kern->group_norm(be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, (size_t)op->groups,
                       op->eps, a, weight_ptr(g, op->w), weight_ptr(g, op->b), y, mean, rstd);
         break;
@@ -278,6 +550,11 @@ static lgd_status run_forward_op(lgd_context *ctx, nn_graph *g, const nn_op *op,
         g->kern->activation(be, op->act, n * numel, a, y);
         break;
     case NN_ADD: {
+        if (op->accumulate) {
+            /* y already holds the other operand (its layer wrote it): y = a + y */
+            o->copy_rows(be, n, numel, a, va->shared ? 0 : numel, 1.0f, y, numel);
+            break;
+        }
         const nn_value *vb = &g->values[op->in[1]];
         o->copy_rows(be, n, numel, a, va->shared ? 0 : numel, 0.0f, y, numel);
         o->copy_rows(be, n, numel, b, vb->shared ? 0 : numel, 1.0f, y, numel);
@@ -337,6 +614,10 @@ lgd_status nn_graph_forward(lgd_context *ctx, nn_graph *g, const float *x, float
         if ((st = lgd_kernels_find(ctx, &lgd_nn_kernel_table, "network", &kern)))
             return st;
         g->kern = kern;
+        if ((st = make_ops(ctx, g))) {
+            g->kern = NULL;
+            return st;
+        }
     }
     st = reserve(ctx, g, batch);
     if (st)
@@ -344,15 +625,34 @@ lgd_status nn_graph_forward(lgd_context *ctx, nn_graph *g, const float *x, float
     const lgd_backend_ops *o = ctx->ops;
     g->tape_valid = 0;
     size_t in_numel = nn_value_numel(&g->values[g->input]);
+    prof_mark t0 = { 0, 0 }, t1;
+    if (g->profile)
+        t0 = prof_now(ctx);
     if (o->copy(ctx->be, value_ptr(g, g->input), x, batch * in_numel * sizeof(float)))
         return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the input failed");
-    for (size_t i = 0; i < g->n_ops; i++)
+    if (g->profile) {
+        t1 = prof_now(ctx);
+        prof_add(g, 0, NN_PROF_COPY, t0, t1, 0.0, 8.0 * (double)(batch * in_numel));
+        t0 = t1;
+    }
+    for (size_t i = 0; i < g->n_ops; i++) {
         if ((st = run_forward_op(ctx, g, &g->ops[i], t, cond, batch)))
             return st;
+        if (g->profile) {
+            double flops, bytes;
+            int kind = op_cost(g, &g->ops[i], batch, 0, &flops, &bytes);
+            t1 = prof_now(ctx);
+            prof_add(g, 0, kind, t0, t1, flops, bytes);
+            t0 = t1;
+        }
+    }
     if (out) {
         size_t out_numel = nn_value_numel(&g->values[g->output]);
         if (o->copy(ctx->be, out, value_ptr(g, g->output), batch * out_numel * sizeof(float)))
             return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the output failed");
+        if (g->profile)
+            prof_add(g, 0, NN_PROF_COPY, t0, prof_now(ctx), 0.0,
+                     8.0 * (double)(batch * out_numel));
     }
     g->tape_valid = 1;
     g->tape_x = x;
@@ -418,7 +718,20 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
         }
         break;
     case NN_NORM:
-        if (wants(g, a_i)) {
+        if (wants(g, a_i) && op->fused_act) {
+            const float *stats = g->saved.data + g->batch_cap * op->soff;
+            const float *dact = stats + (size_t)LGD_NN_NORM_ACT_STATS * n * (size_t)op->groups;
+            const nn_value *ve = b_i >= 0 ? &g->values[b_i] : NULL;
+            float beta = take(g, a_i);
+            if (g->kern->group_norm_act_backward(
+                    be, n, (size_t)vo->c, (size_t)vo->h * (size_t)vo->w, (size_t)op->groups,
+                    value_ptr(g, a_i), ve ? value_ptr(g, b_i) : NULL,
+                    ve && !ve->shared ? (size_t)vo->c : 0, weight_ptr(g, op->w),
+                    weight_ptr(g, op->b), op->act, stats, dact, dy, beta, grad_ptr(g, a_i)))
+                return lgd_backend_error(ctx, LGD_ERR_OUT_OF_MEMORY,
+                                         "network: group norm VJP failed on the %s backend",
+                                         ctx->backend_name);
+        } else if (wants(g, a_i)) {
             const float *mean = g->saved.data + g->batch_cap * op->soff;
             const float *rstd = mean + n * (size_t)op->groups;
             float beta = take(g, a_i);
@@ -435,7 +748,8 @@ static lgd_status run_backward_op(lgd_context *ctx, nn_graph *g, const nn_op *op
         }
         break;
     case NN_ADD:
-        for (int k = 0; k < 2; k++) {
+        /* accumulate: the layer that wrote the other operand reads dy itself */
+        for (int k = 0; k < (op->accumulate ? 1 : 2); k++) {
             int i = op->in[k];
             if (wants(g, i)) {
                 float beta = take(g, i);
@@ -518,8 +832,16 @@ lgd_status nn_graph_vjp(lgd_context *ctx, nn_graph *g, const float *x, float t,
     }
     memset(g->written, 0, g->n_values);
     size_t out_numel = nn_value_numel(&g->values[g->output]);
+    prof_mark t0 = { 0, 0 }, t1;
+    if (g->profile)
+        t0 = prof_now(ctx);
     if (o->copy(ctx->be, grad_ptr(g, g->output), v, batch * out_numel * sizeof(float)))
         return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the cotangent failed");
+    if (g->profile) {
+        t1 = prof_now(ctx);
+        prof_add(g, 1, NN_PROF_COPY, t0, t1, 0.0, 8.0 * (double)(batch * out_numel));
+        t0 = t1;
+    }
     g->written[g->output] = 1;
     for (size_t i = g->n_ops; i-- > 0;) {
         const nn_op *op = &g->ops[i];
@@ -527,10 +849,19 @@ lgd_status nn_graph_vjp(lgd_context *ctx, nn_graph *g, const float *x, float t,
             continue;
         if ((st = run_backward_op(ctx, g, op, batch)))
             return st;
+        if (g->profile) {
+            double flops, bytes;
+            int kind = op_cost(g, op, batch, 1, &flops, &bytes);
+            t1 = prof_now(ctx);
+            prof_add(g, 1, kind, t0, t1, flops, bytes);
+            t0 = t1;
+        }
     }
     if (!g->written[g->input])
         o->fill(ctx->be, dx, batch * in_numel, 0.0f);
     else if (o->copy(ctx->be, dx, grad_ptr(g, g->input), batch * in_numel * sizeof(float)))
         return lgd_backend_error(ctx, LGD_ERR_INTERNAL, "network: copying the VJP failed");
+    if (g->profile)
+        prof_add(g, 1, NN_PROF_COPY, t0, prof_now(ctx), 0.0, 8.0 * (double)(batch * in_numel));
     return LGD_OK;
 }

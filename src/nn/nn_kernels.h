@@ -23,7 +23,13 @@
 #include "backend/backend.h"
 #include "core/kernels.h"
 
-#define LGD_NN_KERNELS_VERSION 1u
+/* 2 (0.5.0): the fused group norm (+ channel addend, + activation) below. A table built
+ * for version 1 is refused rather than read past its end. */
+#define LGD_NN_KERNELS_VERSION 2u
+
+/* Floats of saved statistics per group of group_norm_act: mean, rstd (floats, as
+ * group_norm saves them) and the double mean and rstd of the forward pass. */
+#define LGD_NN_NORM_ACT_STATS 6
 
 /* Shape of a 2-D convolution (1-D: h = kh = 1, stride_h = 1, pad_h = 0). Input
  * x[n][c_in][h][w], weight w[c_out][c_in][kh][kw], output y[n][c_out][h_out][w_out]
@@ -94,9 +100,32 @@ typedef struct lgd_nn_kernels {
      * the host per network call): with half = dim / 2 and f_i = exp(-ln(10000) i / half),
      * out[i] = cos(t f_i), out[half + i] = sin(t f_i) for i < half; dim is even */
     void (*time_embedding)(lgd_backend *be, float t, size_t dim, float *out);
+    /* Version 2, optional (NULL: the graph runs the layers one by one). One layer for
+     * add_channel_bias, group_norm and activation in sequence:
+     *   y = f(group_norm(x + e)),  (x + e)[i][c][k] = x[i][c][k] + e[i * e_stride + c]
+     * (e NULL: no addend; e_stride 0: shared), with results bit-identical to the three
+     * kernels run one after the other, and without writing the intermediate values.
+     * stats [LGD_NN_NORM_ACT_STATS n groups floats] keeps what the backward pass needs:
+     * n groups means, then n groups rstds (as group_norm's), then the forward's double
+     * statistics; dact [n c s] (NULL: not kept) the activation's derivative f'(z) at the
+     * normalised values z, as activation_backward forms it. Return 0, or non-zero when
+     * the backend's scratch could not be had. */
+    int (*group_norm_act)(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                          float eps, const float *x, const float *e, size_t e_stride,
+                          const float *gamma, const float *beta_, lgd_activation f, float *y,
+                          float *stats, float *dact);
+    /* dx = d/dx <dy, group_norm_act(x)> + beta dx (the input VJP; e, gamma, beta_, f,
+     * stats and dact as the forward pass had them; dact NULL: f'(z) recomputed),
+     * bit-identical to activation_backward, group_norm_backward and the channel add's
+     * identity VJP in sequence */
+    int (*group_norm_act_backward)(lgd_backend *be, size_t n, size_t c, size_t s,
+                                   size_t groups, const float *x, const float *e,
+                                   size_t e_stride, const float *gamma, const float *beta_,
+                                   lgd_activation f, const float *stats, const float *dact,
+                                   const float *dy, float beta, float *dx);
 } lgd_nn_kernels;
 
 extern const lgd_nn_kernels lgd_nn_kernels_cpu;  /* backend/cpu/cpu_layers.c */
-extern const lgd_kernel_table lgd_nn_kernel_table; /* "nn", version 1 */
+extern const lgd_kernel_table lgd_nn_kernel_table; /* "nn", LGD_NN_KERNELS_VERSION */
 
 #endif

@@ -45,7 +45,7 @@ nn_op *nnb_op(nn_builder *b, nn_op_kind kind, int in0, int in1, int out)
  * can run on to its end without checking every step (nothing is built once b->st is set) */
 const nn_value *nnb_val(const nn_builder *b, int i)
 {
-    static const nn_value failed = { 1, 1, 1, 0, 0, 0, 0 };
+    static const nn_value failed = { 1, 1, 1, 0, 0, 0, 0, 0 };
     return i >= 0 ? &b->g->values[i] : &failed;
 }
 

@@ -64,6 +64,15 @@ void lgd_cpu_group_norm(lgd_backend *be, size_t n, size_t c, size_t s, size_t gr
 void lgd_cpu_group_norm_backward(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
                                  const float *x, const float *gamma, const float *mean,
                                  const float *rstd, const float *dy, float beta, float *dx);
+int lgd_cpu_group_norm_act(lgd_backend *be, size_t n, size_t c, size_t s, size_t groups,
+                           float eps, const float *x, const float *e, size_t e_stride,
+                           const float *gamma, const float *beta_, lgd_activation f, float *y,
+                           float *stats, float *dact);
+int lgd_cpu_group_norm_act_backward(lgd_backend *be, size_t n, size_t c, size_t s,
+                                    size_t groups, const float *x, const float *e,
+                                    size_t e_stride, const float *gamma, const float *beta_,
+                                    lgd_activation f, const float *stats, const float *dact,
+                                    const float *dy, float beta, float *dx);
 void lgd_cpu_upsample_nearest(lgd_backend *be, size_t planes, size_t h, size_t w, size_t fh,
                               size_t fw, const float *x, float *y);
 void lgd_cpu_upsample_nearest_backward(lgd_backend *be, size_t planes, size_t h, size_t w,
