@@ -31,12 +31,6 @@
 /* ------------------------------------------------------------------ helpers */
 
 /* LGD_TEST_QUICK=1 (the valgrind pass): smaller samples, same 5-sigma checks. */
-static int quick_mode(void)
-{
-    const char *q = getenv("LGD_TEST_QUICK");
-    return q && q[0] && strcmp(q, "0") != 0;
-}
-
 typedef struct cpu_be {
     lgd_backend *be;
     const lgd_backend_ops *ops;
@@ -55,27 +49,6 @@ static void cpu_close(cpu_be *c)
 {
     c->ops->destroy(c->be);
     c->be = NULL;
-}
-
-static float *fvec(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static double *dvec(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static float *randn(tu_rng *r, size_t n, float scale)
-{
-    float *p = fvec(n);
-    tu_fill_normal(r, p, n, scale);
-    return p;
 }
 
 static void fill_const(float *x, size_t n, float v)
@@ -289,9 +262,9 @@ START_TEST(normal_moments)
 {
     cpu_be c = cpu_open(0);
     /* 10^6 normals (2 10^5 in quick mode); tolerances scale with sqrt(n) */
-    const size_t rows = quick_mode() ? 50 : 250, draws = 4, cols = 1000;
+    const size_t rows = tu_quick() ? 50 : 250, draws = 4, cols = 1000;
     const size_t n = rows * draws * cols;
-    float *z = fvec(n);
+    float *z = tu_fvec(n);
     lgd_rng_stream s = stream(20260101u, LGD_RNG_INIT, 0, 0, 0);
     c.ops->normal(c.be, &s, rows, draws, cols, z);
     static const double xs[] = { -2.0, -1.0, 0.0, 1.0, 2.0 };
@@ -348,8 +321,8 @@ END_TEST
 START_TEST(uniform_moments)
 {
     cpu_be c = cpu_open(0);
-    const size_t rows = quick_mode() ? 200 : 1000, draws = 1000, n = rows * draws;
-    float *u = fvec(n);
+    const size_t rows = tu_quick() ? 200 : 1000, draws = 1000, n = rows * draws;
+    float *u = tu_fvec(n);
     lgd_rng_stream s = stream(99, LGD_RNG_COMPONENT, 17, 0, 0);
     c.ops->uniform(c.be, &s, rows, draws, u);
     double s1 = 0.0, s2 = 0.0;
@@ -377,7 +350,7 @@ START_TEST(backend_mc_draws)
 {
     cpu_be c = cpu_open(2);
     const size_t rows = 9, draws = 5, cols = 11, n = rows * draws * cols;
-    float *mean = fvec(rows * cols), *z = fvec(n), *want = fvec(n), *got = fvec(n);
+    float *mean = tu_fvec(rows * cols), *z = tu_fvec(n), *want = tu_fvec(n), *got = tu_fvec(n);
     tu_rng r = { 8 };
     tu_fill_normal(&r, mean, rows * cols, 3.0f);
     lgd_rng_stream s = stream(77, LGD_RNG_MC_DRAW, 4, 100, 6);
@@ -403,7 +376,7 @@ START_TEST(normal_invariance)
     const size_t n = rows * draws * cols;
     const uint64_t row0 = 1000;
     cpu_be c1 = cpu_open(1), c2 = cpu_open(2), c3 = cpu_open(3);
-    float *a = fvec(n), *b = fvec(n), *tmp = fvec(n);
+    float *a = tu_fvec(n), *b = tu_fvec(n), *tmp = tu_fvec(n);
     lgd_rng_stream s = stream(7, LGD_RNG_MC_DRAW, 3, row0, 0);
     c1.ops->normal(c1.be, &s, rows, draws, cols, a);
     c2.ops->normal(c2.be, &s, rows, draws, cols, b);
@@ -462,7 +435,7 @@ START_TEST(normal_invariance)
 
     /* uniform: threads and row split */
     const size_t ur = 200, ud = 200;
-    float *ua = fvec(ur * ud), *ub = fvec(ur * ud);
+    float *ua = tu_fvec(ur * ud), *ub = tu_fvec(ur * ud);
     lgd_rng_stream us = stream(11, LGD_RNG_COMPONENT, 2, 0, 0);
     c1.ops->uniform(c1.be, &us, ur, ud, ua);
     c2.ops->uniform(c2.be, &us, ur, ud, ub);
@@ -522,7 +495,7 @@ START_TEST(backend_fill)
 {
     cpu_be c = cpu_open(2);
     const size_t n = 70001;
-    float *x = fvec(n);
+    float *x = tu_fvec(n);
     fill_const(x, n, NAN);
     c.ops->fill(c.be, x, 37, 2.5f);
     for (size_t i = 0; i < 37; i++)
@@ -545,8 +518,8 @@ START_TEST(backend_axpby)
     static const size_t sizes[] = { 1, 1000, 50003 };
     for (size_t t = 0; t < 3; t++) {
         size_t n = sizes[t];
-        float *x = randn(&r, n, 1.0f), *y = randn(&r, n, 1.0f);
-        double *ref = dvec(n);
+        float *x = tu_randn(&r, n, 1.0f), *y = tu_randn(&r, n, 1.0f);
+        double *ref = tu_dvec(n);
         for (size_t i = 0; i < n; i++)
             ref[i] = 1.5 * x[i] - 0.25 * y[i];
         c.ops->axpby(c.be, n, 1.5f, x, -0.25f, y);
@@ -570,7 +543,7 @@ START_TEST(backend_axpby_rows)
     tu_rng r = { 102 };
     cpu_be c = cpu_open(1);
     const size_t rows = 5, cols = 7, n = rows * cols;
-    float *a = randn(&r, rows * 3, 1.0f), *x = randn(&r, n, 1.0f), *y = randn(&r, n, 1.0f);
+    float *a = tu_randn(&r, rows * 3, 1.0f), *x = tu_randn(&r, n, 1.0f), *y = tu_randn(&r, n, 1.0f);
     double ref[35];
     static const size_t strides[] = { 3, 1, 0 };
     for (int t = 0; t < 3; t++) {
@@ -599,7 +572,7 @@ START_TEST(backend_sub_row_broadcast)
     tu_rng r = { 103 };
     cpu_be c = cpu_open(1);
     const size_t rows = 6, cols = 5, n = rows * cols, repeat = 3;
-    float *x = randn(&r, n, 1.0f), *row = randn(&r, cols, 1.0f), *out = fvec(n);
+    float *x = tu_randn(&r, n, 1.0f), *row = tu_randn(&r, cols, 1.0f), *out = tu_fvec(n);
     double ref[30];
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++)
@@ -608,7 +581,7 @@ START_TEST(backend_sub_row_broadcast)
     check_close("sub_row", out, ref, n, 1e-6, 1e-6);
 
     /* broadcast_axpy: out[r] = xb[r / repeat] + a y[r]; xb has rows / repeat rows */
-    float *xb = randn(&r, (rows / repeat) * cols, 1.0f), *y = randn(&r, n, 1.0f);
+    float *xb = tu_randn(&r, (rows / repeat) * cols, 1.0f), *y = tu_randn(&r, n, 1.0f);
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++)
             ref[i * cols + j] = (double)xb[(i / repeat) * cols + j] - 0.75 * y[i * cols + j];
@@ -638,7 +611,7 @@ START_TEST(backend_diag_filter)
         lam[j] = (float)(0.05 + 3.0 * tu_uniform(&r));
     lam[0] = 0.0f; /* a degenerate direction */
     const float s2 = 0.7f;
-    float *in = randn(&r, n, 1.0f), *out = fvec(n);
+    float *in = tu_randn(&r, n, 1.0f), *out = tu_fvec(n);
     double ref[36];
     static const lgd_diag_filter filters[] = { LGD_FILTER_SHRINK, LGD_FILTER_PRECISION,
                                                LGD_FILTER_POST_STD };
@@ -668,7 +641,7 @@ START_TEST(backend_row_reductions)
     tu_rng r = { 105 };
     cpu_be c = cpu_open(1);
     const size_t rows = 5, cols = 33, n = rows * cols;
-    float *x = randn(&r, n, 1.0f), *y = randn(&r, n, 2.0f);
+    float *x = tu_randn(&r, n, 1.0f), *y = tu_randn(&r, n, 2.0f);
     float out[5 * 3];
     double ref[5];
     for (size_t i = 0; i < rows; i++) {
@@ -706,7 +679,7 @@ START_TEST(backend_row_dot_strided_mix)
     tu_rng r = { 114 };
     cpu_be c = cpu_open(1);
     const size_t rows = 4, cols = 9;
-    float *x = randn(&r, rows * cols, 1.0f), *y = randn(&r, rows * cols, 1.0f);
+    float *x = tu_randn(&r, rows * cols, 1.0f), *y = tu_randn(&r, rows * cols, 1.0f);
     float out[4 * 3];
     fill_const(out, 12, 1234.0f);
     c.ops->row_dot(c.be, rows, cols, x, y, out, 3);
@@ -721,7 +694,7 @@ START_TEST(backend_row_dot_strided_mix)
 
     /* mix_coeffs: out[r][k] = scale p[r][k] (d[r][k] - sum_j p[r][j] d[r][j]) */
     const size_t K = 5;
-    float p[4 * 5], *d = randn(&r, rows * K, 2.0f), mo[4 * 5];
+    float p[4 * 5], *d = tu_randn(&r, rows * K, 2.0f), mo[4 * 5];
     double ref[4 * 5];
     for (size_t i = 0; i < rows; i++) {
         double s = 0.0;
@@ -803,7 +776,7 @@ START_TEST(backend_all_finite)
 {
     cpu_be c = cpu_open(2);
     const size_t n = 70000;
-    float *x = fvec(n);
+    float *x = tu_fvec(n);
     fill_const(x, n, 1.0f);
     x[3] = FLT_MAX;
     x[4] = -FLT_MAX;
@@ -847,9 +820,9 @@ static void gemm_case(cpu_be *c, tu_rng *r, int ta, int tb, size_t M, size_t N, 
     size_t arows = ta ? K : M, acols = ta ? M : K, lda = acols + pad;
     size_t brows = tb ? N : K, bcols = tb ? K : N, ldb = bcols + pad + 1;
     size_t ldc = N + pad;
-    float *A = randn(r, arows * lda, 1.0f), *B = randn(r, brows * ldb, 1.0f);
-    float *C = randn(r, M * ldc, 1.0f);
-    double *ref = dvec(M * ldc);
+    float *A = tu_randn(r, arows * lda, 1.0f), *B = tu_randn(r, brows * ldb, 1.0f);
+    float *C = tu_randn(r, M * ldc, 1.0f);
+    double *ref = tu_dvec(M * ldc);
     for (size_t i = 0; i < M; i++)
         for (size_t j = 0; j < ldc; j++) {
             if (j >= N) {
@@ -906,7 +879,7 @@ typedef struct mc_ref {
 static mc_ref mc_reference(size_t rows, size_t draws, size_t cols, const float *loss,
                            const float *vec)
 {
-    mc_ref m = { dvec(rows * cols), dvec(rows), dvec(rows), dvec(rows), dvec(rows) };
+    mc_ref m = { tu_dvec(rows * cols), tu_dvec(rows), tu_dvec(rows), tu_dvec(rows), tu_dvec(rows) };
     for (size_t r = 0; r < rows; r++) {
         double mx = -INFINITY, s = 0.0, s2 = 0.0, wl = 0.0, ls = 0.0;
         for (size_t j = 0; j < draws; j++)
@@ -947,14 +920,14 @@ typedef struct mc_buf {
 static mc_buf mc_buf_new(size_t rows, size_t cols)
 {
     mc_buf b;
-    b.st.max = fvec(rows);
-    b.st.sum = fvec(rows);
-    b.st.sum2 = fvec(rows);
-    b.st.wloss = fvec(rows);
-    b.st.lsum = fvec(rows);
-    b.st.vec = fvec(rows * cols);
-    b.out = fvec(rows * cols);
-    b.ess = fvec(rows);
+    b.st.max = tu_fvec(rows);
+    b.st.sum = tu_fvec(rows);
+    b.st.sum2 = tu_fvec(rows);
+    b.st.wloss = tu_fvec(rows);
+    b.st.lsum = tu_fvec(rows);
+    b.st.vec = tu_fvec(rows * cols);
+    b.out = tu_fvec(rows * cols);
+    b.ess = tu_fvec(rows);
     fill_const(b.st.vec, rows * cols, NAN); /* mc_reset must clear everything */
     fill_const(b.st.sum, rows, NAN);
     return b;
@@ -979,7 +952,7 @@ static void mc_run(cpu_be *c, size_t rows, size_t draws, size_t cols, const floa
     lgd_mc_kernels_cpu.reset(c->be, rows, cols, &b->st);
     for (int k = 0; k < nb; k++) {
         size_t d0 = bounds[k], dn = bounds[k + 1] - bounds[k];
-        float *lc = fvec(rows * dn), *vc = fvec(rows * dn * cols);
+        float *lc = tu_fvec(rows * dn), *vc = tu_fvec(rows * dn * cols);
         for (size_t r = 0; r < rows; r++) {
             memcpy(lc + r * dn, loss + r * draws + d0, dn * sizeof(float));
             memcpy(vc + r * dn * cols, vec + (r * draws + d0) * cols, dn * cols * sizeof(float));
@@ -996,7 +969,7 @@ START_TEST(backend_mc_reduction)
     tu_rng r = { 108 };
     cpu_be c = cpu_open(1);
     const size_t rows = 4, draws = 40, cols = 5;
-    float *loss = fvec(rows * draws), *vec = randn(&r, rows * draws * cols, 1.0f);
+    float *loss = tu_fvec(rows * draws), *vec = tu_randn(&r, rows * draws * cols, 1.0f);
     for (size_t j = 0; j < draws; j++) {
         double u = tu_uniform(&r);
         /* row 0: near -500 and decreasing, so every chunk brings a new max of -l */
@@ -1142,8 +1115,8 @@ START_TEST(backend_loss_sqerr)
     tu_rng r = { 110 };
     cpu_be c = cpu_open(1);
     const size_t rows = 12, cols = 5, trows = 2;
-    float *x = randn(&r, rows * cols, 1.0f), *tg = randn(&r, trows * cols, 1.0f);
-    float w[5], loss[12], loss2[12], *grad = fvec(rows * cols);
+    float *x = tu_randn(&r, rows * cols, 1.0f), *tg = tu_randn(&r, trows * cols, 1.0f);
+    float w[5], loss[12], loss2[12], *grad = tu_fvec(rows * cols);
     for (size_t j = 0; j < cols; j++)
         w[j] = (float)(0.5 + tu_uniform(&r));
     static const size_t per[] = { 1, 3, 6 };
@@ -1178,8 +1151,8 @@ START_TEST(backend_loss_logistic)
     tu_rng r = { 111 };
     cpu_be c = cpu_open(1);
     const size_t rows = 8, cols = 6;
-    float *x = randn(&r, rows * cols, 1.0f), *a = randn(&r, cols, 1.0f);
-    float loss[8], loss2[8], *grad = fvec(rows * cols);
+    float *x = tu_randn(&r, rows * cols, 1.0f), *a = tu_randn(&r, cols, 1.0f);
+    float loss[8], loss2[8], *grad = tu_fvec(rows * cols);
     /* scale rows so that z spans [-200, 200]: softplus and sigmoid must not overflow */
     static const float zscale[8] = { 1, -1, 0.01f, 50, -50, 200, -200, 0 };
     for (size_t i = 0; i < rows; i++)
@@ -1216,7 +1189,7 @@ START_TEST(backend_loss_residual)
     cpu_be c = cpu_open(1);
     const size_t rows = 6, m = 4, trows = 2, per = 3;
     const float inv_s2 = 4.0f;
-    float *hx = randn(&r, rows * m, 1.0f), *y = randn(&r, trows * m, 1.0f), loss[6];
+    float *hx = tu_randn(&r, rows * m, 1.0f), *y = tu_randn(&r, trows * m, 1.0f), loss[6];
     double lref[6], rref[24];
     for (size_t i = 0; i < rows; i++) {
         const float *yt = y + ((i / per) % trows) * m;
@@ -1243,8 +1216,8 @@ START_TEST(backend_thread_invariance)
     tu_rng r = { 113 };
     cpu_be c1 = cpu_open(1), c3 = cpu_open(3);
     const size_t rows = 2048, cols = 96, n = rows * cols; /* > LGD_CPU_PAR_MIN_WORK */
-    float *x = randn(&r, n, 2.0f), *y = randn(&r, n, 1.0f), *tg = randn(&r, 3 * cols, 1.0f);
-    float *o1 = fvec(n), *o3 = fvec(n), *g1 = fvec(n), *g3 = fvec(n);
+    float *x = tu_randn(&r, n, 2.0f), *y = tu_randn(&r, n, 1.0f), *tg = tu_randn(&r, 3 * cols, 1.0f);
+    float *o1 = tu_fvec(n), *o3 = tu_fvec(n), *g1 = tu_fvec(n), *g3 = tu_fvec(n);
     float lam[96];
     for (size_t j = 0; j < cols; j++)
         lam[j] = (float)(0.1 + tu_uniform(&r));
@@ -1288,10 +1261,10 @@ START_TEST(backend_thread_invariance)
 
     /* MC reduction: rows 32, draws 32, cols 96 (both chunks on the parallel path) */
     const size_t mr = 32, md = 32;
-    float *loss = randn(&r, mr * md, 50.0f);
+    float *loss = tu_randn(&r, mr * md, 50.0f);
     mc_buf b1 = mc_buf_new(mr, cols), b3 = mc_buf_new(mr, cols);
     const size_t bounds[3] = { 0, 12, 32 };
-    float *vec = fvec(mr * md * cols);
+    float *vec = tu_fvec(mr * md * cols);
     tu_fill_normal(&r, vec, mr * md * cols, 1.0f);
     mc_run(&c1, mr, md, cols, loss, vec, bounds, 2, &b1);
     mc_run(&c3, mr, md, cols, loss, vec, bounds, 2, &b3);

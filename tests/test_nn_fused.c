@@ -35,13 +35,7 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-/* LGD_TEST_QUICK=1 (the valgrind pass): no U-Net sized kernel case, fewer networks */
-static int quick_mode(void)
-{
-    const char *q = getenv("LGD_TEST_QUICK");
-    return q && q[0] && strcmp(q, "0") != 0;
-}
-
+/* (tu_quick(), the valgrind pass: no U-Net sized kernel case, fewer networks) */
 typedef struct cpu_be {
     lgd_backend *be;
     const lgd_backend_ops *ops;
@@ -56,27 +50,6 @@ static cpu_be cpu_open(int threads)
 }
 
 static void cpu_close(cpu_be *c) { c->ops->destroy(c->be); }
-
-static float *fvec(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static double *dvec(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static float *randn(tu_rng *r, size_t n, float scale)
-{
-    float *p = fvec(n);
-    tu_fill_normal(r, p, n, scale);
-    return p;
-}
 
 static void fill_const(float *x, size_t n, float v)
 {
@@ -120,15 +93,15 @@ static void fdata_make(const fcase *k, tu_rng *r, fdata *d)
 {
     d->numel = k->n * k->c * k->s;
     d->ng = k->n * k->groups;
-    d->x = randn(r, d->numel, 1.5f);
+    d->x = tu_randn(r, d->numel, 1.5f);
     for (size_t i = 0; i < d->numel; i++)
         d->x[i] += k->offset;
-    d->e = k->e_mode ? randn(r, (k->e_mode == 1 ? k->n : 1) * k->c, 0.7f) : NULL;
+    d->e = k->e_mode ? tu_randn(r, (k->e_mode == 1 ? k->n : 1) * k->c, 0.7f) : NULL;
     d->e_stride = k->e_mode == 1 ? k->c : 0;
-    d->gamma = randn(r, k->c, 1.0f);
-    d->beta = randn(r, k->c, 1.0f);
-    d->dy = randn(r, d->numel, 1.0f);
-    d->dx0 = randn(r, d->numel, 1.0f);
+    d->gamma = tu_randn(r, k->c, 1.0f);
+    d->beta = tu_randn(r, k->c, 1.0f);
+    d->dy = tu_randn(r, d->numel, 1.0f);
+    d->dx0 = tu_randn(r, d->numel, 1.0f);
 }
 
 static void fdata_free(fdata *d)
@@ -158,7 +131,7 @@ static void unfused_backward(cpu_be *c, const fcase *k, const fdata *d, const fl
                              const float *z, const float *mean, const float *rstd, float beta,
                              float *dx)
 {
-    float *dz = fvec(d->numel);
+    float *dz = tu_fvec(d->numel);
     fill_const(dz, d->numel, NAN);
     lgd_nn_kernels_cpu.activation_backward(c->be, k->f, d->numel, z, d->dy, 0.0f, dz);
     lgd_nn_kernels_cpu.group_norm_backward(c->be, k->n, k->c, k->s, k->groups, u, d->gamma, mean,
@@ -169,23 +142,23 @@ static void unfused_backward(cpu_be *c, const fcase *k, const fdata *d, const fl
 START_TEST(fused_kernel_bits)
 {
     const fcase *k = &cases[_i];
-    if (quick_mode() && _i == (int)N_CASES - 1)
+    if (tu_quick() && _i == (int)N_CASES - 1)
         return;
     tu_rng r = { 1600 + (uint64_t)_i };
     fdata d;
     fdata_make(k, &r, &d);
     const size_t N = d.numel, ns = LGD_NN_NORM_ACT_STATS * d.ng;
-    float *u = fvec(N), *z = fvec(N), *y = fvec(N), *mean = fvec(d.ng), *rstd = fvec(d.ng);
-    float *dxu = fvec(N), *dxf = fvec(N);
+    float *u = tu_fvec(N), *z = tu_fvec(N), *y = tu_fvec(N), *mean = tu_fvec(d.ng), *rstd = tu_fvec(d.ng);
+    float *dxu = tu_fvec(N), *dxf = tu_fvec(N);
     /* [threads - 1], [beta], [f'(z) kept by the forward pass or recomputed] */
-    float *yf[2], *st[2], *da[2], *y0 = fvec(N), *gf[2][2][2];
+    float *yf[2], *st[2], *da[2], *y0 = tu_fvec(N), *gf[2][2][2];
     cpu_be c1 = cpu_open(1);
     unfused(&c1, k, &d, u, z, y, mean, rstd);
     for (int t = 0; t < 2; t++) {
         cpu_be c = t ? cpu_open(2) : c1;
-        yf[t] = fvec(N);
-        st[t] = fvec(ns);
-        da[t] = fvec(N);
+        yf[t] = tu_fvec(N);
+        st[t] = tu_fvec(ns);
+        da[t] = tu_fvec(N);
         fill_const(yf[t], N, NAN);
         ck_assert_int_eq(lgd_nn_kernels_cpu.group_norm_act(c.be, k->n, k->c, k->s, k->groups,
                                                            1e-5f, d.x, d.e, d.e_stride,
@@ -194,7 +167,7 @@ START_TEST(fused_kernel_bits)
                          0);
         if (!t) {
             /* without f'(z): the same outputs and statistics */
-            float *st0 = fvec(ns);
+            float *st0 = tu_fvec(ns);
             ck_assert_int_eq(lgd_nn_kernels_cpu.group_norm_act(c.be, k->n, k->c, k->s,
                                                                k->groups, 1e-5f, d.x, d.e,
                                                                d.e_stride, d.gamma, d.beta,
@@ -206,7 +179,7 @@ START_TEST(fused_kernel_bits)
         }
         for (int b = 0; b < 2; b++)
             for (int kept = 0; kept < 2; kept++) {
-                float *g = gf[t][b][kept] = fvec(N);
+                float *g = gf[t][b][kept] = tu_fvec(N);
                 if (b)
                     memcpy(g, d.dx0, N * sizeof(float));
                 else
@@ -285,7 +258,7 @@ static void ref_forward(const void *vctx, const double *x, double *y)
     const fcase *k = rc->k;
     const fdata *d = rc->d;
     const size_t cpg = k->c / k->groups, gs = cpg * k->s;
-    double *u = dvec(gs);
+    double *u = tu_dvec(gs);
     for (size_t i = 0; i < k->n; i++)
         for (size_t g = 0; g < k->groups; g++) {
             const size_t base = (i * k->groups + g) * gs;
@@ -318,15 +291,15 @@ static void ref_forward(const void *vctx, const double *x, double *y)
 START_TEST(fused_against_reference)
 {
     const fcase *k = &cases[_i];
-    if (k->offset != 0.0f || (quick_mode() && _i == (int)N_CASES - 1))
+    if (k->offset != 0.0f || (tu_quick() && _i == (int)N_CASES - 1))
         return; /* finite differences of a large-mean input measure rounding */
     tu_rng r = { 1700 + (uint64_t)_i };
     fdata d;
     fdata_make(k, &r, &d);
     const size_t N = d.numel;
     cpu_be c = cpu_open(2);
-    float *y = fvec(N), *st = fvec(LGD_NN_NORM_ACT_STATS * d.ng), *dx = fvec(N);
-    float *da = fvec(N);
+    float *y = tu_fvec(N), *st = tu_fvec(LGD_NN_NORM_ACT_STATS * d.ng), *dx = tu_fvec(N);
+    float *da = tu_fvec(N);
     ck_assert_int_eq(lgd_nn_kernels_cpu.group_norm_act(c.be, k->n, k->c, k->s, k->groups, 1e-5f,
                                                        d.x, d.e, d.e_stride, d.gamma, d.beta,
                                                        k->f, y, st, da),
@@ -338,7 +311,7 @@ START_TEST(fused_against_reference)
                                                                 d.dy, 0.0f, dx),
                      0);
     ref_ctx rc = { k, &d };
-    double *xd = dvec(N), *yd = dvec(N), *xp = dvec(N), *dyd = dvec(N);
+    double *xd = tu_dvec(N), *yd = tu_dvec(N), *xp = tu_dvec(N), *dyd = tu_dvec(N);
     for (size_t i = 0; i < N; i++) {
         xd[i] = d.x[i];
         dyd[i] = d.dy[i];
@@ -354,7 +327,7 @@ START_TEST(fused_against_reference)
     const double h = 1e-4;
     for (int dir = 0; dir < 4; dir++) {
         double an = 0.0, mag = 0.0;
-        double *v = dvec(N);
+        double *v = tu_dvec(N);
         for (size_t i = 0; i < N; i++) {
             v[i] = tu_normal(&r);
             an += (double)dx[i] * v[i];
@@ -446,13 +419,13 @@ static void run_net(const char *name, int threads, unsigned fuse, net_result *re
     const int64_t B = 3, D = lgd_network_dim(net), O = lgd_network_out_dim(net);
     const int64_t K = lgd_network_cond_dim(net);
     tu_rng r = { 1800 };
-    float *x = fvec((size_t)(B * D)), *v = fvec((size_t)(B * O));
+    float *x = tu_fvec((size_t)(B * D)), *v = tu_fvec((size_t)(B * O));
     tu_fill_normal(&r, x, (size_t)(B * D), 1.0f);
     tu_fill_normal(&r, v, (size_t)(B * O), 1.0f);
     float *cond = NULL;
     if (K > 0) {
         /* one-hot labels (a class-conditional network) or values */
-        cond = fvec((size_t)(B * K));
+        cond = tu_fvec((size_t)(B * K));
         fill_const(cond, (size_t)(B * K), 0.0f);
         for (int64_t i = 0; i < B; i++)
             cond[i * K + i % K] = 1.0f;
@@ -487,7 +460,7 @@ static void run_net(const char *name, int threads, unsigned fuse, net_result *re
 START_TEST(network_fused_equals_unfused)
 {
     const char *name = nets[_i];
-    const int quick = quick_mode();
+    const int quick = tu_quick();
     if (quick && strcmp(name, "resblock") && strcmp(name, "mlp") && strcmp(name, "unet"))
         return;
     lgd_context *ctx = tu_context(1);
@@ -557,7 +530,7 @@ START_TEST(fusion_toggle_on_one_network)
     nn_graph *g = lgd_network_graph(net);
     const int64_t B = 2, D = lgd_network_dim(net);
     tu_rng r = { 1900 };
-    float *x = fvec((size_t)(B * D));
+    float *x = tu_fvec((size_t)(B * D));
     tu_fill_normal(&r, x, (size_t)(B * D), 1.0f);
     lgd_tensor *tx = tu_tensor(ctx, B, D, x), *tv = tu_tensor(ctx, B, D, x);
     lgd_tensor *tg = tu_tensor(ctx, B, D, NULL);
@@ -575,7 +548,7 @@ START_TEST(fusion_toggle_on_one_network)
     }
     /* the adapters' path (forward, then the VJP on the same input and tape): the fusions
      * switched in between, the VJP runs the forward pass of the new list first */
-    float *v = fvec((size_t)(B * D)), *dx = fvec((size_t)(B * D));
+    float *v = tu_fvec((size_t)(B * D)), *dx = tu_fvec((size_t)(B * D));
     memcpy(v, x, (size_t)(B * D) * sizeof *v);
     TU_OK(ctx, lgd_network_forward_raw(net, x, 12.0f, NULL, (size_t)B, NULL));
     nn_graph_set_fusion(g, 0);

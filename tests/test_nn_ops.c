@@ -38,12 +38,6 @@
 
 #define PI_D 3.14159265358979323846
 
-static int quick_mode(void)
-{
-    const char *q = getenv("LGD_TEST_QUICK");
-    return q && q[0] && strcmp(q, "0") != 0;
-}
-
 typedef struct cpu_be {
     lgd_backend *be;
     const lgd_backend_ops *ops;
@@ -65,37 +59,16 @@ static void cpu_close(cpu_be *c)
     c->be = NULL;
 }
 
-static float *fvec(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static double *dvec(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static float *randn(tu_rng *r, size_t n, float scale)
-{
-    float *p = fvec(n);
-    tu_fill_normal(r, p, n, scale);
-    return p;
-}
-
 static float *fcopy(const float *x, size_t n)
 {
-    float *p = fvec(n);
+    float *p = tu_fvec(n);
     memcpy(p, x, n * sizeof *p);
     return p;
 }
 
 static double *to_double(const float *x, size_t n)
 {
-    double *d = dvec(n);
+    double *d = tu_dvec(n);
     for (size_t i = 0; i < n; i++)
         d[i] = x[i];
     return d;
@@ -168,8 +141,8 @@ static void check_vjp_fd(const char *what, ref_fn f, const void *ctx, const floa
                          const float *dyf, size_t ny, const float *vjp, int dirs, int elementwise,
                          double h, double tol, tu_rng *r)
 {
-    double *x = to_double(xf, nx), *dy = to_double(dyf, ny), *xp = dvec(nx), *y = dvec(ny);
-    double *v = dvec(nx);
+    double *x = to_double(xf, nx), *dy = to_double(dyf, ny), *xp = tu_dvec(nx), *y = tu_dvec(ny);
+    double *v = tu_dvec(nx);
     for (int d = 0; d < dirs; d++) {
         double an = 0.0, mag = 0.0;
         for (size_t i = 0; i < nx; i++) {
@@ -189,7 +162,7 @@ static void check_vjp_fd(const char *what, ref_fn f, const void *ctx, const floa
                       fd);
     }
     if (elementwise) {
-        double *fd = dvec(nx);
+        double *fd = tu_dvec(nx);
         memcpy(xp, x, nx * sizeof *xp);
         for (size_t i = 0; i < nx; i++) {
             xp[i] = x[i] + h;
@@ -246,7 +219,7 @@ typedef void (*bw_fn)(const bw_ctx *k, float beta, float *dx);
  * beta = 1 over old values gives result + old. Returns the beta = 0 result. */
 static float *check_beta(const char *what, bw_fn f, const bw_ctx *k, size_t ndx, tu_rng *r)
 {
-    float *res = fvec(ndx), *z = fvec(ndx), *acc = randn(r, ndx, 1.0f), *old = fcopy(acc, ndx);
+    float *res = tu_fvec(ndx), *z = tu_fvec(ndx), *acc = tu_randn(r, ndx, 1.0f), *old = fcopy(acc, ndx);
     fill_const(res, ndx, NAN);
     fill_const(z, ndx, 0.0f);
     f(k, 0.0f, res);
@@ -257,7 +230,7 @@ static float *check_beta(const char *what, bw_fn f, const bw_ctx *k, size_t ndx,
     snprintf(buf, sizeof buf, "%.120s: beta = 0 over NaN vs over zeros", what);
     check_bytes_eq(buf, res, z, ndx * sizeof(float));
     f(k, 1.0f, acc);
-    double *want = dvec(ndx);
+    double *want = tu_dvec(ndx);
     for (size_t i = 0; i < ndx; i++)
         want[i] = (double)res[i] + (double)old[i];
     snprintf(buf, sizeof buf, "%.120s: beta = 1 accumulates", what);
@@ -403,10 +376,10 @@ START_TEST(conv2d_forward_reference)
     for (size_t t = 0; t < N_CONV_CASES; t++) {
         lgd_conv_shape s = conv_shape(conv_cases[t]);
         size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
-        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *b = randn(&r, s.c_out, 1.0f);
-        float *y = fvec(ny);
+        float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.5f), *b = tu_randn(&r, s.c_out, 1.0f);
+        float *y = tu_fvec(ny);
         double *xd = to_double(x, nx), *wd = to_double(w, nw), *bd = to_double(b, s.c_out);
-        double *yd = dvec(ny);
+        double *yd = tu_dvec(ny);
         char what[96];
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             fill_const(y, ny, NAN); /* the output is written, never read */
@@ -459,9 +432,9 @@ START_TEST(conv2d_backward_data_vjp)
     for (size_t t = 0; t < N_CONV_CASES; t++) {
         lgd_conv_shape s = conv_shape(conv_cases[t]);
         size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
-        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *dy = randn(&r, ny, 1.0f);
-        float *y = fvec(ny);
-        double *wd = to_double(w, nw), *dyd = to_double(dy, ny), *dxd = dvec(nx);
+        float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.5f), *dy = tu_randn(&r, ny, 1.0f);
+        float *y = tu_fvec(ny);
+        double *wd = to_double(w, nw), *dyd = to_double(dy, ny), *dxd = tu_dvec(nx);
         char what[96];
         snprintf(what, sizeof what, "conv^T case %zu", t);
 
@@ -526,16 +499,16 @@ START_TEST(gemm_batched_vs_gemm)
                 float alpha = variant == 2 ? 0.5f : 1.0f, beta = variant == 2 ? 1.0f : 0.0f;
                 size_t na = (count - 1) * sa + arows * lda, nb = (count - 1) * sb + brows * ldb,
                        nc = (count - 1) * sc + M * ldc;
-                float *A = randn(&r, na, 1.0f), *B = randn(&r, nb, 1.0f),
-                      *C = randn(&r, nc, 1.0f);
+                float *A = tu_randn(&r, na, 1.0f), *B = tu_randn(&r, nb, 1.0f),
+                      *C = tu_randn(&r, nc, 1.0f);
                 float *C0 = fcopy(C, nc), *Cg = fcopy(C, nc);
                 if (beta == 0.0f)
                     fill_const(C, nc, NAN); /* beta 0 must not read C */
                 float *Cin = fcopy(C, nc);
                 c.ops->gemm_batched(c.be, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta,
                                     C, ldc, sc, count);
-                double *ref = dvec(M * N);
-                float *got = fvec(M * N), *per = fvec(M * N);
+                double *ref = tu_dvec(M * N);
+                float *got = tu_fvec(M * N), *per = tu_fvec(M * N);
                 char *inside = calloc(nc, 1);
                 ck_assert_ptr_nonnull(inside);
                 for (size_t i = 0; i < count; i++) {
@@ -616,9 +589,9 @@ START_TEST(conv2d_onednn_vs_im2col)
     for (size_t t = 0; t < N_CONV_CASES; t++) {
         lgd_conv_shape s = conv_shape(conv_cases[t]);
         size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
-        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.5f), *b = randn(&r, s.c_out, 1.0f);
-        float *dy = randn(&r, ny, 1.0f), *old = randn(&r, nx, 1.0f);
-        float *yd = fvec(ny), *yc = fvec(ny), *dxd = fvec(nx), *dxc = fvec(nx);
+        float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.5f), *b = tu_randn(&r, s.c_out, 1.0f);
+        float *dy = tu_randn(&r, ny, 1.0f), *old = tu_randn(&r, nx, 1.0f);
+        float *yd = tu_fvec(ny), *yc = tu_fvec(ny), *dxd = tu_fvec(nx), *dxc = tu_fvec(nx);
         char what[96];
         for (int pass = 0; pass < 2; pass++) { /* the second pass: cached primitives */
             for (int with_bias = 0; with_bias < 2; with_bias++) {
@@ -678,8 +651,8 @@ START_TEST(conv2d_onednn_cache)
     const conv_case widest = { 1, 8, 3, 3 + (int32_t)shapes, 4, 3, 3, 1, 1, 1, 1 };
     lgd_conv_shape sw = conv_shape(widest);
     const size_t ny_max = conv_ny(&sw);
-    float *x = randn(&r, conv_nx(&sw), 1.0f), *w = randn(&r, conv_nw(&sw), 0.5f);
-    float *first = fvec(shapes * ny_max), *y = fvec(ny_max);
+    float *x = tu_randn(&r, conv_nx(&sw), 1.0f), *w = tu_randn(&r, conv_nw(&sw), 0.5f);
+    float *first = tu_fvec(shapes * ny_max), *y = tu_fvec(ny_max);
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < shapes; i++) {
             conv_case k = widest;
@@ -715,8 +688,8 @@ START_TEST(gemm_onednn_vs_openblas)
                        bcols = tb ? K : N;
                 size_t lda = acols + 3, ldb = bcols + 1, ldc = N + 2;
                 size_t sa = arows * lda, sb = brows * ldb, sc = M * ldc;
-                float *A = randn(&r, count * sa, 1.0f), *B = randn(&r, count * sb, 1.0f);
-                float *C0 = randn(&r, count * sc, 1.0f);
+                float *A = tu_randn(&r, count * sa, 1.0f), *B = tu_randn(&r, count * sb, 1.0f);
+                float *C0 = tu_randn(&r, count * sc, 1.0f);
                 float *Cd = fcopy(C0, count * sc), *Cc = fcopy(C0, count * sc);
                 float *Cb = fcopy(C0, count * sc);
                 if (!beta) {
@@ -728,8 +701,8 @@ START_TEST(gemm_onednn_vs_openblas)
                 c.ops->gemm(c.be, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, (float)beta, Cc, ldc);
                 d.ops->gemm_batched(d.be, ta, tb, M, N, K, 0.5f, A, lda, sa, B, ldb, sb,
                                     (float)beta, Cb, ldc, sc, count);
-                double *ref = dvec(M * N);
-                float *got = fvec(M * N), *gotc = fvec(M * N), *gotb = fvec(M * N);
+                double *ref = tu_dvec(M * N);
+                float *got = tu_fvec(M * N), *gotc = tu_fvec(M * N), *gotb = tu_fvec(M * N);
                 for (size_t i = 0; i < count; i++) {
                     ref_gemm(ta, tb, M, N, K, 0.5, A + i * sa, lda, B + i * sb, ldb, beta,
                              C0 + i * sc, ldc, ref);
@@ -810,8 +783,8 @@ START_TEST(channel_bias_scale_shift)
     /* add_channel_bias: shared (b_stride 0), per sample (c), per sample in a wider row */
     const size_t bstrides[3] = { 0, ch, 2 * ch + 1 };
     for (int v = 0; v < 3; v++) {
-        float *b = randn(&r, n * bstrides[2] + ch, 1.0f), *y = randn(&r, numel, 1.0f);
-        double *want = dvec(numel);
+        float *b = tu_randn(&r, n * bstrides[2] + ch, 1.0f), *y = tu_randn(&r, numel, 1.0f);
+        double *want = tu_dvec(numel);
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; k < ch; k++)
                 for (size_t q = 0; q < s; q++) {
@@ -828,10 +801,10 @@ START_TEST(channel_bias_scale_shift)
     const size_t strides[3] = { 0, ch, 2 * ch };
     for (int v = 0; v < 3; v++) {
         size_t nemb = n * 2 * ch + 2 * ch;
-        float *emb = randn(&r, nemb, 0.5f), *x = randn(&r, numel, 1.0f), *y = fvec(numel);
+        float *emb = tu_randn(&r, nemb, 0.5f), *x = tu_randn(&r, numel, 1.0f), *y = tu_fvec(numel);
         /* stride 0: one row [scale | shift]; c: scale rows then shift rows; 2c: FiLM rows */
         const float *scale = emb, *shift = v == 1 ? emb + n * ch : emb + ch;
-        double *embd = to_double(emb, nemb), *xd = to_double(x, numel), *yd = dvec(numel);
+        double *embd = to_double(emb, nemb), *xd = to_double(x, numel), *yd = tu_dvec(numel);
         ss_ref_ctx rc = { n, ch, s, strides[v], embd, embd + (shift - emb) };
         fill_const(y, numel, NAN);
         lgd_nn_kernels_cpu.scale_shift(c.be, n, ch, s, x, scale, shift, strides[v], y);
@@ -842,7 +815,7 @@ START_TEST(channel_bias_scale_shift)
         lgd_nn_kernels_cpu.scale_shift(c.be, n, ch, s, xi, scale, shift, strides[v], xi);
         check_bytes_eq("scale_shift in place", xi, y, numel * sizeof(float));
 
-        float *dy = randn(&r, numel, 1.0f);
+        float *dy = tu_randn(&r, numel, 1.0f);
         bw_ctx k = { .c = &c, .n = n, .ch = ch, .s = s, .stride = strides[v], .dy = dy,
                      .scale = scale };
         float *dx = check_beta("scale_shift_backward", bw_scale_shift, &k, numel, &r);
@@ -908,7 +881,7 @@ START_TEST(activations)
                                      8.0f, -8.0f, 15.0f, -15.0f, 20.0f, -20.0f, 50.0f, -50.0f,
                                      88.0f, -88.0f, 100.0f, -100.0f, 1e4f, -1e4f, 1e30f, -1e30f };
     const size_t ns = sizeof special / sizeof special[0], n = ns + 300;
-    float *x = fvec(n), *y = fvec(n), *dy = randn(&r, n, 1.0f);
+    float *x = tu_fvec(n), *y = tu_fvec(n), *dy = tu_randn(&r, n, 1.0f);
     memcpy(x, special, sizeof special);
     tu_fill_normal(&r, x + ns, n - ns, 3.0f);
     for (int fi = 0; fi < 2; fi++) {
@@ -1001,13 +974,13 @@ START_TEST(group_norm)
         size_t n = cases[t].n, ch = cases[t].c, s = cases[t].s, G = cases[t].groups;
         size_t numel = n * ch * s;
         float eps = 1e-5f;
-        float *x = randn(&r, numel, 1.5f), *gamma = randn(&r, ch, 1.0f),
-              *beta = randn(&r, ch, 1.0f), *dy = randn(&r, numel, 1.0f);
+        float *x = tu_randn(&r, numel, 1.5f), *gamma = tu_randn(&r, ch, 1.0f),
+              *beta = tu_randn(&r, ch, 1.0f), *dy = tu_randn(&r, numel, 1.0f);
         for (size_t i = 0; i < numel; i++)
             x[i] += cases[t].offset;
-        float *y = fvec(numel), *mean = fvec(n * G), *rstd = fvec(n * G);
+        float *y = tu_fvec(numel), *mean = tu_fvec(n * G), *rstd = tu_fvec(n * G);
         double *xd = to_double(x, numel), *gd = to_double(gamma, ch), *bd = to_double(beta, ch);
-        double *yd = dvec(numel), *md = dvec(n * G), *rd = dvec(n * G);
+        double *yd = tu_dvec(numel), *md = tu_dvec(n * G), *rd = tu_dvec(n * G);
         gn_ref_ctx rc = { n, ch, s, G, (double)eps, gd, bd, md, rd };
         ref_group_norm(&rc, xd, yd);
         fill_const(y, numel, NAN);
@@ -1101,8 +1074,8 @@ START_TEST(upsample_avg_pool)
         char what[96];
 
         /* upsampling small -> big */
-        float *x = randn(&r, ns, 1.0f), *y = fvec(nb), *dy = randn(&r, nb, 1.0f);
-        double *xd = to_double(x, ns), *yd = dvec(nb);
+        float *x = tu_randn(&r, ns, 1.0f), *y = tu_fvec(nb), *dy = tu_randn(&r, nb, 1.0f);
+        double *xd = to_double(x, ns), *yd = tu_dvec(nb);
         fill_const(y, nb, NAN);
         lgd_nn_kernels_cpu.upsample_nearest(c.be, rc.planes, rc.h, rc.w, rc.fh, rc.fw, x, y);
         ref_upsample(&rc, xd, yd);
@@ -1116,8 +1089,8 @@ START_TEST(upsample_avg_pool)
 
         /* pooling big -> small: the input is h fh x w fw */
         rs_ref_ctx pc = { rc.planes, rc.h * rc.fh, rc.w * rc.fw, rc.fh, rc.fw };
-        float *xb = randn(&r, nb, 1.0f), *ys = fvec(ns), *dys = randn(&r, ns, 1.0f);
-        double *xbd = to_double(xb, nb), *ysd = dvec(ns);
+        float *xb = tu_randn(&r, nb, 1.0f), *ys = tu_fvec(ns), *dys = tu_randn(&r, ns, 1.0f);
+        double *xbd = to_double(xb, nb), *ysd = tu_dvec(ns);
         fill_const(ys, ns, NAN);
         lgd_nn_kernels_cpu.avg_pool(c.be, pc.planes, pc.h, pc.w, pc.fh, pc.fw, xb, ys);
         ref_avg_pool(&pc, xbd, ysd);
@@ -1156,7 +1129,7 @@ START_TEST(copy_rows)
     const size_t ldss[2] = { 9, 0 }; /* strided rows; one row broadcast */
     for (int v = 0; v < 2; v++) {
         size_t lds = ldss[v];
-        float *src = randn(&r, rows * 9, 1.0f), *dst = fvec(rows * ldd);
+        float *src = tu_randn(&r, rows * 9, 1.0f), *dst = tu_fvec(rows * ldd);
         /* NaN where the copy goes (beta 0 must ignore it), a sentinel in the padding */
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < ldd; j++)
@@ -1195,7 +1168,7 @@ START_TEST(time_embedding)
     for (size_t a = 0; a < 4; a++)
         for (size_t d = 0; d < 4; d++) {
             size_t dim = dims[d], half = dim / 2;
-            float *out = fvec(dim);
+            float *out = tu_fvec(dim);
             lgd_nn_kernels_cpu.time_embedding(c.be, ts[a], dim, out);
             for (size_t i = 0; i < half; i++) {
                 double f = exp(-log(10000.0) * (double)i / (double)half), arg = ts[a] * f;
@@ -1218,7 +1191,7 @@ START_TEST(transpose)
     static const size_t cases[][3] = { { 1, 1, 1 }, { 3, 37, 45 }, { 2, 64, 32 }, { 1, 5, 100 } };
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         size_t B = cases[t][0], R = cases[t][1], C = cases[t][2], n = B * R * C;
-        float *x = randn(&r, n, 1.0f), *y = fvec(n), *back = fvec(n);
+        float *x = tu_randn(&r, n, 1.0f), *y = tu_fvec(n), *back = tu_fvec(n);
         fill_const(y, n, NAN);
         fill_const(back, n, NAN);
         c.ops->transpose(c.be, B, R, C, x, 0.0f, y);
@@ -1249,7 +1222,7 @@ END_TEST
 START_TEST(thread_invariance)
 {
     tu_rng r = { 510 };
-    const int quick = quick_mode();
+    const int quick = tu_quick();
     cpu_be c1 = cpu_open(1), c2 = cpu_open(2);
     cpu_be *cs[2] = { &c1, &c2 };
 
@@ -1267,11 +1240,11 @@ START_TEST(thread_invariance)
             continue;
         lgd_conv_shape s = conv_shape(cc[t]);
         size_t nx = conv_nx(&s), ny = conv_ny(&s), nw = conv_nw(&s);
-        float *x = randn(&r, nx, 1.0f), *w = randn(&r, nw, 0.2f), *b = randn(&r, s.c_out, 1.0f);
-        float *dy = randn(&r, ny, 1.0f), *old = randn(&r, nx, 1.0f);
+        float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.2f), *b = tu_randn(&r, s.c_out, 1.0f);
+        float *dy = tu_randn(&r, ny, 1.0f), *old = tu_randn(&r, nx, 1.0f);
         float *y[2], *dx[2];
         for (int k = 0; k < 2; k++) {
-            y[k] = fvec(ny);
+            y[k] = tu_fvec(ny);
             dx[k] = fcopy(old, nx);
             ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_forward(cs[k]->be, &s, x, w, b, y[k]), 0);
             ck_assert_int_eq(lgd_nn_kernels_cpu.conv2d_backward_data(cs[k]->be, &s, dy, w, 1.0f, dx[k]), 0);
@@ -1292,10 +1265,10 @@ START_TEST(thread_invariance)
     /* batched GEMM */
     {
         const size_t M = 48, N = 40, K = 32, count = 8;
-        float *A = randn(&r, count * M * K, 1.0f), *B = randn(&r, count * K * N, 1.0f);
+        float *A = tu_randn(&r, count * M * K, 1.0f), *B = tu_randn(&r, count * K * N, 1.0f);
         float *C[2];
         for (int k = 0; k < 2; k++) {
-            C[k] = fvec(count * M * N);
+            C[k] = tu_fvec(count * M * N);
             cs[k]->ops->gemm_batched(cs[k]->be, 0, 1, M, N, K, 1.0f, A, K, M * K, B, K, K * N,
                                      0.0f, C[k], N, M * N, count);
         }
@@ -1309,14 +1282,14 @@ START_TEST(thread_invariance)
     /* the elementwise, normalisation, resampling and copy ops */
     const size_t n = quick ? 4 : 8, ch = 32, sp = quick ? 256 : 1024, G = 8;
     const size_t numel = n * ch * sp;
-    float *x = randn(&r, numel, 2.0f), *dy = randn(&r, numel, 1.0f), *old = randn(&r, 4 * numel, 1.0f);
-    float *gamma = randn(&r, ch, 1.0f), *beta = randn(&r, ch, 1.0f), *emb = randn(&r, n * 2 * ch, 0.3f);
+    float *x = tu_randn(&r, numel, 2.0f), *dy = tu_randn(&r, numel, 1.0f), *old = tu_randn(&r, 4 * numel, 1.0f);
+    float *gamma = tu_randn(&r, ch, 1.0f), *beta = tu_randn(&r, ch, 1.0f), *emb = tu_randn(&r, n * 2 * ch, 0.3f);
     float *out[2], *out2[2], *mean[2], *rstd[2];
     for (int k = 0; k < 2; k++) {
-        out[k] = fvec(4 * numel);
-        out2[k] = fvec(4 * numel);
-        mean[k] = fvec(n * G);
-        rstd[k] = fvec(n * G);
+        out[k] = tu_fvec(4 * numel);
+        out2[k] = tu_fvec(4 * numel);
+        mean[k] = tu_fvec(n * G);
+        rstd[k] = tu_fvec(n * G);
     }
 #define BOTH(call_k, what, buf, count)                                                     \
     do {                                                                                    \

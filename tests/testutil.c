@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 lgd_context *tu_context(int threads)
 {
@@ -62,6 +63,33 @@ void tu_fill_normal(tu_rng *r, float *x, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)(scale * tu_normal(r));
+}
+
+float *tu_fvec(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+double *tu_dvec(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+float *tu_randn(tu_rng *r, size_t n, float scale)
+{
+    float *p = tu_fvec(n);
+    tu_fill_normal(r, p, n, scale);
+    return p;
+}
+
+int tu_quick(void)
+{
+    const char *q = getenv("LGD_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0;
 }
 
 double tu_max_scaled_err(const float *a, const float *b, size_t n, double atol, double rtol)

@@ -23,6 +23,13 @@ typedef struct tu_rng { uint64_t s; } tu_rng;
 double tu_uniform(tu_rng *r);              /* [0, 1) */
 double tu_normal(tu_rng *r);               /* N(0, 1) */
 void tu_fill_normal(tu_rng *r, float *x, size_t n, float scale);
+/* malloc'd floats / calloc'd doubles (at least one element); fail the test when out of
+ * memory. tu_randn: n floats of scale * N(0, 1) from r. Caller frees. */
+float *tu_fvec(size_t n);
+double *tu_dvec(size_t n);
+float *tu_randn(tu_rng *r, size_t n, float scale);
+/* LGD_TEST_QUICK set and not "0" (the valgrind pass): tests leave out their big cases. */
+int tu_quick(void);
 /* max |a - b| / (atol + rtol * |b|) over n entries; <= 1 means "close". */
 double tu_max_scaled_err(const float *a, const float *b, size_t n, double atol, double rtol);
 /* ck_assert with the context's last error in the message. */
