@@ -54,10 +54,42 @@ typedef int32_t mc_v8i __attribute__((vector_size(32)));
 /* (pointers, not vector values, cross the helpers: no vector ABI question) */
 LGD_CPU_INLINE void load8(mc_v8f *v, const float *p) { memcpy(v, p, sizeof *v); }
 
+/* __builtin_shufflevector: GCC 12, clang */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define MC_HAVE_SHUFFLE 1
+#else
 LGD_CPU_INLINE float tree8(const mc_v8f *v)
 {
     const mc_v8f p = *v;
     return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+#endif
+
+/* The five sums ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)) of a .. e at once: a pairwise
+ * shuffle-and-add of two vectors gives (p0 + p1), (p2 + p3), ... of both (one vhaddps),
+ * a second level the four-lane sums, and the two halves the totals. Addition is
+ * commutative, so every sum is tree8's, bit for bit. */
+LGD_CPU_INLINE void tree8x5(const mc_v8f *a, const mc_v8f *b, const mc_v8f *c, const mc_v8f *d,
+                            const mc_v8f *e, float out[5])
+{
+#ifdef MC_HAVE_SHUFFLE
+#define MC_EVEN(x, y) __builtin_shufflevector(x, y, 0, 2, 8, 10, 4, 6, 12, 14)
+#define MC_ODD(x, y) __builtin_shufflevector(x, y, 1, 3, 9, 11, 5, 7, 13, 15)
+    mc_v8f ab = MC_EVEN(*a, *b) + MC_ODD(*a, *b), cd = MC_EVEN(*c, *d) + MC_ODD(*c, *d);
+    mc_v8f ee = MC_EVEN(*e, *e) + MC_ODD(*e, *e);
+    mc_v8f abcd = MC_EVEN(ab, cd) + MC_ODD(ab, cd), e4 = MC_EVEN(ee, ee) + MC_ODD(ee, ee);
+#undef MC_EVEN
+#undef MC_ODD
+    for (int k = 0; k < 4; k++)
+        out[k] = abcd[k] + abcd[k + 4];
+    out[4] = e4[0] + e4[4];
+#else
+    out[0] = tree8(a);
+    out[1] = tree8(b);
+    out[2] = tree8(c);
+    out[3] = tree8(d);
+    out[4] = tree8(e);
+#endif
 }
 
 /* Folds the draws l[m], v[m][cols] of row r into its state: the new max, the running
@@ -83,9 +115,24 @@ LGD_CPU_INLINE void fold_row(size_t r, size_t m, size_t cols, const float *l, co
     }
     for (size_t j = m8; j < m; j++)
         part[0] = -l[j] > part[0] ? -l[j] : part[0];
+#ifdef MC_HAVE_SHUFFLE
+    { /* halves, quarters, pairs: no NaN in part, so the order gives the same max */
+        mc_v8f q = __builtin_shufflevector(part, part, 4, 5, 6, 7, 0, 1, 2, 3);
+        mc_v8i gt = q > part;
+        part = (mc_v8f)(((mc_v8i)q & gt) | ((mc_v8i)part & ~gt));
+        q = __builtin_shufflevector(part, part, 2, 3, 0, 1, 6, 7, 4, 5);
+        gt = q > part;
+        part = (mc_v8f)(((mc_v8i)q & gt) | ((mc_v8i)part & ~gt));
+        q = __builtin_shufflevector(part, part, 1, 0, 3, 2, 5, 4, 7, 6);
+        gt = q > part;
+        part = (mc_v8f)(((mc_v8i)q & gt) | ((mc_v8i)part & ~gt));
+    }
+    float mx = part[0];
+#else
     float mx = part[0];
     for (int k = 1; k < 8; k++)
         mx = part[k] > mx ? part[k] : mx;
+#endif
     /* rescale the running sums to the new max (exp(old - mx), old <= mx) */
     float scale = old == -INFINITY ? 0.0f : exp_neg_clamped(mx - old);
     float *acc = st->vec + r * cols;
@@ -128,13 +175,15 @@ LGD_CPU_INLINE void fold_row(size_t r, size_t m, size_t cols, const float *l, co
                     acc[e] += w[j] * vj[e];
             }
     }
+    float t[5];
+    tree8x5(&ps, &ps2, &pwl, &pls, &pv, t);
     if (cols == 1)
-        acc[0] += tree8(&pv);
+        acc[0] += t[4];
     st->max[r] = mx;
-    st->sum[r] = st->sum[r] * scale + tree8(&ps);
-    st->sum2[r] = st->sum2[r] * scale * scale + tree8(&ps2);
-    st->wloss[r] = st->wloss[r] * scale + tree8(&pwl);
-    st->lsum[r] += tree8(&pls);
+    st->sum[r] = st->sum[r] * scale + t[0];
+    st->sum2[r] = st->sum2[r] * scale * scale + t[1];
+    st->wloss[r] = st->wloss[r] * scale + t[2];
+    st->lsum[r] += t[3];
 }
 
 LGD_CPU_CLONES static void accumulate_rows(size_t r0, size_t r1, size_t draws, size_t cols,
@@ -236,7 +285,10 @@ LGD_CPU_CLONES static int fused_rows(const fused_args *a, size_t r0, size_t r1)
             bad |= (int)nonfinite;
             for (size_t done = 0; done < sm; done += chunk) {
                 size_t m = sm - done < chunk ? sm - done : chunk;
-                fold_row(r, m, cols, l + done, g + done * cols, a->st);
+                if (m == 16 && cols == 1) /* the default chunk of a 1-D problem, unrolled */
+                    fold_row(r, 16, 1, l + done, g + done, a->st);
+                else
+                    fold_row(r, m, cols, l + done, g + done * cols, a->st);
             }
         }
     }
