@@ -20,6 +20,8 @@
  * `lgd mixture --seeds 1 --n 100` to the digits that table prints. Every rep draws from
  * the same seed, so every rep must give the same bytes; the bench checks that too and
  * fails (exit status 1) if they differ.
+ * With --exact the guidance is exact importance sampling with --n posterior draws
+ * (LGD_GUIDANCE_EXACT: `lgd mixture`'s exact-IS row) instead of LGD-MC, all else alike.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -39,6 +41,7 @@ typedef struct config {
     int32_t n;
     int32_t steps;
     uint64_t seed;
+    int exact; /* --exact: exact importance sampling (LGD_GUIDANCE_EXACT) instead of LGD-MC */
 } config;
 
 /* The experiment's fixed data, as examples/lgd/mixture_problem.c has it. */
@@ -51,7 +54,7 @@ static void usage(FILE *f, const char *prog)
 {
     fprintf(f,
             "usage: %s [--threads T] [--reps R] [--warmup W] [--samples N] [--n N]\n"
-            "          [--steps N] [--seed S]\n"
+            "          [--steps N] [--seed S] [--exact]\n"
             "\n"
             "Times the LGD paper's 1-D mixture experiment with LGD-MC (the LGD-MC row of\n"
             "`lgd mixture`): prior 0.5 N(-1, 0.2^2) + 0.5 N(1, 0.2^2), logistic loss\n"
@@ -66,6 +69,8 @@ static void usage(FILE *f, const char *prog)
             "  --n N         LGD-MC draws (default 100)\n"
             "  --steps N     sampler steps (default 20)\n"
             "  --seed S      seed of the run (default 0)\n"
+            "  --exact       exact importance sampling with --n posterior draws (the exact-IS\n"
+            "                row of `lgd mixture`) instead of LGD-MC\n"
             "  --help        this message\n",
             prog);
 }
@@ -88,6 +93,10 @@ static int parse_args(int argc, char **argv, config *cfg)
             return 1;
         }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--exact")) {
+            cfg->exact = 1;
+            continue;
+        }
         if (!strcmp(a, "--seed")) {
             if (tool_parse_u64(val, &cfg->seed)) {
                 fprintf(stderr, "%s: --seed needs a non-negative integer\n", argv[0]);
@@ -210,7 +219,7 @@ int main(int argc, char **argv)
     CHECK(lgd_loss_create_logistic(ctx, 1, &a, b, &loss));
 
     lgd_guidance_options go = LGD_GUIDANCE_OPTIONS_INIT;
-    go.kind = LGD_GUIDANCE_MC;
+    go.kind = cfg.exact ? LGD_GUIDANCE_EXACT : LGD_GUIDANCE_MC;
     go.n_samples = cfg.n;
     go.step_rule = LGD_STEP_SCORE;
     go.scale = 1.0f;
@@ -227,8 +236,8 @@ int main(int argc, char **argv)
     CHECK(lgd_sampler_create(guidance, &so, &sampler));
     CHECK(lgd_tensor_create_2d(ctx, cfg.samples, 1, &x));
 
-    printf("bench-mixture: LGD-MC n=%d, %" PRId64 " samples x %d steps, seed %" PRIu64 "\n",
-           (int)cfg.n, cfg.samples, (int)cfg.steps, cfg.seed);
+    printf("bench-mixture: %s n=%d, %" PRId64 " samples x %d steps, seed %" PRIu64 "\n",
+           cfg.exact ? "exact-IS" : "LGD-MC", (int)cfg.n, cfg.samples, (int)cfg.steps, cfg.seed);
     printf("prior 0.5 N(-1, 0.2^2) + 0.5 N(1, 0.2^2); loss softplus(-(%g x0 + %g)); DDIM eta 0, "
            "Karras 80 -> 0.002 (rho 7); score step rule, scale 1\n",
            (double)a, (double)b);

@@ -62,4 +62,5 @@ static void cuda_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const 
 extern "C" const lgd_gmm_kernels lgd_cuda_gmm_kernels = {
     .diag_filter = cuda_diag_filter,
     .gaussian_logp = cuda_gaussian_logp,
+    .posterior_draws = NULL, /* the fused exact loop is the CPU's: a device samples by chunks */
 };

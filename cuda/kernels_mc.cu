@@ -150,4 +150,5 @@ extern "C" const lgd_mc_kernels lgd_cuda_mc_kernels = {
     .accumulate = cuda_mc_accumulate,
     .finish = cuda_mc_finish,
     .fused = NULL, /* the fused loop is the CPU's: a device runs the three kernels */
+    .fused_exact = NULL,
 };

@@ -6,6 +6,9 @@
  * multiples of the chunk, DPS, the gradient-free kind (values only, folding xhat - x_i),
  * 1 and 2 threads; a non-finite loss and cancellation are
  * reported the same way; a loss without a block evaluator (callbacks) is unchanged.
+ * The same for the fused exact loop (the mixture's block posterior sampler,
+ * models/gmm_kernels_cpu.c, against sample_posterior, eval, accumulate): isotropic and
+ * diagonal mixtures; full covariances keep the unfused loop.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +16,9 @@
 #include <string.h>
 
 #include "losses/loss_internal.h"     /* the loss's block evaluator */
+#include "core/rng.h"
+#include "models/gmm_kernels.h"       /* the CPU's posterior_draws */
+#include "models/model_internal.h"    /* the model's block posterior sampler */
 #include "sampling/guidance_impl.h" /* g->fused: the switch this test compares */
 #include "testutil.h"
 
@@ -287,6 +293,251 @@ START_TEST(only_built_in_cpu_losses_have_a_block_evaluator)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ exact */
+
+enum { XD = 17, XK = 3 }; /* the largest mixture of the exact tests */
+
+/* A mixture of K components in dim dimensions with the covariance layout given: means
+ * spread by component and coordinate, small variances (at sigma 0.05 a point sits in
+ * one component: responsibilities 0 in float, see smallest_responsibility). Its
+ * weights, means and variances of the diagonal (all layouts) into w, mu, var. */
+static lgd_model *mixture_k(lgd_context *ctx, int64_t dim, int64_t K, lgd_covariance layout,
+                            double w[XK], double mu[XK * XD], double var[XK * XD])
+{
+    ck_assert(dim <= XD && K <= XK);
+    float wf[XK], muf[XK * XD], cov[XK * XD * XD];
+    for (int64_t k = 0; k < K; k++) {
+        wf[k] = 0.2f + 0.3f * (float)k;
+        w[k] = wf[k];
+        for (int64_t j = 0; j < dim; j++) {
+            muf[k * dim + j] = (float)(k - 1) * (1.0f + 0.07f * (float)j) + 0.1f * (float)(j % 3);
+            mu[k * dim + j] = muf[k * dim + j];
+        }
+    }
+    size_t per = layout == LGD_COVARIANCE_ISOTROPIC ? 1
+                 : layout == LGD_COVARIANCE_DIAGONAL ? (size_t)dim
+                                                     : (size_t)(dim * dim);
+    for (int64_t k = 0; k < K; k++)
+        for (size_t i = 0; i < per; i++) {
+            size_t row = layout == LGD_COVARIANCE_FULL ? i / (size_t)dim : i;
+            size_t col = layout == LGD_COVARIANCE_FULL ? i % (size_t)dim : i;
+            float v = row == col ? 0.01f * (float)(1 + 2 * k) + 0.002f * (float)(i % 5)
+                                 : 0.002f / (float)(1 + row + col); /* full: dominant diagonal */
+            cov[(size_t)k * per + i] = v;
+            if (row == col)
+                for (int64_t j = 0; j < dim; j++)
+                    if (per == 1 || (size_t)j == row)
+                        var[k * dim + j] = v;
+        }
+    lgd_model *m = NULL;
+    TU_OK(ctx, lgd_model_create_gmm(ctx, dim, K, wf, muf, cov, layout, &m));
+    return m;
+}
+
+/* The smallest responsibility over the rows of x at sigma (float64, from the diagonal
+ * covariances): below FLT_MIN it is 0 in float, the categorical rule's edge. */
+static double smallest_responsibility(int64_t dim, int64_t K, const double *w, const double *mu,
+                                      const double *var, const float *x, int64_t batch,
+                                      double sigma)
+{
+    double smallest = 1.0;
+    for (int64_t b = 0; b < batch; b++) {
+        double lp[XK], mx = -INFINITY, z = 0.0;
+        for (int64_t k = 0; k < K; k++) {
+            lp[k] = log(w[k]);
+            for (int64_t j = 0; j < dim; j++) {
+                double v = var[k * dim + j] + sigma * sigma, d = x[b * dim + j] - mu[k * dim + j];
+                lp[k] -= 0.5 * (d * d / v + log(v));
+            }
+            mx = fmax(mx, lp[k]);
+        }
+        for (int64_t k = 0; k < K; k++)
+            z += exp(lp[k] - mx);
+        for (int64_t k = 0; k < K; k++)
+            smallest = fmin(smallest, exp(lp[k] - mx) / z);
+    }
+    return smallest;
+}
+
+/* Whether the model has a block sampler for this call (the fused exact loop's condition) */
+static int has_block_sampler(lgd_model *m, const float *x, int64_t batch, float sigma)
+{
+    lgd_context *ctx = lgd_model_context(m);
+    lgd_tensor *xt = tu_tensor(ctx, batch, lgd_model_dim(m), x);
+    lgd_rng_stream rng = { 1, 5, 0, 0, 0 };
+    lgd_posterior_sampler ps = { 0 };
+    ck_assert_ptr_nonnull(m->vt->posterior_sampler);
+    TU_OK(ctx, m->vt->posterior_sampler(m, xt->buf.data, sigma, (size_t)batch, &rng, &ps));
+    lgd_tensor_destroy(xt);
+    return ps.draw != NULL;
+}
+
+START_TEST(exact_fused_equals_unfused)
+{
+    static const int64_t dims[] = { 1, 3, 17 }, comps[] = { 1, 3 };
+    static const lgd_covariance layouts[] = { LGD_COVARIANCE_ISOTROPIC, LGD_COVARIANCE_DIAGONAL };
+    static const float sigmas[] = { 0.05f, 2.0f };
+    enum { B = 29 };
+    for (int threads = 1; threads <= 2; threads++) {
+        lgd_context *ctx = tu_context(threads);
+        for (size_t li = 0; li < 2; li++)
+            for (size_t di = 0; di < 3; di++)
+                for (size_t ki = 0; ki < 2; ki++) {
+                    int64_t D = dims[di], K = comps[ki];
+                    double w[XK], mu[XK * XD], var[XK * XD];
+                    lgd_model *m = mixture_k(ctx, D, K, layouts[li], w, mu, var);
+                    float a[XD], target[B * XD], x[B * XD];
+                    tu_rng r = { 11 + (uint64_t)D };
+                    tu_fill_normal(&r, a, (size_t)D, 1.0f);
+                    tu_fill_normal(&r, target, (size_t)(B * D), 1.0f);
+                    tu_fill_normal(&r, x, (size_t)(B * D), 1.5f);
+                    if (K > 1) /* sigma 0.05 takes the categorical rule to its edge */
+                        ck_assert(smallest_responsibility(D, K, w, mu, var, x, B, 0.05) <
+                                  1e-38);
+                    /* a logistic loss (shared) and a squared error (a target per row) */
+                    lgd_loss *lo = NULL, *sq = NULL;
+                    TU_OK(ctx, lgd_loss_create_logistic(ctx, D, a, 0.2f, &lo));
+                    TU_OK(ctx, lgd_loss_create_squared_error(ctx, D, target, B, NULL, &sq));
+                    lgd_loss *losses[2] = { lo, sq };
+                    for (size_t s = 0; s < 2; s++) {
+                        ck_assert(has_block_sampler(m, x, B, sigmas[s]));
+                        for (size_t i = 0; i < sizeof draw_counts / sizeof draw_counts[0]; i++)
+                            for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+                                size_t which = (s + i + c) % 2;
+                                char label[160];
+                                snprintf(label, sizeof label,
+                                         "exact %s D %d K %d n %d chunk %d sigma %g threads %d "
+                                         "%s", li ? "diagonal" : "isotropic", (int)D, (int)K,
+                                         (int)draw_counts[i], (int)chunks[c], (double)sigmas[s],
+                                         threads, which ? "squared error" : "logistic");
+                                compare(ctx, m, losses[which], LGD_GUIDANCE_EXACT, draw_counts[i],
+                                        chunks[c], x, B, sigmas[s], label);
+                            }
+                    }
+                    lgd_loss_destroy(lo);
+                    lgd_loss_destroy(sq);
+                    lgd_model_destroy(m);
+                }
+        lgd_context_destroy(ctx);
+    }
+}
+END_TEST
+
+/* Full covariances have no block sampler (their back-projection is a GEMM): exact
+ * guidance takes the unfused loop with the fused switch on, and works. */
+START_TEST(exact_full_covariance_stays_unfused)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        lgd_context *ctx = tu_context(threads);
+        enum { B = 13, D = 3 };
+        double w[XK], mu[XK * XD], var[XK * XD];
+        lgd_model *m = mixture_k(ctx, D, 3, LGD_COVARIANCE_FULL, w, mu, var);
+        float x[B * D], a[D] = { 1.0f, -0.5f, 0.25f };
+        tu_rng r = { 5 };
+        tu_fill_normal(&r, x, B * D, 1.5f);
+        ck_assert(!has_block_sampler(m, x, B, 1.0f));
+        lgd_loss *lo = NULL;
+        TU_OK(ctx, lgd_loss_create_logistic(ctx, D, a, 0.0f, &lo));
+        compare(ctx, m, lo, LGD_GUIDANCE_EXACT, 37, 0, x, B, 1.0f, "exact full");
+        compare(ctx, m, lo, LGD_GUIDANCE_EXACT, 16, 3, x, B, 0.05f, "exact full small sigma");
+        lgd_loss_destroy(lo);
+        lgd_model_destroy(m);
+        lgd_context_destroy(ctx);
+    }
+}
+END_TEST
+
+START_TEST(exact_non_finite_loss_and_cancel_are_reported_alike)
+{
+    lgd_context *ctx = tu_context(2);
+    double w[XK], mu[XK * XD], var[XK * XD];
+    lgd_model *m = mixture_k(ctx, 3, 3, LGD_COVARIANCE_DIAGONAL, w, mu, var);
+    const float far[3] = { 1e20f, 0.0f, -1e20f };
+    lgd_loss *l = NULL;
+    TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, far, 1, NULL, &l));
+    float x[4 * 3] = { 1, 1, 1, -1, -1, -1, 0, 0, 0, 3, 0, 0 };
+    ck_assert(has_block_sampler(m, x, 4, 1.0f));
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, LGD_GUIDANCE_EXACT, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_NON_FINITE);
+        ck_assert_msg(strstr(lgd_context_last_error(ctx), "loss value is non-finite"),
+                      "fused %d: %s", fused, lgd_context_last_error(ctx));
+        outcome_free(&o);
+    }
+    lgd_context_cancel(ctx);
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, LGD_GUIDANCE_EXACT, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_ABORTED);
+        outcome_free(&o);
+    }
+    lgd_context_reset_cancel(ctx);
+    lgd_loss_destroy(l);
+    lgd_model_destroy(m);
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
+/* The CPU's posterior_draws kernel against the backend's ops it stands for (uniform,
+ * categorical, normal) for crafted responsibilities the sweep cannot reach by chance:
+ * a row whose sum is 0.75 (a uniform above it takes the last component, the rule's
+ * default), rows of exact 0s and 1s, and draw ranges that start anywhere and cross the
+ * kernel's blocks of 64. */
+START_TEST(posterior_draws_kernel_equals_the_backend_ops)
+{
+    lgd_context *ctx = tu_context(1);
+    const lgd_backend_ops *ops = ctx->ops;
+    enum { B = 4, K = 3, D = 5, MAXN = 70 };
+    float resp[B * K] = { 0.25f, 0.25f, 0.25f, 0.0f, 1.0f, 0.0f,
+                          1.0f, 0.0f, 0.0f, 0.2f, 0.3f, 0.5f };
+    float means[K * B * D], post_std[K * D];
+    tu_rng r = { 3 };
+    tu_fill_normal(&r, means, K * B * D, 2.0f);
+    tu_fill_normal(&r, post_std, K * D, 0.3f);
+    lgd_gmm_posterior p = { D, K, B, resp, means, post_std,
+                            { 0x1234567890abcdefull, LGD_RNG_POSTERIOR, 7, 1000, 0 } };
+    static const size_t firsts[] = { 0, 5, 37 }, counts[] = { 1, 8, 70 };
+    float u[B * MAXN], eps[B * MAXN * D], got[MAXN * D];
+    { /* row 3's first weight is the uniform of its draw 5: a tie, which is not a hit */
+        lgd_rng_stream comp = p.rng;
+        comp.purpose = LGD_RNG_COMPONENT;
+        comp.first_draw = 5;
+        ops->uniform(ctx->be, &comp, B, 1, u);
+        resp[3 * K] = u[3];
+        resp[3 * K + 1] = 0.5f * (1.0f - u[3]);
+        resp[3 * K + 2] = 0.5f * (1.0f - u[3]);
+    }
+    int32_t idx[B * MAXN];
+    size_t last_component = 0;
+    for (size_t fi = 0; fi < 3; fi++)
+        for (size_t ci = 0; ci < 3; ci++) {
+            size_t first = firsts[fi], n = counts[ci];
+            lgd_rng_stream comp = p.rng, normal = p.rng;
+            comp.purpose = LGD_RNG_COMPONENT;
+            comp.first_draw = normal.first_draw = (uint32_t)first;
+            ops->uniform(ctx->be, &comp, B, n, u);
+            ops->categorical(ctx->be, B, n, K, resp, u, idx);
+            ops->normal(ctx->be, &normal, B, n, D, eps);
+            for (size_t b = 0; b < B; b++) {
+                lgd_gmm_kernels_cpu.posterior_draws(&p, b, first, n, got);
+                for (size_t j = 0; j < n; j++) {
+                    size_t k = (size_t)idx[b * n + j];
+                    last_component += b == 0 && k == K - 1;
+                    for (size_t e = 0; e < D; e++) {
+                        float scaled = post_std[k * D + e] * eps[(b * n + j) * D + e];
+                        float want = means[(k * B + b) * D + e] + scaled;
+                        ck_assert_msg(memcmp(&want, &got[j * D + e], sizeof want) == 0,
+                                      "row %zu draw %zu + %zu elem %zu: %.9g, want %.9g", b,
+                                      first, j, e, (double)got[j * D + e], (double)want);
+                    }
+                }
+            }
+        }
+    ck_assert(last_component > 0); /* the default was taken */
+    lgd_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mc_fused");
@@ -297,6 +548,10 @@ int main(void)
     tcase_add_test(tc, trajectory_losses_fused_equal_unfused);
     tcase_add_test(tc, non_finite_loss_and_cancel_are_reported_alike);
     tcase_add_test(tc, only_built_in_cpu_losses_have_a_block_evaluator);
+    tcase_add_test(tc, posterior_draws_kernel_equals_the_backend_ops);
+    tcase_add_test(tc, exact_fused_equals_unfused);
+    tcase_add_test(tc, exact_full_covariance_stays_unfused);
+    tcase_add_test(tc, exact_non_finite_loss_and_cancel_are_reported_alike);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -59,6 +59,8 @@ typedef struct gmm {
     lgd_buffer unif;    /* [B][n] */
     int32_t *idx;       /* [B][n] component indices (backend memory) */
     size_t idx_cap;
+    lgd_buffer post;    /* block sampler: [K][B][D] the m_k, then [K][D] the posterior stds */
+    lgd_gmm_posterior post_state; /* what the block sampler's draws read (gmm_kernels.h) */
     /* what z and resp were computed for (the VJP reuses them) */
     const float *cache_x;
     float cache_sigma;
@@ -389,6 +391,63 @@ static lgd_status gmm_sample_posterior(lgd_model *m, const float *x, float sigma
     return LGD_OK;
 }
 
+static void gmm_posterior_draw(const void *state, size_t r, size_t first, size_t count,
+                               float *out)
+{
+    const gmm *g = state;
+    g->kern->posterior_draws(&g->post_state, r, first, count, out);
+}
+
+/* The block sampler of the fused exact estimator (model_internal.h): the
+ * responsibilities and every component's posterior mean m_k for the whole batch, once
+ * per call (sample_posterior forms them again for every chunk, by the same code), and
+ * the posterior standard deviations; the backend's posterior_draws then draws any row's
+ * draws from them. None for full covariances (their back-projection is a GEMM whose bits
+ * depend on its blocking, i.e. on the chunk) and on backends without the kernel. */
+static lgd_status gmm_posterior_sampler(lgd_model *m, const float *x, float sigma, size_t batch,
+                                        const lgd_rng_stream *rng, lgd_posterior_sampler *out)
+{
+    gmm *g = m->impl;
+    lgd_context *ctx = m->ctx;
+    out->draw = NULL;
+    out->state = NULL;
+    if (g->rotated || !g->kern->posterior_draws || sigma == 0.0f)
+        return LGD_OK;
+    float s2 = sigma * sigma;
+    size_t KBD, KD, total;
+    if (lgd_mul3_size(g->K, batch, g->D, &KBD) || lgd_mul_size(g->K, g->D, &KD) ||
+        lgd_add_size(KBD, KD, &total))
+        return lgd_error(ctx, LGD_ERR_OUT_OF_MEMORY, "gaussian mixture posterior: %zu rows x "
+                         "%zu components overflow the address space", batch, g->K);
+    lgd_status st = reserve_batch(m, g, batch);
+    if (!st)
+        st = lgd_buffer_reserve(ctx, &g->post, total, "gaussian mixture posterior");
+    if (!st) /* responsibilities and projections at x, as sample_posterior has them */
+        st = gmm_denoise(m, x, sigma, NULL, batch, g->mean.data);
+    if (st)
+        return st;
+    float *means = g->post.data, *post_std = g->post.data + KBD;
+    const lgd_backend_ops *ops = ctx->ops;
+    ops->fill(ctx->be, g->t2.data, g->D, 1.0f); /* f * 1 = f: the filter's factors */
+    for (size_t k = 0; k < g->K; k++) {
+        component_mean(ctx, g, k, batch, s2, means + k * batch * g->D);
+        g->kern->diag_filter(ctx->be, LGD_FILTER_POST_STD, 1, g->D, lam_k(g, k), s2, g->t2.data,
+                             post_std + k * g->D);
+    }
+    g->cache_x = NULL; /* as after sample_posterior */
+    lgd_gmm_posterior *p = &g->post_state;
+    p->D = g->D;
+    p->K = g->K;
+    p->batch = batch;
+    p->resp = g->resp.data;
+    p->means = means;
+    p->post_std = post_std;
+    p->rng = *rng;
+    out->draw = gmm_posterior_draw;
+    out->state = g;
+    return LGD_OK;
+}
+
 static void gmm_destroy(lgd_model *m)
 {
     gmm *g = m->impl;
@@ -396,7 +455,8 @@ static void gmm_destroy(lgd_model *m)
         return;
     lgd_context *ctx = m->ctx;
     lgd_buffer *bufs[] = { &g->mu, &g->U, &g->lam, &g->z, &g->dev, &g->resp, &g->coef,
-                           &g->t1, &g->t2, &g->mean, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif };
+                           &g->t1, &g->t2, &g->mean, &g->draws_a, &g->draws_b, &g->draws_c, &g->unif,
+                           &g->post };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         lgd_buffer_release(ctx, bufs[i]);
     lgd_backend_free(ctx, g->idx, g->idx_cap * sizeof(int32_t));
@@ -413,6 +473,7 @@ static const lgd_model_vtable gmm_vtable = {
     .log_density = gmm_log_density,
     .sample_posterior = gmm_sample_posterior,
     .destroy = gmm_destroy,
+    .posterior_sampler = gmm_posterior_sampler,
 };
 
 /* Validates and decomposes the covariances into g (host arrays + uploads). */

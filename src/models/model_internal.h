@@ -11,6 +11,17 @@
 
 #include "core/internal.h"
 
+/* A model's per-row block sampler of p(x0 | x) for one guidance call, for the CPU's fused
+ * exact estimator (sampling/mc_kernels.h, fused_exact): draw(state, r, first, count, out)
+ * writes draws [first, first + count) of row r into out[count][dim], the same bits as
+ * sample_posterior gives those draws with the rng the sampler was made for, whatever the
+ * chunks. draw is called for many rows at once from the kernel's threads; state belongs
+ * to the model and holds until the model's next call. */
+typedef struct lgd_posterior_sampler {
+    void (*draw)(const void *state, size_t r, size_t first, size_t count, float *out);
+    const void *state;
+} lgd_posterior_sampler;
+
 typedef struct lgd_model_vtable {
     const char *name;
     /* all pointers backend memory; cond may be NULL */
@@ -25,6 +36,12 @@ typedef struct lgd_model_vtable {
     lgd_status (*sample_posterior)(lgd_model *m, const float *x, float sigma, size_t batch,
                                    size_t draws, const lgd_rng_stream *rng, float *out);
     void (*destroy)(lgd_model *m);
+    /* may be NULL: none. Prepares the block sampler of p(x0 | x) for (x, sigma, batch)
+     * and rng (seed, step, first row; first_draw unused) into *out; out->draw NULL when
+     * this call has none (a layout or a backend without one): the caller then takes
+     * sample_posterior. */
+    lgd_status (*posterior_sampler)(lgd_model *m, const float *x, float sigma, size_t batch,
+                                    const lgd_rng_stream *rng, lgd_posterior_sampler *out);
 } lgd_model_vtable;
 
 struct lgd_model {

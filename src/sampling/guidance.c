@@ -146,8 +146,8 @@ lgd_status lgd_guidance_create(lgd_context *ctx, lgd_model *model, lgd_loss *los
     if (o.kind == LGD_GUIDANCE_DPS)
         o.n_samples = 1;
     size_t n = (size_t)(o.n_samples > 0 ? o.n_samples : 1);
-    /* LGD_MC_FUSED=0 in the environment turns the fused CPU loop off (benchmarks compare
-     * the two; the results are the same bits) */
+    /* LGD_MC_FUSED=0 in the environment turns the fused CPU loops (LGD-MC and exact) off
+     * (benchmarks compare the two; the results are the same bits) */
     const char *fused_env = getenv("LGD_MC_FUSED");
     g->fused = !(fused_env && strcmp(fused_env, "0") == 0);
     g->chunk = o.chunk_size > 0 ? (size_t)o.chunk_size : 16;
@@ -318,8 +318,30 @@ static lgd_status monte_carlo(lgd_guidance *g, const float *x, float sigma, size
     g->mc->reset(ctx->be, batch, D, &state);
     lgd_status st;
     const lgd_loss_block *blk = &g->loss->block;
-    if (!exact && g->fused && g->mc->fused && blk->eval &&
-        (blk->target_rows <= 1 || blk->target_rows == batch)) {
+    int block_loss = blk->eval && (blk->target_rows <= 1 || blk->target_rows == batch);
+    if (exact && g->fused && g->mc->fused_exact && block_loss &&
+        g->model->vt->posterior_sampler) {
+        /* the fused exact loop (mc_kernels.h), when the model has a block sampler for
+         * this call: the same bits as the loop below */
+        lgd_rng_stream rng = { g->opt.seed, LGD_RNG_POSTERIOR, (uint32_t)step, first_row, 0 };
+        lgd_posterior_sampler ps;
+        if ((st = g->model->vt->posterior_sampler(g->model, x, sigma, batch, &rng, &ps)))
+            return st;
+        if (ps.draw) {
+            size_t span = g->chunk * (size_t)64;
+            for (size_t done = 0; done < n; done += span) {
+                if ((st = lgd_check_cancel(ctx, "guidance")))
+                    return st;
+                size_t end = n - done < span ? n : done + span;
+                if (g->mc->fused_exact(ctx->be, g->loss, &ps, batch, done, end, g->chunk, D,
+                                       g->draws.data, g->losses.data, &state))
+                    ops->fill(ctx->be, g->flags.data + FLAG_LOSS, 1, 1.0f);
+            }
+            g->mc->finish(ctx->be, batch, D, &state, g->v.data, g->ess.data);
+            return LGD_OK;
+        }
+    }
+    if (!exact && g->fused && g->mc->fused && block_loss) {
         /* the fused loop (mc_kernels.h): the same bits as the loop below; cancellation is
          * looked at every `span` draws */
         size_t span = g->chunk * (size_t)64;

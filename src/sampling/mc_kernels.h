@@ -24,6 +24,7 @@ typedef struct lgd_mc_state {
 } lgd_mc_state;
 
 struct lgd_loss; /* losses/loss_internal.h (no public header: the CUDA module includes this) */
+struct lgd_posterior_sampler; /* models/model_internal.h */
 
 typedef struct lgd_mc_kernels {
     void (*reset)(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st);
@@ -48,6 +49,18 @@ typedef struct lgd_mc_kernels {
     int (*fused)(lgd_backend *be, const struct lgd_loss *loss, const lgd_rng_stream *rng, size_t rows,
                  size_t end, size_t chunk, size_t cols, const float *xhat, float radius,
                  int values_only, float *draws, float *grad, float *losses, lgd_mc_state *st);
+    /* Optional (the CPU's table; NULL on devices): the same for the exact kind, draws
+     * [first, end) of every row: per row, span by span, the draws from the model's block
+     * sampler (models/model_internal.h), their loss values by the block evaluator (no
+     * gradient), and the draws themselves folded by accumulate's arithmetic, chunk by
+     * chunk (chunks start at multiples of `chunk`): the same bits as the unfused loop
+     * (sample_posterior, eval, accumulate). draws[rows][chunk][cols] and losses[rows][chunk]
+     * are scratch for spans too large for the stack. Returns nonzero when some loss
+     * value is not finite. */
+    int (*fused_exact)(lgd_backend *be, const struct lgd_loss *loss,
+                       const struct lgd_posterior_sampler *ps, size_t rows, size_t first,
+                       size_t end, size_t chunk, size_t cols, float *draws, float *losses,
+                       lgd_mc_state *st);
 } lgd_mc_kernels;
 
 extern const lgd_mc_kernels lgd_mc_kernels_cpu;

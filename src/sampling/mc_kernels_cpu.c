@@ -19,6 +19,7 @@
 #include "backend/cpu/cpu_pool.h"
 #include "core/hd_math.h"
 #include "losses/loss_internal.h"
+#include "models/model_internal.h"
 #include "sampling/mc_kernels.h"
 
 static void cpu_mc_reset(lgd_backend *be, size_t rows, size_t cols, lgd_mc_state *st)
@@ -328,11 +329,81 @@ static int cpu_mc_fused(lgd_backend *be, const struct lgd_loss *loss, const lgd_
     return atomic_load_explicit(&fr.bad, memory_order_relaxed);
 }
 
+/* ------------------------------------------------------------------ fused exact */
+
+typedef struct exact_args {
+    const lgd_loss *loss;
+    const lgd_posterior_sampler *ps;
+    size_t first, end, chunk, cols;
+    float *draws, *losses;
+    lgd_mc_state *st;
+    atomic_int bad;
+    size_t rows, per;
+} exact_args;
+
+/* Rows [r0, r1) of the exact estimator: draws first .. end - 1 of each, span by span as
+ * fused_rows takes them (the spans and chunks start where the unfused loop's chunks
+ * start), drawn by the model's block sampler, valued by the loss's block evaluator and
+ * folded, the draws being the folded vectors. Returns nonzero when a loss value is not
+ * finite. */
+LGD_CPU_CLONES static int fused_exact_rows(const exact_args *a, size_t r0, size_t r1)
+{
+    const size_t cols = a->cols, chunk = a->chunk;
+    size_t span = chunk; /* draws per span: a multiple of chunk */
+    if (chunk * cols <= FUSED_SPAN_FLOATS / 2)
+        span = FUSED_SPAN_FLOATS / (chunk * cols) * chunk;
+    int on_stack = span * cols <= FUSED_SPAN_FLOATS;
+    float xs[FUSED_SPAN_FLOATS], ls[FUSED_SPAN_FLOATS];
+    int bad = 0;
+    for (size_t r = r0; r < r1; r++) {
+        float *x = on_stack ? xs : a->draws + r * chunk * cols;
+        float *l = on_stack ? ls : a->losses + r * chunk;
+        for (size_t d0 = a->first; d0 < a->end; d0 += span) {
+            size_t sm = a->end - d0 < span ? a->end - d0 : span;
+            a->ps->draw(a->ps->state, r, d0, sm, x);
+            a->loss->block.eval(a->loss, r, sm, x, l, NULL);
+            uint32_t nonfinite = 0;
+            for (size_t j = 0; j < sm; j++) /* exponent all ones: Inf or NaN */
+                nonfinite |= (uint32_t)((lgd_f32_bits(l[j]) & 0x7f800000u) == 0x7f800000u);
+            bad |= (int)nonfinite;
+            for (size_t done = 0; done < sm; done += chunk) {
+                size_t m = sm - done < chunk ? sm - done : chunk;
+                fold_row(r, m, cols, l + done, x + done * cols, a->st);
+            }
+        }
+    }
+    return bad;
+}
+
+static void fused_exact_unit(void *vp, size_t u)
+{
+    exact_args *a = vp;
+    size_t r0 = u * a->per, r1 = r0 + a->per < a->rows ? r0 + a->per : a->rows;
+    if (fused_exact_rows(a, r0, r1))
+        atomic_fetch_or_explicit(&a->bad, 1, memory_order_relaxed);
+}
+
+static int cpu_mc_fused_exact(lgd_backend *be, const struct lgd_loss *loss,
+                              const struct lgd_posterior_sampler *ps, size_t rows, size_t first,
+                              size_t end, size_t chunk, size_t cols, float *draws,
+                              float *losses, lgd_mc_state *st)
+{
+    size_t draws_per_row = end > first ? end - first : 0;
+    exact_args a = { loss, ps, first, end, chunk, cols, draws, losses, st, 0, rows, 0 };
+    a.per = rows_per_unit(rows, draws_per_row * cols);
+    size_t units = (rows + a.per - 1) / a.per;
+    /* the pool as cpu_mc_fused uses it: every row by one thread in a fixed order */
+    int parallel = rows * draws_per_row * cols >= LGD_CPU_PAR_MIN_WORK && units > 1;
+    lgd_cpu_pool_run(parallel ? lgd_cpu_pool_get(be) : NULL, units, fused_exact_unit, &a);
+    return atomic_load_explicit(&a.bad, memory_order_relaxed);
+}
+
 const lgd_mc_kernels lgd_mc_kernels_cpu = {
     .reset = cpu_mc_reset,
     .accumulate = cpu_mc_accumulate,
     .finish = cpu_mc_finish,
     .fused = cpu_mc_fused,
+    .fused_exact = cpu_mc_fused_exact,
 };
 
 const lgd_kernel_table lgd_mc_kernel_table = { "mc", LGD_MC_KERNELS_VERSION,
