@@ -22,6 +22,9 @@
  * fails (exit status 1) if they differ.
  * With --exact the guidance is exact importance sampling with --n posterior draws
  * (LGD_GUIDANCE_EXACT: `lgd mixture`'s exact-IS row) instead of LGD-MC, all else alike.
+ * --backend cuda runs it on the CUDA backend (the module from --module PATH, else
+ * $LGD_CUDA_MODULE, else the library's search; bench/gpu_check.sh does this): each rep
+ * ends with lgd_context_synchronize before its clock stops.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -42,6 +45,8 @@ typedef struct config {
     int32_t steps;
     uint64_t seed;
     int exact; /* --exact: exact importance sampling (LGD_GUIDANCE_EXACT) instead of LGD-MC */
+    lgd_backend_kind backend; /* --backend cpu | cuda */
+    const char *module;       /* --module: the CUDA module */
 } config;
 
 /* The experiment's fixed data, as examples/lgd/mixture_problem.c has it. */
@@ -54,7 +59,7 @@ static void usage(FILE *f, const char *prog)
 {
     fprintf(f,
             "usage: %s [--threads T] [--reps R] [--warmup W] [--samples N] [--n N]\n"
-            "          [--steps N] [--seed S] [--exact]\n"
+            "          [--steps N] [--seed S] [--exact] [--backend cpu|cuda] [--module PATH]\n"
             "\n"
             "Times the LGD paper's 1-D mixture experiment with LGD-MC (the LGD-MC row of\n"
             "`lgd mixture`): prior 0.5 N(-1, 0.2^2) + 0.5 N(1, 0.2^2), logistic loss\n"
@@ -71,6 +76,8 @@ static void usage(FILE *f, const char *prog)
             "  --seed S      seed of the run (default 0)\n"
             "  --exact       exact importance sampling with --n posterior draws (the exact-IS\n"
             "                row of `lgd mixture`) instead of LGD-MC\n"
+            "  --backend B   cpu or cuda (default cpu)\n"
+            "  --module P    the CUDA module (default: $LGD_CUDA_MODULE or the search path)\n"
             "  --help        this message\n",
             prog);
 }
@@ -95,6 +102,27 @@ static int parse_args(int argc, char **argv, config *cfg)
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--exact")) {
             cfg->exact = 1;
+            continue;
+        }
+        if (!strcmp(a, "--backend")) {
+            if (val && !strcmp(val, "cpu")) {
+                cfg->backend = LGD_BACKEND_CPU;
+            } else if (val && !strcmp(val, "cuda")) {
+                cfg->backend = LGD_BACKEND_CUDA;
+            } else {
+                fprintf(stderr, "%s: --backend needs cpu or cuda\n", argv[0]);
+                return 2;
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--module")) {
+            if (!val) {
+                fprintf(stderr, "%s: --module needs a path\n", argv[0]);
+                return 2;
+            }
+            cfg->module = val;
+            i++;
             continue;
         }
         if (!strcmp(a, "--seed")) {
@@ -172,7 +200,7 @@ static double kl_gauss(double m1, double s1, double m2, double s2)
 int main(int argc, char **argv)
 {
     config cfg = { .threads = 0, .reps = 5, .warmup = 1, .samples = 10000, .n = 100,
-                   .steps = 20, .seed = 0 };
+                   .steps = 20, .seed = 0, .backend = LGD_BACKEND_CPU };
     int pr = parse_args(argc, argv, &cfg);
     if (pr == 1)
         return 0;
@@ -197,8 +225,12 @@ int main(int argc, char **argv)
     }
 
     lgd_context_options co = LGD_CONTEXT_OPTIONS_INIT;
-    co.backend = LGD_BACKEND_CPU;
+    co.backend = cfg.backend;
     co.num_threads = cfg.threads;
+    if (cfg.backend == LGD_BACKEND_CUDA) {
+        const char *env = getenv("LGD_CUDA_MODULE");
+        co.cuda_module_path = cfg.module ? cfg.module : env && env[0] ? env : NULL;
+    }
     const char *cerr = NULL;
     lgd_status cst = lgd_context_create(&co, &ctx, &cerr);
     if (cst != LGD_OK) {

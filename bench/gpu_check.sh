@@ -12,6 +12,8 @@
 #   setup.log build.log test.log testlog.txt   meson configure / ninja / meson test
 #   sanitizer_memcheck.log sanitizer_racecheck.log  compute-sanitizer over tests/test_cuda
 #   bench_gpu.md bench_gpu.log                 the benchmark table and its stderr
+#   bench_latency.md bench_latency.log         whole 100-step guided trajectory runs, batch 1 and 64
+#   bench_mixture.txt bench_mixture_exact.txt  the mixture experiment (LGD-MC, exact) on the GPU
 #   network_test.log                           the network suite (issue 6) on this machine's CPU
 #   bench_network_NAME.md                      one guided step on bench/networks/NAME.safetensors
 #                                              (made beforehand with tools/lgd_convert.py) on CUDA
@@ -154,6 +156,19 @@ write_report() {
             sed 's/^## GPU sampling benchmark/### GPU sampling benchmark/' "$out/bench_gpu.md"
             echo
         fi
+        if [ -s "$out/bench_latency.md" ]; then
+            sed 's/^## /### /' "$out/bench_latency.md"
+            echo
+        fi
+        for f in "$out"/bench_mixture*.txt; do
+            [ -s "$f" ] || continue
+            echo "### The mixture experiment on the GPU ($(basename "$f"))"
+            echo
+            echo '```'
+            cat "$f"
+            echo '```'
+            echo
+        done
         for i in "${!step_names[@]}"; do
             if [ "${step_status[$i]}" != ok ] && [ -s "$out/${step_logs[$i]}" ]; then
                 echo "## Last lines of ${step_logs[$i]} (${step_names[$i]}: ${step_status[$i]})"
@@ -335,6 +350,25 @@ if [ -x "$build/bench/bench-gpu" ]; then
     [ -s "$out/bench_gpu.md" ] && cat "$out/bench_gpu.md"
 else
     record "bench-gpu" "FAILED (not built)" 0 build.log
+fi
+# ---- latency (issue 16): whole 100-step guided trajectory runs at batch 1 and 64, and
+# the paper's mixture experiment (LGD-MC n = 100, 10,000 samples x 20 steps) on the GPU
+if [ -x "$build/bench/bench-latency" ]; then
+    # shellcheck disable=SC2016 # $1.. expand in the inner shell
+    run_step "bench-latency (cuda)" bench_latency.log 120 \
+        bash -c '"$1" --backend cuda --module "$2" > "$3"' _ "$build/bench/bench-latency" \
+        "$module" "$out/bench_latency.md" || true
+    [ -s "$out/bench_latency.md" ] && cat "$out/bench_latency.md"
+fi
+if [ -x "$build/bench/bench-mixture" ]; then
+    for est in "" "--exact"; do
+        # shellcheck disable=SC2016 # $1.. expand in the inner shell
+        run_step "bench-mixture ${est:-LGD-MC} (cuda)" "bench_mixture${est:+_exact}.log" 60 \
+            bash -c '"$1" --backend cuda --module "$2" --reps 5 $3 > "$4"' _ \
+            "$build/bench/bench-mixture" "$module" "$est" \
+            "$out/bench_mixture${est:+_exact}.txt" || true
+        [ -s "$out/bench_mixture${est:+_exact}.txt" ] && cat "$out/bench_mixture${est:+_exact}.txt"
+    done
 fi
 # ---- networks from files (issue 6) ----
 # the network suite (CPU backend on this machine), then one guided step on networks
