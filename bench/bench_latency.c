@@ -96,24 +96,10 @@ static int parse_args(int argc, char **argv, config *cfg)
             usage(stdout, argv[0]);
             return 1;
         }
-        if (!strcmp(a, "--backend")) {
-            if (val && !strcmp(val, "cpu")) {
-                cfg->backend = LGD_BACKEND_CPU;
-            } else if (val && !strcmp(val, "cuda")) {
-                cfg->backend = LGD_BACKEND_CUDA;
-            } else {
-                fprintf(stderr, "%s: --backend needs cpu or cuda\n", argv[0]);
-                return 2;
-            }
-            i++;
-            continue;
-        }
-        if (!strcmp(a, "--module")) {
-            if (!val) {
-                fprintf(stderr, "%s: --module needs a path\n", argv[0]);
-                return 2;
-            }
-            cfg->module = val;
+        int be = tool_parse_backend_arg(argv[0], a, val, &cfg->backend, &cfg->module);
+        if (be < 0)
+            return 2;
+        if (be) {
             i++;
             continue;
         }

@@ -6,6 +6,7 @@
  *   tool_parse_int   a whole decimal integer in [lo, hi]
  *   tool_parse_u64   a whole non-negative decimal integer that fits in uint64_t
  *   tool_now_ms      a monotonic clock in milliseconds
+ *   tool_parse_backend_arg  --backend cpu|cuda and --module PATH of the benchmarks
  *   tool_rng         a small deterministic generator (splitmix64 + Box-Muller) whose
  *                    state lives in the caller's struct, not in a global: start it with
  *                    tool_rng r = { TOOL_RNG_SEED } to get the benchmarks' problems.
@@ -16,8 +17,12 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include <lgd/context.h>
 
 /* Parses a whole decimal integer in [lo, hi] into *out; returns 0 on success, -1 (and
  * leaves *out alone) on NULL, an empty string, trailing characters, overflow or a value
@@ -82,6 +87,35 @@ static inline double tool_normal01(tool_rng *r)
     double u1 = tool_uniform01(r);
     double u2 = tool_uniform01(r);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* The benchmarks' --backend cpu|cuda and --module PATH: when `flag` is one of them, sets
+ * *backend or *module from `val` (the next argument, NULL at the end of the line) and
+ * returns 1 (the caller skips val); returns 0 for another flag, and -1 after a message on
+ * stderr when the value is missing or not cpu / cuda. */
+static inline int tool_parse_backend_arg(const char *prog, const char *flag, const char *val,
+                                         lgd_backend_kind *backend, const char **module)
+{
+    if (!strcmp(flag, "--backend")) {
+        if (val && !strcmp(val, "cpu")) {
+            *backend = LGD_BACKEND_CPU;
+        } else if (val && !strcmp(val, "cuda")) {
+            *backend = LGD_BACKEND_CUDA;
+        } else {
+            fprintf(stderr, "%s: --backend needs cpu or cuda\n", prog);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(flag, "--module")) {
+        if (!val) {
+            fprintf(stderr, "%s: --module needs a path\n", prog);
+            return -1;
+        }
+        *module = val;
+        return 1;
+    }
+    return 0;
 }
 
 #endif /* LGD_TOOL_UTIL_H */

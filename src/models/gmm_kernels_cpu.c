@@ -50,35 +50,16 @@ static void cpu_gaussian_logp(lgd_backend *be, size_t rows, size_t cols, const f
 
 #ifdef LGD_CPU_PHILOX_AVX2
 /* Word 0 of the Philox4x32-10 blocks (0, row, draw0 + l, tag), l = 0..7, in AVX2
- * registers: lgd_cpu_philox_x8_avx2's rounds (cpu_normals.h) from these counters (the
- * draw in word 2, not a block index in words 0 and 2). Integer arithmetic: the same bits
- * as lgd_philox4x32_10. */
+ * registers (the draw in counter word 2, not a block index in words 0 and 2). */
 __attribute__((target("avx2"))) static inline void
 uniform_words_x8_avx2(uint32_t row, uint32_t draw0, uint32_t tag, uint64_t seed, uint32_t w[8])
 {
-    __m256i x0 = _mm256_setzero_si256(), x1 = _mm256_set1_epi32((int)row);
-    __m256i x2 = _mm256_add_epi32(_mm256_set1_epi32((int)draw0),
-                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i x3 = _mm256_set1_epi32((int)tag);
-    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        __m256i e0 = _mm256_mul_epu32(x0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
-        __m256i e1 = _mm256_mul_epu32(x2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
-        __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
-        __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
-        __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
-        __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
-        x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
-        x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
-        x1 = lo1;
-        x3 = lo0;
-    }
-    _mm256_storeu_si256((__m256i *)w, x0);
+    __m256i x[4] = { _mm256_setzero_si256(), _mm256_set1_epi32((int)row),
+                     _mm256_add_epi32(_mm256_set1_epi32((int)draw0),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                     _mm256_set1_epi32((int)tag) };
+    lgd_cpu_philox_rounds_avx2(x, seed);
+    _mm256_storeu_si256((__m256i *)w, x[0]);
 }
 #endif
 

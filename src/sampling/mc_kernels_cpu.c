@@ -246,15 +246,24 @@ typedef struct fused_args {
  * slices of the scratch. */
 #define FUSED_SPAN_FLOATS 1024
 
+/* Draws per span of a row (a multiple of chunk: spans start where the unfused loop's
+ * chunks start), and whether a span's buffers fit on the stack. */
+static inline size_t fused_span(size_t chunk, size_t cols, int *on_stack)
+{
+    size_t span = chunk;
+    if (chunk * cols <= FUSED_SPAN_FLOATS / 2)
+        span = FUSED_SPAN_FLOATS / (chunk * cols) * chunk;
+    *on_stack = span * cols <= FUSED_SPAN_FLOATS;
+    return span;
+}
+
 /* Rows [r0, r1): draws rng->first_draw .. end - 1 of each, span by span, folded chunk by
  * chunk. Returns nonzero when a loss value is not finite. */
 LGD_CPU_CLONES static int fused_rows(const fused_args *a, size_t r0, size_t r1)
 {
     const size_t cols = a->cols, chunk = a->chunk;
-    size_t span = chunk; /* draws per span: a multiple of chunk */
-    if (chunk * cols <= FUSED_SPAN_FLOATS / 2)
-        span = FUSED_SPAN_FLOATS / (chunk * cols) * chunk;
-    int on_stack = span * cols <= FUSED_SPAN_FLOATS;
+    int on_stack;
+    const size_t span = fused_span(chunk, cols, &on_stack);
     float xs[FUSED_SPAN_FLOATS], gs[FUSED_SPAN_FLOATS], ls[FUSED_SPAN_FLOATS];
     int bad = 0;
     for (size_t r = r0; r < r1; r++) {
@@ -349,10 +358,8 @@ typedef struct exact_args {
 LGD_CPU_CLONES static int fused_exact_rows(const exact_args *a, size_t r0, size_t r1)
 {
     const size_t cols = a->cols, chunk = a->chunk;
-    size_t span = chunk; /* draws per span: a multiple of chunk */
-    if (chunk * cols <= FUSED_SPAN_FLOATS / 2)
-        span = FUSED_SPAN_FLOATS / (chunk * cols) * chunk;
-    int on_stack = span * cols <= FUSED_SPAN_FLOATS;
+    int on_stack;
+    const size_t span = fused_span(chunk, cols, &on_stack);
     float xs[FUSED_SPAN_FLOATS], ls[FUSED_SPAN_FLOATS];
     int bad = 0;
     for (size_t r = r0; r < r1; r++) {

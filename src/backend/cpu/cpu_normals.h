@@ -33,21 +33,15 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LGD_NO_TARGET_CLONES)
 #include <immintrin.h>
 #define LGD_CPU_PHILOX_AVX2 1
-/* The eight blocks in AVX2 registers: the 32 x 32 -> 64-bit products of the even and the
- * odd lanes (vpmuludq), their halves put back in place by blends. Integer arithmetic:
- * the same bits as the portable loop (compilers do not find this for the loop). */
-__attribute__((target("avx2"))) static inline void
-lgd_cpu_philox_x8_avx2(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
-                       uint32_t out[4][LGD_CPU_PHILOX_LANES])
+/* The ten Philox4x32-10 rounds of eight blocks in AVX2 registers, x[w] holding word w
+ * of the eight counters on entry and of the eight results on return: the 32 x 32 ->
+ * 64-bit products of the even and the odd lanes (vpmuludq), their halves put back in
+ * place by blends. Integer arithmetic: the same bits as lgd_philox4x32_10 lane by lane
+ * (compilers do not find this for the portable loop). */
+__attribute__((target("avx2"))) static inline void lgd_cpu_philox_rounds_avx2(__m256i x[4],
+                                                                            uint64_t seed)
 {
-    uint32_t lo[LGD_CPU_PHILOX_LANES], hi[LGD_CPU_PHILOX_LANES];
-    for (int l = 0; l < LGD_CPU_PHILOX_LANES; l++) {
-        lo[l] = (uint32_t)(blk + (uint64_t)l);
-        hi[l] = (uint32_t)((blk + (uint64_t)l) >> 32);
-    }
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)lo);
-    __m256i x2 = _mm256_loadu_si256((const __m256i *)hi);
-    __m256i x1 = _mm256_set1_epi32((int)c1), x3 = _mm256_set1_epi32((int)c3);
+    __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
     const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
@@ -66,10 +60,28 @@ lgd_cpu_philox_x8_avx2(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
         x1 = lo1;
         x3 = lo0;
     }
-    _mm256_storeu_si256((__m256i *)out[0], x0);
-    _mm256_storeu_si256((__m256i *)out[1], x1);
-    _mm256_storeu_si256((__m256i *)out[2], x2);
-    _mm256_storeu_si256((__m256i *)out[3], x3);
+    x[0] = x0;
+    x[1] = x1;
+    x[2] = x2;
+    x[3] = x3;
+}
+
+/* Eight blocks at consecutive 64-bit block indices blk..blk+7 (split over counter words
+ * 0 and 2), counter words 1 and 3 c1 and c3, in AVX2 registers. */
+__attribute__((target("avx2"))) static inline void
+lgd_cpu_philox_x8_avx2(uint64_t blk, uint32_t c1, uint32_t c3, uint64_t seed,
+                       uint32_t out[4][LGD_CPU_PHILOX_LANES])
+{
+    uint32_t lo[LGD_CPU_PHILOX_LANES], hi[LGD_CPU_PHILOX_LANES];
+    for (int l = 0; l < LGD_CPU_PHILOX_LANES; l++) {
+        lo[l] = (uint32_t)(blk + (uint64_t)l);
+        hi[l] = (uint32_t)((blk + (uint64_t)l) >> 32);
+    }
+    __m256i x[4] = { _mm256_loadu_si256((const __m256i *)lo), _mm256_set1_epi32((int)c1),
+                     _mm256_loadu_si256((const __m256i *)hi), _mm256_set1_epi32((int)c3) };
+    lgd_cpu_philox_rounds_avx2(x, seed);
+    for (int w = 0; w < 4; w++)
+        _mm256_storeu_si256((__m256i *)out[w], x[w]);
 }
 #endif
 
