@@ -244,6 +244,27 @@ START_TEST(trajectory_losses_fused_equal_unfused)
 }
 END_TEST
 
+/* A loss that overflows at every draw gives LGD_ERR_NON_FINITE with the same message
+ * fused and unfused, and a cancelled context LGD_ERR_ABORTED (x: 4 rows of 3). */
+static void non_finite_and_cancel_alike(lgd_context *ctx, lgd_model *m, lgd_loss *l,
+                                        lgd_guidance_kind kind, const float *x)
+{
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, kind, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_NON_FINITE);
+        ck_assert_msg(strstr(lgd_context_last_error(ctx), "loss value is non-finite"),
+                      "fused %d: %s", fused, lgd_context_last_error(ctx));
+        outcome_free(&o);
+    }
+    lgd_context_cancel(ctx);
+    for (int fused = 0; fused <= 1; fused++) {
+        outcome o = term(ctx, m, l, kind, 20, 0, x, 4, 1.0f, fused);
+        ck_assert_int_eq(o.st, LGD_ERR_ABORTED);
+        outcome_free(&o);
+    }
+    lgd_context_reset_cancel(ctx);
+}
+
 START_TEST(non_finite_loss_and_cancel_are_reported_alike)
 {
     lgd_context *ctx = tu_context(2);
@@ -253,20 +274,7 @@ START_TEST(non_finite_loss_and_cancel_are_reported_alike)
     lgd_loss *l = NULL;
     TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, far, 1, NULL, &l));
     float x[4 * 3] = { 1, 1, 1, -1, -1, -1, 0, 0, 0, 3, 0, 0 };
-    for (int fused = 0; fused <= 1; fused++) {
-        outcome o = term(ctx, m, l, LGD_GUIDANCE_MC, 20, 0, x, 4, 1.0f, fused);
-        ck_assert_int_eq(o.st, LGD_ERR_NON_FINITE);
-        ck_assert_msg(strstr(lgd_context_last_error(ctx), "loss value is non-finite"),
-                      "fused %d: %s", fused, lgd_context_last_error(ctx));
-        outcome_free(&o);
-    }
-    lgd_context_cancel(ctx);
-    for (int fused = 0; fused <= 1; fused++) {
-        outcome o = term(ctx, m, l, LGD_GUIDANCE_MC, 20, 0, x, 4, 1.0f, fused);
-        ck_assert_int_eq(o.st, LGD_ERR_ABORTED);
-        outcome_free(&o);
-    }
-    lgd_context_reset_cancel(ctx);
+    non_finite_and_cancel_alike(ctx, m, l, LGD_GUIDANCE_MC, x);
     lgd_loss_destroy(l);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);
@@ -458,20 +466,7 @@ START_TEST(exact_non_finite_loss_and_cancel_are_reported_alike)
     TU_OK(ctx, lgd_loss_create_squared_error(ctx, 3, far, 1, NULL, &l));
     float x[4 * 3] = { 1, 1, 1, -1, -1, -1, 0, 0, 0, 3, 0, 0 };
     ck_assert(has_block_sampler(m, x, 4, 1.0f));
-    for (int fused = 0; fused <= 1; fused++) {
-        outcome o = term(ctx, m, l, LGD_GUIDANCE_EXACT, 20, 0, x, 4, 1.0f, fused);
-        ck_assert_int_eq(o.st, LGD_ERR_NON_FINITE);
-        ck_assert_msg(strstr(lgd_context_last_error(ctx), "loss value is non-finite"),
-                      "fused %d: %s", fused, lgd_context_last_error(ctx));
-        outcome_free(&o);
-    }
-    lgd_context_cancel(ctx);
-    for (int fused = 0; fused <= 1; fused++) {
-        outcome o = term(ctx, m, l, LGD_GUIDANCE_EXACT, 20, 0, x, 4, 1.0f, fused);
-        ck_assert_int_eq(o.st, LGD_ERR_ABORTED);
-        outcome_free(&o);
-    }
-    lgd_context_reset_cancel(ctx);
+    non_finite_and_cancel_alike(ctx, m, l, LGD_GUIDANCE_EXACT, x);
     lgd_loss_destroy(l);
     lgd_model_destroy(m);
     lgd_context_destroy(ctx);
